@@ -1,0 +1,1 @@
+"""sharptune's tuner: YAML spec -> Optuna space -> Ray Tune run -> MLflow tracking."""
