@@ -1,0 +1,254 @@
+"""One composable optimizer step: base update × perturbation × preconditioner × balancer × IRE.
+
+Order within `step(closure)` (METHODS.md):
+  1. g = ∇L(θ) on the batch (pass 1; BatchNorm statistics move here only).
+  2. perturbation: ε from (preconditioned) g; g̃ = ∇L(θ+ε) (or, for `functional`, J(θ+ε)ᵀ ∂ℓ/∂z(θ));
+     θ restored exactly.
+  3. balancer: scale each pair (x, y) using g.
+  4. IRE: every K steps after warm-up, a new flat-direction mask from the curvature estimate.
+  5. base step (SGD or AdamW, weight decay there only) with g̃ (clipped if asked);
+     IRE then adds κ · mask ⊙ Δ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from methods._balancer import balance
+from methods._errors import ConfigError
+from methods._hparams import schedule_factor
+from methods._ire import boost, flat_mask
+from methods._pairs import Pair
+from methods._passes import RngSnapshot, frozen_batchnorm, logits_of
+from methods._perturbation import perturbation
+from methods._preconditioner import adam_second_moment, apply_inverse, update_ema
+from methods._registry import MethodInfo
+
+Closure = Callable[[], Any]
+
+
+def _build_base(params: list[dict[str, Any]], hp: dict[str, Any]) -> torch.optim.Optimizer:
+    if hp["base"] == "sgd":
+        if hp["nesterov"] and hp["momentum"] == 0:
+            raise ConfigError("nesterov needs momentum > 0")
+        return torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"],
+                               weight_decay=hp["weight_decay"])
+    return torch.optim.AdamW(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"],
+                             weight_decay=hp["weight_decay"])
+
+
+class SharpOptimizer(torch.optim.Optimizer):
+    """A SAM-family method as a `torch.optim.Optimizer`: build it with `methods.build_optimizer`.
+
+    `step(closure)` needs a closure that runs the forward pass on the current batch and returns
+    `(loss, outputs)` without calling backward: the method takes every gradient it needs itself.
+    `counts` holds the running totals of forward passes, backward passes and gradient evaluations.
+    """
+
+    def __init__(self, params: Sequence[Tensor] | Sequence[dict[str, Any]], *, info: MethodInfo,
+                 hparams: dict[str, Any], pairs: Sequence[Pair] = (),
+                 batchnorms: Sequence[nn.Module] = ()) -> None:
+        super().__init__(params, {"lr": hparams["lr"]})
+        self.info = info
+        self.method = info.name
+        self.hparams = dict(hparams)
+        self.base = _build_base(self.param_groups, self.hparams)
+        self.param_groups = self.base.param_groups
+        self.counts = {"fwd": 0, "bwd": 0, "grad_evals": 0}
+        self._params = [p for g in self.param_groups for p in g["params"] if p.requires_grad]
+        index = {id(p): i for i, p in enumerate(self._params)}
+        missing = [k for k, pair in enumerate(pairs) if any(id(t) not in index for t in pair)]
+        if missing:
+            raise ConfigError(f"pairs[{missing[0]}] holds a tensor that is not a trainable parameter of the optimizer")
+        self._pairs = [tuple(pair) for pair in pairs]
+        self._pair_index = [(index[id(x)], index[id(y)]) for x, y in self._pairs]
+        self._batchnorms = list(batchnorms)
+        self._scope = (sorted({i for pair in self._pair_index for i in pair})
+                       if info.preset.perturb_scope == "pairs" else list(range(len(self._params))))
+        self._cuda = sorted({p.device for p in self._params if p.device.type == "cuda"}, key=str)
+        self._generator = torch.Generator().manual_seed(0)  # label sampling; never touches the global RNG
+        self._step = 0
+        self._precond_steps = 0
+        self._max_lr = [g["lr"] for g in self.param_groups]
+
+    # ------------------------------------------------------------------ passes
+    def _forward(self, closure: Closure) -> tuple[Tensor, Any]:
+        with torch.enable_grad():
+            result = closure()
+        loss, outputs = result if isinstance(result, tuple) else (result, None)
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise ConfigError("the closure must return (loss, outputs) with a scalar loss tensor")
+        self.counts["fwd"] += 1
+        return loss, outputs
+
+    def _grad(self, output: Tensor, inputs: Sequence[Tensor], grad_outputs: Tensor | None = None) -> list[Tensor]:
+        grads = torch.autograd.grad(output, list(inputs), grad_outputs, allow_unused=True, materialize_grads=True)
+        self.counts["bwd"] += 1
+        self.counts["grad_evals"] += 1
+        return list(grads)
+
+    def _fisher_squares(self, closure: Closure, rng: RngSnapshot, what: str) -> list[Tensor]:
+        """Squared gradient of the loss on labels sampled from the model's predictions (one pass)."""
+        rng.restore()
+        with frozen_batchnorm(self._batchnorms):
+            _, outputs = self._forward(closure)
+            logits = logits_of(outputs, what)
+            flat = logits.reshape(-1, logits.shape[-1])
+            probs = torch.softmax(flat.detach().float(), dim=-1).cpu()
+            labels = torch.multinomial(probs, 1, generator=self._generator).squeeze(-1).to(flat.device)
+            grads = self._grad(F.cross_entropy(flat, labels), self._params)
+        return torch._foreach_mul(grads, grads)
+
+    # ------------------------------------------------------------------ parts
+    def _preconditioned(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot) -> list[Tensor]:
+        """P⁻¹g on the perturbed scope (identity for preconditioner 'none')."""
+        kind, hp = self.hparams["preconditioner"], self.hparams
+        if kind == "none":
+            return grads
+        scope = [self._params[i] for i in self._scope]
+        if kind == "adam":
+            return apply_inverse(grads, adam_second_moment(self.base, scope), hp["precond_eps"])
+        squares = (torch._foreach_mul(grads, grads) if kind == "ema_sq"
+                   else [self._fisher_squares(closure, rng, "preconditioner 'fisher'")[i] for i in self._scope])
+        stats = [self.state[p].setdefault("precond_v", torch.zeros_like(p)) for p in scope]
+        update_ema(stats, squares, hp["precond_beta"])
+        self._precond_steps += 1
+        correction = 1.0 - hp["precond_beta"] ** self._precond_steps
+        return apply_inverse(grads, torch._foreach_div(stats, correction), hp["precond_eps"])
+
+    def _perturbed_grads(self, closure: Closure, grads: list[Tensor], output_grad: Tensor | None,
+                         rng: RngSnapshot) -> list[Tensor]:
+        hp = self.hparams
+        scope = [self._params[i] for i in self._scope]
+        scope_grads = [grads[i] for i in self._scope]
+        rho = hp["rho"] * schedule_factor(hp["rho_schedule"], self._step, hp["total_steps"])
+        eps = perturbation(self.info.preset.perturbation, scope, scope_grads,
+                           self._preconditioned(scope_grads, closure, rng), rho=rho,
+                           asam_eta=hp.get("asam_eta", 0.0), normalize_by_grad=hp["precond_normalize"] == "grad")
+        saved = [p.detach().clone() for p in scope]
+        with torch.no_grad():
+            torch._foreach_add_(scope, eps)
+        rng.restore()
+        with frozen_batchnorm(self._batchnorms):
+            loss, outputs = self._forward(closure)
+            if output_grad is None:
+                perturbed = self._grad(loss, self._params)
+            else:  # functional: J(θ+ε)ᵀ · ∂ℓ/∂z(θ)
+                perturbed = self._grad(logits_of(outputs, "Functional-SAM"), self._params, output_grad)
+        with torch.no_grad():
+            torch._foreach_copy_(scope, saved)
+        return perturbed
+
+    def _balance(self, grads: list[Tensor]) -> None:
+        hp = self.hparams
+        mu = hp["mu0"] * schedule_factor(hp["schedule"], self._step, hp["total_steps"])
+        pair_grads = [(grads[i], grads[j]) for i, j in self._pair_index]
+        lrs = [self._lr_of(x) for x, _ in self._pairs]
+        balance(self.info.preset.balancer, self._pairs, pair_grads, lrs, mu)
+
+    def _estimate_mask(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> None:
+        kind = self.hparams["curvature"]
+        if kind == "fisher":
+            curvature = self._fisher_squares(closure, rng, "curvature 'fisher'")
+        elif kind == "adam":
+            curvature = adam_second_moment(self.base, self._params) or torch._foreach_mul(grads, grads)
+        else:
+            curvature = torch._foreach_mul(grads, grads)
+        for p, mask in zip(self._params, flat_mask(curvature, self.hparams["gamma"]), strict=True):
+            self.state[p]["ire_mask"] = mask
+
+    def _lr_of(self, param: Tensor) -> float:
+        for group in self.param_groups:
+            if any(p is param for p in group["params"]):
+                return group["lr"]
+        raise KeyError("parameter not in optimizer")
+
+    def _is_estimate_step(self) -> bool:
+        hp = self.hparams
+        return self.info.preset.ire and self._step >= hp["warmup"] and \
+            (self._step - hp["warmup"]) % hp["ire_interval"] == 0
+
+    # ------------------------------------------------------------------ the step
+    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
+        """One full step on the closure's batch; returns the first-pass loss (detached)."""
+        if closure is None:
+            raise ConfigError(f"{self.method}: step() needs a closure returning (loss, outputs)")
+        preset, hp = self.info.preset, self.hparams
+        perturbing = preset.perturbation != "none"
+        estimate = self._is_estimate_step()
+        replays = perturbing or (estimate and hp["curvature"] == "fisher")
+        rng = RngSnapshot(self._cuda) if replays else None
+
+        loss, outputs = self._forward(closure)
+        if preset.perturbation == "functional":
+            logits = logits_of(outputs, "Functional-SAM")
+            *grads, output_grad = self._grad(loss, [*self._params, logits])
+            output_grad = output_grad.detach()
+        else:
+            grads, output_grad = self._grad(loss, self._params), None
+        final = self._perturbed_grads(closure, grads, output_grad, rng) if perturbing else grads
+
+        if preset.balancer != "none":
+            self._balance(grads)
+        if estimate:
+            self._estimate_mask(grads, closure, rng)
+        for p, g in zip(self._params, final, strict=True):
+            p.grad = g
+        if hp["grad_clip"] is not None:
+            torch.nn.utils.clip_grad_norm_(self._params, hp["grad_clip"])
+
+        masks = [self.state[p].get("ire_mask") for p in self._params] if preset.ire else []
+        boosting = bool(masks) and masks[0] is not None
+        previous = [p.detach().clone() for p in self._params] if boosting else []
+        self.base.step()
+        if boosting:
+            boost(self._params, previous, masks, [self._kappa(p) for p in self._params])
+        self._max_lr = [max(m, g["lr"]) for m, g in zip(self._max_lr, self.param_groups, strict=True)]
+        self._step += 1
+        return loss.detach()
+
+    def _kappa(self, param: Tensor) -> float:
+        kappa = self.hparams["kappa"]
+        if not self.hparams["kappa_decay"]:
+            return kappa
+        for group, max_lr in zip(self.param_groups, self._max_lr, strict=True):
+            if any(p is param for p in group["params"]):
+                return kappa * group["lr"] / max(max_lr, group["lr"])
+        return kappa
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        """Base optimizer state plus everything the method keeps: masks, statistics, counters, RNG."""
+        return {
+            "method": self.method,
+            "hparams": dict(self.hparams),
+            "base": self.base.state_dict(),
+            "step": self._step,
+            "precond_steps": self._precond_steps,
+            "max_lr": list(self._max_lr),
+            "counts": dict(self.counts),
+            "generator": self._generator.get_state(),
+            "per_param": {i: {k: v.clone() for k, v in self.state[p].items()}
+                          for i, p in enumerate(self._params) if self.state.get(p)},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        """Restore a state saved by `state_dict` of the same method on the same parameters."""
+        if state_dict.get("method") != self.method:
+            raise ConfigError(f"state_dict is for method {state_dict.get('method')!r}, not {self.method!r}")
+        self.base.load_state_dict(state_dict["base"])
+        self.param_groups = self.base.param_groups
+        self._step = state_dict["step"]
+        self._precond_steps = state_dict["precond_steps"]
+        self._max_lr = list(state_dict["max_lr"])
+        self.counts = dict(state_dict["counts"])
+        self._generator.set_state(state_dict["generator"])
+        self.state.clear()
+        for i, entries in state_dict["per_param"].items():
+            p = self._params[int(i)]
+            self.state[p] = {k: v.to(p.device).clone() for k, v in entries.items()}

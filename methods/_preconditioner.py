@@ -1,0 +1,42 @@
+"""Preconditioners of the perturbation: P = diag(sqrt(v) + eps), applied as P⁻¹ g.
+
+`adam` reads the base AdamW's bias-corrected second moment (from the previous base step);
+`ema_sq` keeps its own EMA of g² (works with SGD); `fisher` keeps an EMA of the squared gradient
+of the loss on labels sampled from the model's own predictions. Before any statistics exist,
+P is the identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def adam_second_moment(base: torch.optim.Optimizer, params: Sequence[Tensor]) -> list[Tensor] | None:
+    """AdamW's bias-corrected v̂ per parameter, or None before its first step."""
+    beta2 = base.param_groups[0]["betas"][1]
+    out = []
+    for p in params:
+        state = base.state.get(p)
+        if not state or "exp_avg_sq" not in state:
+            return None
+        step = float(state["step"])
+        out.append(state["exp_avg_sq"] / (1.0 - beta2 ** step))
+    return out
+
+
+def update_ema(stats: list[Tensor], squares: Sequence[Tensor], beta: float) -> None:
+    """v ← beta v + (1 - beta) s, in place."""
+    torch._foreach_mul_(stats, beta)
+    torch._foreach_add_(stats, list(squares), alpha=1.0 - beta)
+
+
+def apply_inverse(grads: Sequence[Tensor], second_moment: Sequence[Tensor] | None, eps: float) -> list[Tensor]:
+    """P⁻¹ g with P = diag(sqrt(v) + eps); identity when there is no v yet."""
+    if second_moment is None:
+        return list(grads)
+    denom = torch._foreach_sqrt(list(second_moment))
+    torch._foreach_add_(denom, eps)
+    return torch._foreach_div(list(grads), denom)
