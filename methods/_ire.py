@@ -28,6 +28,12 @@ def flat_mask(curvature: Sequence[Tensor], gamma: float) -> list[Tensor]:
 @torch.no_grad()
 def boost(params: Sequence[Tensor], previous: Sequence[Tensor], masks: Sequence[Tensor],
           kappas: Sequence[float]) -> None:
-    """θ ← θ + κ · mask ⊙ (θ − θ_old), in place."""
-    for p, old, mask, kappa in zip(params, previous, masks, kappas, strict=True):
-        p.add_((p - old).mul_(mask), alpha=kappa)
+    """θ ← θ + κ · mask ⊙ (θ − θ_old), in place (`previous` is consumed as scratch)."""
+    delta = list(previous)
+    torch._foreach_sub_(delta, list(params))  # θ_old − θ
+    torch._foreach_mul_(delta, list(masks))
+    if len(set(kappas)) == 1:
+        torch._foreach_sub_(list(params), delta, alpha=kappas[0])
+    else:
+        for p, d, kappa in zip(params, delta, kappas, strict=True):
+            p.sub_(d, alpha=kappa)

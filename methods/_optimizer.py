@@ -75,6 +75,8 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._step = 0
         self._precond_steps = 0
         self._max_lr = [g["lr"] for g in self.param_groups]
+        group_of = {id(p): k for k, g in enumerate(self.param_groups) for p in g["params"]}
+        self._group = [group_of[id(p)] for p in self._params]  # param index -> param group index
 
     # ------------------------------------------------------------------ passes
     def _forward(self, closure: Closure) -> tuple[Tensor, Any]:
@@ -148,7 +150,7 @@ class SharpOptimizer(torch.optim.Optimizer):
         hp = self.hparams
         mu = hp["mu0"] * schedule_factor(hp["schedule"], self._step, hp["total_steps"])
         pair_grads = [(grads[i], grads[j]) for i, j in self._pair_index]
-        lrs = [self._lr_of(x) for x, _ in self._pairs]
+        lrs = [self.param_groups[self._group[i]]["lr"] for i, _ in self._pair_index]
         balance(self.info.preset.balancer, self._pairs, pair_grads, lrs, mu)
 
     def _estimate_mask(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> None:
@@ -160,13 +162,7 @@ class SharpOptimizer(torch.optim.Optimizer):
         else:
             curvature = torch._foreach_mul(grads, grads)
         for p, mask in zip(self._params, flat_mask(curvature, self.hparams["gamma"]), strict=True):
-            self.state[p]["ire_mask"] = mask
-
-    def _lr_of(self, param: Tensor) -> float:
-        for group in self.param_groups:
-            if any(p is param for p in group["params"]):
-                return group["lr"]
-        raise KeyError("parameter not in optimizer")
+            self.state[p]["ire_mask"] = mask.to(p.dtype)  # stored as 0/1 in θ's dtype: one multiply per step
 
     def _is_estimate_step(self) -> bool:
         hp = self.hparams
@@ -204,22 +200,21 @@ class SharpOptimizer(torch.optim.Optimizer):
 
         masks = [self.state[p].get("ire_mask") for p in self._params] if preset.ire else []
         boosting = bool(masks) and masks[0] is not None
-        previous = [p.detach().clone() for p in self._params] if boosting else []
+        previous = torch._foreach_mul(self._params, 1.0) if boosting else []  # a copy of θ_old
         self.base.step()
         if boosting:
-            boost(self._params, previous, masks, [self._kappa(p) for p in self._params])
+            boost(self._params, previous, masks, self._kappas())
         self._max_lr = [max(m, g["lr"]) for m, g in zip(self._max_lr, self.param_groups, strict=True)]
         self._step += 1
         return loss.detach()
 
-    def _kappa(self, param: Tensor) -> float:
+    def _kappas(self) -> list[float]:
+        """κ per parameter; with kappa_decay, κ · η_t / η_max of the parameter's group."""
         kappa = self.hparams["kappa"]
         if not self.hparams["kappa_decay"]:
-            return kappa
-        for group, max_lr in zip(self.param_groups, self._max_lr, strict=True):
-            if any(p is param for p in group["params"]):
-                return kappa * group["lr"] / max(max_lr, group["lr"])
-        return kappa
+            return [kappa] * len(self._params)
+        ratios = [g["lr"] / max(m, g["lr"]) for g, m in zip(self.param_groups, self._max_lr, strict=True)]
+        return [kappa * ratios[k] for k in self._group]
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
