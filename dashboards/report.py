@@ -1,0 +1,166 @@
+"""`build_report`: the comparison dashboard of one experiment, as HTML + PNGs, logged to its parent run.
+
+Written to `<results>/<name>/report/` (report.html, one PNG per figure, summary.csv); the HTML embeds the
+PNGs so it can be mailed or opened alone. Sections without data say why instead of failing.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from dashboards import plots
+from dashboards.colors import method_color
+from dashboards.data import ReportData, collect
+from dashboards.html import Section, esc, image, page, table
+from dashboards.summary import write_summary
+from dashboards.tables import param_importances, summary_csv
+from tuner.store import ExperimentStore
+
+REPORT_FILE = "report.html"
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def _hp_text(hparams: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in sorted(hparams.items())) or "—"
+
+
+def _swatch(method: str) -> str:
+    return f'<span class="swatch" style="background:{method_color(method)}"></span>{esc(method)}'
+
+
+class _Figures:
+    """Renders figures to PNG files beside the report and to embedded images."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.files: list[Path] = []
+
+    def render(self, name: str, alt: str, make: Callable[[], Figure]) -> tuple[str, str | None]:
+        try:
+            fig = make()
+        except plots.NoData as exc:
+            return "", str(exc)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        plt.close(fig)
+        path = self.out / f"{name}.png"
+        path.write_bytes(buf.getvalue())
+        self.files.append(path)
+        return image(name, buf.getvalue(), alt), None
+
+
+def _summary_section(data: ReportData) -> Section:
+    if not len(data.table):
+        return Section("summary", "Per-method summary", empty="no trial runs in this experiment")
+    rows = []
+    for _, r in data.table.iterrows():
+        ci = (f" ± {_fmt((r['high'] - r['low']) / 2, 2)} [{_fmt(r['low'])}, {_fmt(r['high'])}]"
+              if math.isfinite(r["low"]) else "")
+        best = f"{_fmt(r['mean'])}{ci} (n={r['n']})"
+        if r["winner_diverged"]:
+            best += " — diverged on some seed"
+        overhead = f"{_fmt(r['overhead'], 3)}× vs {r['overhead_reference']}" if math.isfinite(r["overhead"]) \
+            else "—"
+        rows.append([esc(r["rank"]), _swatch(r["method"]), esc(best), esc(overhead), esc(_fmt(r["step_time_ms"], 3)),
+                     esc(_fmt(r["grad_evals_per_step"], 3)), esc(_fmt(r["peak_mem_mb"], 4)),
+                     esc(f"{r['n_diverged']}/{r['n_runs_total']} ({r['divergence_rate']:.0%})"),
+                     esc(f"{_fmt(r['sensitivity'] * 100, 3)}% of {r['n_search']}"), esc(_hp_text(r["hparams"]))])
+    header = ["rank", "method", f"robust best {data.metric} (mean ± 95% CI half-width [low, high])",
+              "overhead (step time)", "step time (ms)", "grad evals / step", "peak memory (MB)",
+              "diverged runs", "search trials within 1% of best", "best hyperparameters"]
+    body = (f'<p class="note">{esc(data.robust.note)}. Ranked by the '
+            f'{"lower" if data.goal == "maximize" else "upper"} end of the 95% Student-t interval '
+            f"({data.goal}); configs with a diverged run rank last.</p>"
+            + table(header, rows, left=(1, 9), raw=True))
+    return Section("summary", "Per-method summary", body)
+
+
+def _hparam_section(data: ReportData, figs: _Figures) -> Section:
+    parts, reasons = [], []
+    for method in data.methods:
+        img, why = figs.render(f"hparams_{method}", f"{method}: metric vs each searched hyperparameter",
+                               lambda m=method: plots.hparam_slices(data, m))
+        if why:
+            reasons.append(why)
+            continue
+        imp, note = param_importances(data.trials, data.metric, data.goal, method)
+        imp_html = (table(["hyperparameter", "importance"], [[k, f"{v:.1%}"] for k, v in imp.items()])
+                    if imp else "")
+        parts.append(f"<h3>{_swatch(method)}</h3>{img}<p class=\"note\">Importance: {esc(note)}</p>{imp_html}")
+    if not parts:
+        return Section("hyperparameters", "Hyperparameter effects", empty="; ".join(reasons) or "no methods")
+    extra = f'<p class="note">{esc("; ".join(reasons))}</p>' if reasons else ""
+    return Section("hyperparameters", "Hyperparameter effects", "".join(parts) + extra)
+
+
+def _figure_section(figs: _Figures, sid: str, title: str, alt: str, make: Callable[[], Figure],
+                    note: str = "") -> Section:
+    img, why = figs.render(sid, alt, make)
+    if why:
+        return Section(sid, title, empty=why)
+    return Section(sid, title, (f'<p class="note">{esc(note)}</p>' if note else "") + img)
+
+
+def build_report(store: ExperimentStore, out_dir: str | Path | None = None, *, metric: str | None = None,
+                 goal: str | None = None, log: bool = True) -> Path:
+    """Write the report of `store`'s experiment and return the HTML path.
+
+    With `log`, also tags the best runs and logs the summary metrics, summary.csv and the report
+    folder (as `report/`) to the parent run.
+    """
+    data = collect(store, metric, goal)
+    out = Path(out_dir) if out_dir is not None else store.results_dir / "report"
+    html_path = render_report(data, out, source=store.tracking_uri)
+    if log:
+        write_summary(store, data.table, data.robust, data.trials)
+        parent = store.parent()
+        if parent is not None:
+            store.client.log_artifacts(parent["run_id"], str(out), "report")
+    return html_path
+
+
+def render_report(data: ReportData, out: Path, *, source: str = "") -> Path:
+    """Write report.html, the PNGs and summary.csv for already collected data (no MLflow access)."""
+    out.mkdir(parents=True, exist_ok=True)
+    figs = _Figures(out)
+    m = data.metric
+    sections = [
+        _summary_section(data),
+        _figure_section(figs, "best_so_far", "Best so far vs compute", f"best {m} so far per method",
+                        lambda: plots.best_so_far(data),
+                        "Left and middle: the tuner's progress per method over its search trials in start order. "
+                        "Right: each winning config's own training curve (step = gradient evaluations)."),
+        _figure_section(figs, "pareto", "Pareto front: metric vs compute overhead",
+                        f"robust {m} vs step-time overhead", lambda: plots.pareto(data),
+                        "Big markers: each method's robust winner with its 95% interval; small: search trials."),
+        _figure_section(figs, "robustness", "Robustness profile", f"{m} vs stress level per method",
+                        lambda: plots.robustness(data)),
+        _figure_section(figs, "ecdf", "Tuning sensitivity (ECDF over search trials)", f"ECDF of final {m}",
+                        lambda: plots.ecdf(data)),
+        _hparam_section(data, figs),
+        _figure_section(figs, "diagnostics", "Diagnostics over training", "balancedness, λ_max vs SAM edge, Tr(H)",
+                        lambda: plots.diagnostics(data),
+                        "Each method's winning config (mildest stress level), mean over its runs."),
+    ]
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    subtitle = (f"Experiment <b>{esc(data.name)}</b> · metric <b>{esc(m)}</b> ({esc(data.goal)}) · "
+                f"{len(data.trials)} trial runs ({int((data.trials['phase'] == 'confirm').sum())} confirmation) · "
+                f"MLflow {esc(source)} · generated {when}")
+    html_path = out / REPORT_FILE
+    html_path.write_text(page(f"sharptune report: {data.name}", subtitle, sections), encoding="utf-8")
+    if len(data.table):
+        (out / "summary.csv").write_text(summary_csv(data.table), encoding="utf-8")
+    return html_path

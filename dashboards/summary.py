@@ -1,0 +1,93 @@
+"""Put the winners where the MLflow UI shows them: parent-run metrics, summary.csv, best-run tags.
+
+`tag_winners` is what the runner calls at the end of `run` (no plotting, no matplotlib); the report
+calls `write_summary` with the table it has already computed.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from mlflow.entities import Metric, RunTag
+
+from dashboards.tables import method_table, summary_csv
+from tuner.robust import RobustResult, robust_winners
+from tuner.store import ExperimentStore
+
+BEST, RANK = "sharptune.best", "sharptune.rank"
+
+
+def metric_slug(metric: str) -> str:
+    """`eval/accuracy` -> `eval_accuracy`, so `best/<method>/<slug>` keeps exactly three parts."""
+    return metric.replace("/", "_")
+
+
+def _winner_run_ids(trials: pd.DataFrame, robust: RobustResult) -> dict[str, tuple[int, list[str]]]:
+    """Runs (search and confirm) of each method's winning config, with the method's rank."""
+    out = {}
+    for _, row in robust.methods.iterrows():
+        if not row["config_key"]:
+            continue
+        mask = (trials["method"] == row["method"]) & (trials["config_key"] == row["config_key"])
+        out[row["method"]] = (int(row["rank"]), list(trials.loc[mask, "run_id"]))
+    return out
+
+
+def write_summary(store: ExperimentStore, table: pd.DataFrame, robust: RobustResult,
+                  trials: pd.DataFrame) -> None:
+    """Tag the best runs (clearing stale tags) and log the per-method summary to the parent run."""
+    client = store.client
+    winners = _winner_run_ids(trials, robust)
+    tagged = {rid for _, ids in winners.values() for rid in ids}
+    runs = store.runs()
+    if BEST in {c.removeprefix("tags.") for c in runs.columns}:
+        stale = runs.loc[(runs[f"tags.{BEST}"] == "true") & ~runs["run_id"].isin(tagged), "run_id"]
+        for rid in stale:
+            client.set_tag(rid, BEST, "false")
+            client.delete_tag(rid, RANK)
+    for rank, ids in winners.values():
+        for rid in ids:
+            client.log_batch(rid, tags=[RunTag(BEST, "true"), RunTag(RANK, str(rank))])
+    parent = store.parent()
+    if parent is None:
+        return
+    pid = parent["run_id"]
+    slug = metric_slug(robust.metric)
+    values: dict[str, float] = {}
+    for _, row in table.iterrows():
+        m = row["method"]
+        values[f"best/{m}/{slug}"] = row["mean"]
+        values[f"best_ci_low/{m}/{slug}"] = row["low"]
+        values[f"best_ci_high/{m}/{slug}"] = row["high"]
+        values[f"overhead/{m}"] = row["overhead"]
+        values[f"divergence_rate/{m}"] = row["divergence_rate"]
+        values[f"sensitivity/{m}"] = row["sensitivity"]
+    now = int(pd.Timestamp.now().timestamp() * 1000)
+    metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if v is not None and math.isfinite(v)]
+    tags = [RunTag("sharptune.winner", str(table["method"].iloc[0]))] if len(table) else []
+    tags.append(RunTag("sharptune.winner_source", robust.source))
+    for i in range(0, max(len(metrics), 1), 900):
+        client.log_batch(pid, metrics=metrics[i:i + 900], tags=tags if i == 0 else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "summary.csv"
+        path.write_text(summary_csv(table), encoding="utf-8")
+        client.log_artifact(pid, str(path))
+    store.runs(refresh=True)
+
+
+def tag_winners(name: str, *, tracking_uri: str | None = None, storage: str | Path | None = None,
+                metric: str | None = None, goal: str | None = None) -> pd.DataFrame:
+    """Compute the robust winners of experiment `name` and record them in MLflow; returns the table.
+
+    The runner calls this at the end of `run`, so the parent run shows the winners without a report.
+    """
+    store = ExperimentStore.open(name, tracking_uri=tracking_uri, storage=storage)
+    metric, goal = store.objective(metric, goal)
+    trials = store.trials()
+    robust = robust_winners(trials, metric, goal)
+    table = method_table(trials, robust)
+    write_summary(store, table, robust, trials)
+    return table

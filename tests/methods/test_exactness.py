@@ -1,0 +1,242 @@
+"""SAM, ASAM, Functional-SAM and preconditioned SAM equal a hand-written computation of METHODS.md.
+
+Each reference below is written from the formulas in METHODS.md ("Perturbation (SAM family)"), in float64
+with torch.func.functional_call, independently of the optimizer's code; two steps each, so the base
+optimizer's state (momentum, AdamW moments, the preconditioner's v̂) enters the second step.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from methods import build_optimizer
+
+NORM_EPS = 1e-12
+TOL = {"rtol": 1e-12, "atol": 1e-14}
+
+
+def _net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+
+
+def _batches():
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(16, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (16,), generator=g))
+            for _ in range(2)]
+
+
+def _closure(model, x, y):
+    def closure():
+        logits = model(x)
+        return nn.functional.cross_entropy(logits, y), logits
+    return closure
+
+
+def _loss(model, params, x, y):
+    return nn.functional.cross_entropy(functional_call(model, params, (x,)), y)
+
+
+def _grad(model, params, x, y):
+    names = list(params)
+    grads = torch.autograd.grad(_loss(model, params, x, y), [params[n] for n in names])
+    return dict(zip(names, grads, strict=True))
+
+
+def _leaf(params):
+    return {n: p.detach().clone().requires_grad_() for n, p in params.items()}
+
+
+def _norm(tensors):
+    return torch.sqrt(sum((t * t).sum() for t in tensors))
+
+
+def _perturbed_grad(model, theta, x, y, kind, rho, eta=0.0, precond=None, precond_eps=1e-8):
+    """g̃ of METHODS.md steps 1-3 for perturbation `kind`; `precond` is v̂ (None: identity)."""
+    g = _grad(model, theta, x, y)
+    if kind == "asam":
+        t = {n: theta[n].detach().abs() + eta for n in theta}
+        eps = {n: rho * t[n] ** 2 * g[n] / (_norm([t[k] * g[k] for k in g]) + NORM_EPS) for n in g}
+    else:
+        d = g if precond is None else {n: g[n] / (precond[n].sqrt() + precond_eps) for n in g}
+        eps = {n: rho * d[n] / (_norm(d.values()) + NORM_EPS) for n in g}
+    shifted = _leaf({n: theta[n].detach() + eps[n] for n in theta})
+    if kind != "functional":
+        return _grad(model, shifted, x, y)
+    # Functional-SAM: J(θ+ε)ᵀ · ∂ℓ/∂z(θ)
+    z = functional_call(model, theta, (x,))
+    cotangent = torch.autograd.grad(nn.functional.cross_entropy(z, y), z)[0]
+    z_shift = functional_call(model, shifted, (x,))
+    names = list(shifted)
+    grads = torch.autograd.grad(z_shift, [shifted[n] for n in names], cotangent)
+    return dict(zip(names, grads, strict=True))
+
+
+def _run(method, model, batches, **hp):
+    opt = build_optimizer(model, method, **hp)
+    for x, y in batches:
+        opt.step(_closure(model, x, y))
+    return dict(model.named_parameters())
+
+
+@pytest.mark.parametrize("kind, method, extra", [
+    ("sam", "sam", {}),
+    ("asam", "asam", {"asam_eta": 0.0}),
+    ("asam", "asam", {"asam_eta": 0.01}),
+    ("functional", "fsam", {}),
+])
+def test_sgd_based_update_equals_the_formula(kind, method, extra):
+    lr, rho, momentum, wd = 0.1, 0.07, 0.9, 1e-3
+    model = _net()
+    reference = copy.deepcopy(model)
+    got = _run(method, model, _batches(), lr=lr, rho=rho, momentum=momentum, weight_decay=wd, **extra)
+
+    theta = _leaf(dict(reference.named_parameters()))
+    buffer = None
+    for x, y in _batches():
+        g_tilde = _perturbed_grad(reference, theta, x, y, kind, rho, eta=extra.get("asam_eta", 0.0))
+        d = {n: g_tilde[n] + wd * theta[n].detach() for n in theta}  # SGD's L2 decay, never perturbed
+        buffer = d if buffer is None else {n: momentum * buffer[n] + d[n] for n in d}
+        theta = _leaf({n: theta[n].detach() - lr * buffer[n] for n in theta})
+    for n in theta:
+        torch.testing.assert_close(got[n].detach(), theta[n].detach(), **TOL)
+
+
+@pytest.mark.parametrize("method, kind", [("psam", "sam"), ("pfsam", "functional")])
+def test_preconditioned_update_with_adamw_equals_the_formula(method, kind):
+    lr, rho, wd, betas, eps = 0.01, 0.05, 0.1, (0.9, 0.999), 1e-8
+    model = _net()
+    reference = copy.deepcopy(model)
+    got = _run(method, model, _batches(), lr=lr, rho=rho, weight_decay=wd, betas=betas, eps=eps)
+
+    theta = _leaf(dict(reference.named_parameters()))
+    m = {n: torch.zeros_like(p) for n, p in theta.items()}
+    v = {n: torch.zeros_like(p) for n, p in theta.items()}
+    for t, (x, y) in enumerate(_batches(), start=1):
+        # P = diag(√v̂ + eps) from the previous base step; the identity before any step
+        v_hat_prev = None if t == 1 else {n: v[n] / (1 - betas[1] ** (t - 1)) for n in v}
+        g_tilde = _perturbed_grad(reference, theta, x, y, kind, rho, precond=v_hat_prev)
+        new = {}
+        for n in theta:
+            m[n] = betas[0] * m[n] + (1 - betas[0]) * g_tilde[n]
+            v[n] = betas[1] * v[n] + (1 - betas[1]) * g_tilde[n] ** 2
+            m_hat, v_hat = m[n] / (1 - betas[0] ** t), v[n] / (1 - betas[1] ** t)
+            new[n] = theta[n].detach() * (1 - lr * wd) - lr * m_hat / (v_hat.sqrt() + eps)
+        theta = _leaf(new)
+    for n in theta:
+        torch.testing.assert_close(got[n].detach(), theta[n].detach(), **TOL)
+
+
+def test_ema_sq_preconditioner_with_sgd_equals_the_formula():
+    lr, rho, beta, peps = 0.1, 0.05, 0.9, 1e-8
+    model = _net()
+    reference = copy.deepcopy(model)
+    got = _run("sam", model, _batches(), lr=lr, rho=rho, momentum=0.0, preconditioner="ema_sq",
+               precond_beta=beta, precond_eps=peps)
+    theta = _leaf(dict(reference.named_parameters()))
+    ema = {n: torch.zeros_like(p) for n, p in theta.items()}
+    for t, (x, y) in enumerate(_batches(), start=1):
+        g = _grad(reference, theta, x, y)
+        ema = {n: beta * ema[n] + (1 - beta) * g[n] ** 2 for n in g}  # own EMA of g², this step included
+        v_hat = {n: ema[n] / (1 - beta ** t) for n in ema}
+        g_tilde = _perturbed_grad(reference, theta, x, y, "sam", rho, precond=v_hat, precond_eps=peps)
+        theta = _leaf({n: theta[n].detach() - lr * g_tilde[n] for n in theta})
+    for n in theta:
+        torch.testing.assert_close(got[n].detach(), theta[n].detach(), **TOL)
+
+
+def test_batchnorm_running_stats_move_in_the_first_pass_only():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).double()
+    x, y = _batches()[0]
+    expected = copy.deepcopy(model)
+    expected(x)  # one training-mode forward at θ: the first pass
+    for method in ("sam", "asam", "fsam", "sam_ire"):
+        trial = copy.deepcopy(model)
+        opt = build_optimizer(trial, method, rho=0.5)
+        opt.step(_closure(trial, x, y))
+        assert opt.counts["fwd"] >= 2
+        bn, ref = trial[1], expected[1]
+        torch.testing.assert_close(bn.running_mean, ref.running_mean, rtol=0, atol=0)
+        torch.testing.assert_close(bn.running_var, ref.running_var, rtol=0, atol=0)
+        assert int(bn.num_batches_tracked) == 1
+        assert trial[1].momentum == model[1].momentum  # restored after the extra passes
+
+
+def test_dropout_mask_is_replayed_so_rho_zero_sam_is_sgd():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3)).double()
+    twin = copy.deepcopy(model)
+    x, y = _batches()[0]
+    torch.manual_seed(5)
+    sam = build_optimizer(model, "sam", rho=0.0, lr=0.1)
+    for _ in range(3):
+        sam.step(_closure(model, x, y))
+    torch.manual_seed(5)
+    sgd = build_optimizer(twin, "sgd", lr=0.1)
+    for _ in range(3):
+        sgd.step(_closure(twin, x, y))
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("method", ["obar", "nbar"])
+def test_balancer_step_equals_the_formula(method):
+    lr, mu0 = 0.05, 0.3
+    torch.manual_seed(0)
+    x = nn.Parameter(torch.randn(5, 2, dtype=torch.float64))
+    y = nn.Parameter(0.3 * torch.randn(2, 4, dtype=torch.float64))
+    target = torch.randn(5, 4, dtype=torch.float64)
+    x_ref, y_ref = x.detach().clone(), y.detach().clone()
+    opt = build_optimizer([x, y], method, pairs=[(x, y)], base="sgd", lr=lr, momentum=0.0, mu0=mu0,
+                          schedule="linear", total_steps=4)
+    for t in range(2):
+        opt.step(lambda: (0.5 * (x @ y - target).square().sum(), None))
+        xr, yr = x_ref.clone().requires_grad_(), y_ref.clone().requires_grad_()
+        gx, gy = torch.autograd.grad(0.5 * (xr @ yr - target).square().sum(), [xr, yr])
+        mu = mu0 * (1 - t / 4)  # linear schedule
+        sx, sy = x_ref.square().sum(), y_ref.square().sum()
+        if method == "obar":
+            c = -mu * (sx - sy)
+        else:
+            gx2, gy2 = gx.square().sum(), gy.square().sum()
+            c = mu * (gx2 - gy2) / (torch.sqrt(gx2 + gy2) * (sx + sy))
+        # balance with the gradient taken before it, then the base step with that same gradient
+        x_ref = (1 + lr * c) * x_ref - lr * gx
+        y_ref = (1 - lr * c) * y_ref - lr * gy
+        torch.testing.assert_close(x.detach(), x_ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(y.detach(), y_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_ire_step_equals_the_formula():
+    lr, kappa, gamma = 0.1, 3.0, 0.5
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(6, dtype=torch.float64))
+    b = nn.Parameter(torch.randn(4, dtype=torch.float64))
+    scale = torch.tensor([3.0, 0.1, 2.0, 0.5, 1.0, 0.2], dtype=torch.float64)
+    ref_w, ref_b = w.detach().clone(), b.detach().clone()
+
+    def loss(w_, b_):
+        return 0.5 * (scale * w_ ** 2).sum() + 0.25 * (b_ ** 4).sum()
+
+    opt = build_optimizer([w, b], "sgd_ire", lr=lr, momentum=0.0, kappa=kappa, gamma=gamma, ire_interval=3,
+                          curvature="grad_sq")
+    mask = None
+    for t in range(5):
+        opt.step(lambda: (loss(w, b), None))
+        wr, br = ref_w.clone().requires_grad_(), ref_b.clone().requires_grad_()
+        gw, gb = torch.autograd.grad(loss(wr, br), [wr, br])
+        if t % 3 == 0:  # every K = 3 steps: the round(γ p) = 5 coordinates of smallest g², one global threshold
+            h = torch.cat([gw, gb]) ** 2
+            chosen = torch.zeros(10, dtype=torch.float64)
+            chosen[torch.argsort(h, stable=True)[:5]] = 1.0
+            mask = chosen
+        delta = -lr * torch.cat([gw, gb])
+        new = torch.cat([ref_w, ref_b]) + delta + kappa * mask * delta
+        ref_w, ref_b = new[:6], new[6:]
+        torch.testing.assert_close(torch.cat([w, b]).detach(), new, rtol=1e-12, atol=1e-14)

@@ -1,0 +1,112 @@
+"""Every file in bad_specs/ must be refused by `validate`: exit 2, one line naming the file, no traceback.
+
+Each file's first line says what the message must contain (`# expect: ...`); `binary.yaml` has none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuner.cli import main
+
+BAD = Path(__file__).parent / "bad_specs"
+FILES = sorted(BAD.glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _expected(path: Path) -> str:
+    first = path.read_bytes().split(b"\n", 1)[0].decode("utf-8", "replace")
+    return first.removeprefix("# expect: ").strip() if first.startswith("# expect: ") else "binary data"
+
+
+def _one_error_line(err: str, path: Path) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {path}"), lines[0]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_corpus_is_big_enough() -> None:
+    assert len(FILES) >= 45
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_bad_spec_is_refused(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    line = _one_error_line(err, path)
+    assert _expected(path) in line
+
+
+def test_line_numbers_point_at_the_field(capsys: pytest.CaptureFixture[str]) -> None:
+    path = BAD / "low_gt_high.yaml"
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {path}:7: parameters.lr.low: ")
+
+
+@pytest.mark.parametrize("make", ["missing", "directory"])
+def test_path_that_is_not_a_file(make: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "spec.yaml"
+    if make == "directory":
+        path.mkdir()
+    assert main(["validate", str(path)]) == 2
+    line = _one_error_line(capsys.readouterr().err, path)
+    assert ("no such file" if make == "missing" else "is a directory") in line
+
+
+@pytest.mark.parametrize("name", ["yaml_syntax.yaml", "binary.yaml", "unknown_method.yaml"])
+def test_subprocess_exit_code_and_one_line(name: str) -> None:
+    path = BAD / name
+    proc = subprocess.run([sys.executable, "-m", "tuner", "validate", str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    _one_error_line(proc.stderr, path)
+
+
+def _run_isolated(script: str, cwd: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env=env)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+HEAVY = "sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow'))"
+
+
+def test_spec_modules_import_no_ray_and_no_mlflow(tmp_path: Path) -> None:
+    script = ("import json, sys\n"
+              "import tuner.spec, tuner.space, tuner.commands.validate\n"
+              f"spec = tuner.spec.load_spec({str(REPO / 'search_spaces' / 'smoke.yaml')!r})\n"
+              "tuner.space.build_define(spec)\n"
+              f"print(json.dumps({HEAVY}))\n")
+    assert _run_isolated(script, tmp_path) == []
+
+
+def test_validate_starts_no_ray_and_no_mlflow(tmp_path: Path) -> None:
+    """`python -m tuner validate` must not even import ray or mlflow, nor create a store, good spec or bad.
+
+    The CLI imports every command module to build its parser, so any command that imports mlflow or ray
+    at module level breaks this; the assertion names the modules that did.
+    """
+    script = (
+        "import json, sys\n"
+        "from tuner.cli import main\n"
+        f"codes = [main(['validate', {str(BAD / 'unknown_method.yaml')!r}]),\n"
+        f"         main(['validate', {str(REPO / 'search_spaces' / 'smoke.yaml')!r}])]\n"
+        "culprits = sorted(n for n in sys.modules if n.startswith('tuner.commands.'))\n"
+        f"print(json.dumps({{'codes': codes, 'mods': {HEAVY}[:3], 'commands': culprits}}))\n"
+    )
+    result = _run_isolated(script, tmp_path)
+    assert result["codes"] == [2, 0]
+    assert result["mods"] == [], f"ray/mlflow imported by one of {result['commands']}"
+    assert list(tmp_path.iterdir()) == []
+    assert not (REPO / "results" / "smoke" / "mlflow.db").exists()

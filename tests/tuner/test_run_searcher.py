@@ -1,0 +1,74 @@
+"""SharpSearch without a Ray cluster: every sampler name maps to Optuna, multi-objective studies, how
+trials are told (PRUNED / FAIL / COMPLETE), and the pickle round trip that `resume` relies on."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_spec(tmp_path: Path, **changes: object):
+    from tuner.spec import load_spec
+
+    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    spec["storage"] = {"path": str(tmp_path / "results")}
+    spec.update(changes)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return load_spec(path)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp", "qmc", "nsga2"])
+def test_every_sampler_suggests_plain_configs(tmp_path: Path, sampler: str) -> None:
+    from tuner.searcher import SharpSearch
+
+    search = SharpSearch(make_spec(tmp_path, sampler={"name": sampler, "seed": 3}), tmp_path / "j")
+    config = search.suggest("t1")
+    assert config["method"] in ("sgd", "sam") and 0.01 <= config["lr"] <= 0.5
+    assert not any("/" in k for k in config)  # no Optuna-internal `method/name` keys
+    assert ("rho" in config) == (config["method"] == "sam")
+
+
+def test_multi_objective_study(tmp_path: Path) -> None:
+    from tuner.searcher import SharpSearch
+
+    spec = make_spec(tmp_path, sampler={"name": "nsga2", "seed": 0},
+                     objectives=[{"name": "eval/loss", "goal": "minimize"},
+                                 {"name": "cost/step_time_ms", "goal": "minimize"}])
+    search = SharpSearch(spec, tmp_path / "j")
+    search.suggest("a")
+    search.on_trial_complete("a", {"eval/loss": 0.1, "cost/step_time_ms": 2.0, "sharptune/complete": 1.0,
+                                    "cost/grad_evals": 200})
+    assert search._ot_study.trials[0].state == TrialState.COMPLETE
+    assert search._ot_study.trials[0].values == [0.1, 2.0]
+
+
+def test_outcomes_and_pickle_round_trip(tmp_path: Path) -> None:
+    from tuner.searcher import SharpSearch
+
+    search = SharpSearch(make_spec(tmp_path), tmp_path / "j")
+    for tid in ("done", "stopped", "nan", "crash", "open"):
+        search.suggest(tid)
+    search.on_trial_result("stopped", {"eval/loss": 0.5, "cost/grad_evals": 20.0})
+    search.on_trial_complete("done", {"eval/loss": 0.01, "cost/grad_evals": 200.0, "sharptune/complete": 1.0})
+    search.on_trial_complete("stopped", {"eval/loss": 0.4, "cost/grad_evals": 40.0})  # ASHA's STOP
+    search.on_trial_complete("nan", {"eval/loss": float("nan"), "cost/grad_evals": 5.0, "diverged": 1.0})
+    search.on_trial_complete("crash", None, error=True)
+    blob = pickle.dumps(search)
+    orphan = search._ot_study.ask()  # asked after the "checkpoint": belongs to no Ray trial
+    restored = pickle.loads(blob)
+    restored.suggest("next")
+    states = {t.user_attrs.get("ray_trial_id", "orphan"): t.state for t in restored._ot_study.trials}
+    assert states == {"done": TrialState.COMPLETE, "stopped": TrialState.PRUNED, "nan": TrialState.FAIL,
+                      "crash": TrialState.FAIL, "open": TrialState.RUNNING, "orphan": TrialState.FAIL,
+                      "next": TrialState.RUNNING}
+    assert restored._ot_study.trials[1].intermediate_values == {20: 0.5, 40: 0.4}
+    assert orphan.number == 5
+    restored.on_trial_complete("open", {"eval/loss": 0.02, "cost/grad_evals": 200.0, "sharptune/complete": 1.0})
+    assert restored._ot_study.trials[4].state == TrialState.COMPLETE  # the restored map still tells it

@@ -1,0 +1,143 @@
+"""`python -m tuner run` end to end on the smoke spec: real local Ray, real SQLite MLflow store.
+
+One run (about 45 s on 2 cores) feeds every check: one parent and exactly one child per trial with
+metric histories, ASHA's early stops told to Optuna as PRUNED, nothing left RUNNING, the same name
+refused a second time, `list`, and a tracking store that cannot be reached failing before Ray starts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str, timeout: float = 240, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def write_spec(folder: Path, **changes: object) -> Path:
+    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    spec["storage"] = {"path": str(folder / "results")}
+    spec.update(changes)
+    path = folder / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("smoke")
+    spec = write_spec(folder)
+    start = time.monotonic()
+    proc = cli("run", str(spec))
+    return {"proc": proc, "spec": spec, "dir": folder / "results" / "smoke", "seconds": time.monotonic() - start}
+
+
+def mlflow_runs(experiment_dir: Path, name: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{experiment_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(f"sharptune/{name}")
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_smoke_runs_and_prints_summary(smoke: dict) -> None:
+    proc = smoke["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resolved config:" in proc.stdout
+    assert "summary of smoke" in proc.stdout and "MLflow: sqlite:///" in proc.stdout
+    assert "trials:" in proc.stdout  # progress lines
+
+
+def test_mlflow_one_parent_one_child_per_trial(smoke: dict) -> None:
+    client, runs = mlflow_runs(smoke["dir"], "smoke")
+    parents = [r for r in runs if r.data.tags.get("sharptune.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("sharptune.role") == "trial"]
+    assert len(parents) == 1
+    assert len(children) == 6
+    assert len({r.data.tags["sharptune.trial_id"] for r in children}) == 6
+    assert all(r.info.status != "RUNNING" for r in runs)
+    assert parents[0].data.params["metric.name"] == "eval/loss"
+    for r in children:
+        tags = r.data.tags
+        assert tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert tags["sharptune.phase"] == "search" and tags["sharptune.method"] in ("sgd", "sam")
+        assert tags["sharptune.status"] in ("completed", "pruned")
+        assert r.data.params["method"] == tags["sharptune.method"]
+        assert ("rho" in r.data.params) == (tags["sharptune.method"] == "sam")  # conditional space
+        history = client.get_metric_history(r.info.run_id, "eval/loss")
+        steps = [m.step for m in history]
+        assert steps and steps == sorted(set(steps)), steps  # step = cost/grad_evals, no duplicates
+        if tags["sharptune.status"] == "completed":
+            assert max(steps) >= 200 and r.info.status == "FINISHED"
+        else:
+            assert float(tags["sharptune.pruned_at"]) < 200
+    artifacts = [a.path for a in client.list_artifacts(parents[0].info.run_id)]
+    assert "spec.yaml" in artifacts
+
+
+def test_asha_stops_trials_and_optuna_sees_pruned(smoke: dict) -> None:
+    from optuna.trial import TrialState
+
+    from tuner.searcher import load_study
+
+    study = load_study(smoke["dir"], "smoke")
+    states = [t.state for t in study.trials]
+    assert len(states) == 6
+    assert TrialState.PRUNED in states, states
+    assert TrialState.RUNNING not in states
+    _, runs = mlflow_runs(smoke["dir"], "smoke")
+    by_id = {r.data.tags.get("sharptune.trial_id"): r.data.tags.get("sharptune.status") for r in runs}
+    for t in study.trials:  # Optuna and MLflow agree on how each trial ended
+        expected = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}[by_id[t.user_attrs["ray_trial_id"]]]
+        assert t.state == expected
+        if t.state == TrialState.PRUNED:
+            assert t.intermediate_values  # the value at the budget where ASHA stopped it
+
+
+def test_same_name_twice_is_refused(smoke: dict) -> None:
+    proc = cli("run", str(smoke["spec"]), timeout=60)
+    assert proc.returncode == 2
+    assert "resume" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_list_and_resume_of_completed(smoke: dict) -> None:
+    proc = cli("list", "--storage", str(smoke["dir"].parent), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "smoke" in proc.stdout and "completed" in proc.stdout
+    proc = cli("resume", "smoke", "--storage", str(smoke["dir"].parent), timeout=60)
+    assert proc.returncode == 2 and "already completed" in proc.stderr
+
+
+def test_unreachable_tracking_fails_fast(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, name="offline", tracking={"uri": "http://127.0.0.1:9"})
+    start = time.monotonic()
+    proc = cli("run", str(spec), timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "cannot be reached or written" in proc.stderr
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "results" / "offline" / "tuner.pkl").exists()  # no trial, no Ray run
+
+
+def test_unwritable_tracking_path_fails_fast(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user that can write anywhere")
+        spec = write_spec(tmp_path, name="readonly", tracking={"uri": f"sqlite:///{locked}/db/mlflow.db"})
+        proc = cli("run", str(spec), timeout=120)
+        assert proc.returncode == 1 and "MLflow" in proc.stderr
+    finally:
+        locked.chmod(0o700)

@@ -1,0 +1,103 @@
+"""The training loop: stable report names, compute-fair budgets, paired seeds, exact resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from methods import build_optimizer
+from tuner.training import Trainer
+from tuner.workloads import create_workload
+
+DIGITS = {"dataset": "digits", "depth": 1, "width": 32, "batch_size": 32, "diag_examples": 256}
+COST = ["cost/grad_evals", "cost/fwd_passes", "cost/bwd_passes", "cost/step_time_ms", "cost/wall_s",
+        "cost/peak_mem_mb"]
+TIMING = {"cost/step_time_ms", "cost/wall_s", "cost/peak_mem_mb"}
+
+
+def _trainer(method: str, seed: int = 0, workload: str = "mnist_mlp", options: dict | None = None,
+             **kw) -> Trainer:
+    wl = create_workload(workload, DIGITS if options is None else options, seed=seed, device="cpu")
+    hp = {"lr": 0.05, "rho": 0.05} if method.startswith("sam") else {"lr": 0.05}
+    opt = build_optimizer(wl.model, method, pairs=wl.pairs or None, **hp)
+    return Trainer(wl, opt, **kw)
+
+
+def test_reports_carry_the_stable_names_and_learn() -> None:
+    trainer = _trainer("sgd", eval_every=20, max_steps=60, diag_every=30)
+    reports = list(trainer.run())
+    assert [r["step"] for r in reports] == [20.0, 40.0, 60.0]
+    for name in ["step", "train/loss", "eval/accuracy", "eval/loss", *COST]:
+        assert all(math.isfinite(r[name]) for r in reports), name
+    assert reports[-1]["eval/accuracy"] > 0.5
+    assert reports[-1]["cost/grad_evals"] == 60 and reports[-1]["cost/fwd_passes"] == 60
+    last = reports[-1]
+    assert last["diag/sam_edge"] == pytest.approx(2 / 0.05)  # GD's edge 2/η when ρ = 0
+    assert last["diag/lambda_over_edge"] == pytest.approx(last["diag/lambda_max"] / last["diag/sam_edge"])
+    assert "diag/lambda_max" not in reports[0]  # first diagnostics at step 30
+
+
+def test_budget_is_compute_fair_and_a_final_report_comes() -> None:
+    sgd = list(_trainer("sgd", eval_every=7, max_grad_evals=40).run())
+    sam = list(_trainer("sam", eval_every=7, max_grad_evals=40).run())
+    assert sgd[-1]["step"] == 40 and sam[-1]["step"] == 20
+    assert sam[-1]["cost/grad_evals"] == 40 and sam[-1]["cost/bwd_passes"] == 40
+    assert [r["step"] for r in sam] == [7.0, 14.0, 20.0]
+
+
+def _batches(trainer: Trainer, steps: int) -> list[torch.Tensor]:
+    seen, next_batch = [], trainer.workload.next_batch
+
+    def recording():
+        batch = next_batch()
+        seen.append(batch[0].clone() if isinstance(batch, tuple) else batch.clone())
+        return batch
+    trainer.workload.next_batch = recording
+    list(trainer.run())
+    return seen
+
+
+@pytest.mark.parametrize(("workload", "options"), [("mnist_mlp", DIGITS),
+                                                   ("scale_invariant", {"batch_size": 4})])
+def test_same_seed_same_batches_across_methods(workload: str, options: dict) -> None:
+    kw = {"workload": workload, "options": options, "eval_every": 10, "max_steps": 30}
+    sgd, sam = _batches(_trainer("sgd", **kw), 30), _batches(_trainer("sam", **kw), 30)
+    assert all(torch.equal(a, b) for a, b in zip(sgd, sam, strict=True))
+    other = _batches(_trainer("sgd", seed=1, **kw), 30)
+    assert not all(torch.equal(a, b) for a, b in zip(sgd, other, strict=True))
+
+
+def _comparable(report: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in report.items() if k not in TIMING}
+
+
+@pytest.mark.parametrize(("method", "workload", "options"), [
+    ("sam", "mnist_mlp", DIGITS),
+    ("sgd", "tiny_lm", {"dropout": 0.1, "seq_len": 16, "d_model": 32, "n_layer": 1, "eval_blocks": 8}),
+])
+def test_resume_reproduces_the_remaining_reports(method: str, workload: str, options: dict) -> None:
+    kw = {"workload": workload, "options": options, "eval_every": 5, "max_steps": 20, "diag_every": 10}
+    full = _trainer(method, **kw)
+    reports, saved = [], None
+    for report in full.run():
+        reports.append(report)
+        if report["step"] == 10:
+            saved = full.state_dict()
+    torch.manual_seed(1234)  # a fresh process would have a different global RNG
+    resumed = _trainer(method, **kw)
+    resumed.load_state_dict(saved)
+    after = list(resumed.run())
+    assert [_comparable(r) for r in after] == [_comparable(r) for r in reports[2:]]
+
+
+def test_mnist_full_batch_logs_edge_of_stability_diagnostics() -> None:
+    options = {"dataset": "mnist", "n_train": 500, "full_batch": True, "loss": "mse", "width": 32,
+               "diag_examples": 500, "hessian_trace": True}
+    trainer = _trainer("sam", workload="mnist_mlp", options=options, eval_every=10, max_steps=10)
+    assert len(trainer.workload.x_train) == 500 and trainer.workload.x_train.shape[1] == 784
+    final = list(trainer.run())[-1]
+    assert final["diag/lambda_max"] > 0 and final["diag/hessian_trace"] > 0
+    assert math.isfinite(final["diag/lambda_over_edge"])
+    assert final["diag/sam_edge"] < 2 / 0.05  # SAM's edge lies below GD's 2/η

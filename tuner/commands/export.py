@@ -1,0 +1,45 @@
+"""`python -m tuner export NAME`: write the winning config for `build_optimizer(model, **load_config(f))`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tuner.export import FORMATS, dump_config, format_for, winning_config
+from tuner.store import DEFAULT_STORAGE, ExperimentStore
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """--storage and --tracking-uri, shared by report, ui and export."""
+    parser.add_argument("--storage", default=DEFAULT_STORAGE, metavar="DIR",
+                        help="results folder holding <name>/mlflow.db (default: %(default)s)")
+    parser.add_argument("--tracking-uri", default=None, metavar="URI",
+                        help="MLflow tracking URI (default: sqlite:///<storage>/<name>/mlflow.db)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="write the winning config (method + hyperparameters + provenance)",
+                              description="Write the robust winner of an experiment for methods.load_config.")
+    p.add_argument("name", help="experiment name")
+    p.add_argument("--method", default=None, help="winner of this method instead of the overall winner")
+    p.add_argument("--format", choices=FORMATS, default=None, help="yaml (default) or json (default for *.json)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="file to write (default: stdout)")
+    add_store_arguments(p)
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    store = ExperimentStore.open(args.name, tracking_uri=args.tracking_uri, storage=args.storage)
+    config = winning_config(store, args.method)
+    text = dump_config(config, format_for(args.output, args.format))
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    m = config["provenance"]["metric"]
+    print(f"wrote {out}: {config['method']} ({m['name']} {m['mean']:.4g}, 95% CI {m['ci95']}, "
+          f"{m['source']} runs)")
+    return 0

@@ -1,0 +1,45 @@
+"""`python -m tuner list`: the experiments under a results folder, with status and trial counts.
+
+Reads only each experiment's `sharptune.json` (never the MLflow store, never starts Ray).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from tuner.errors import UserError
+
+STATE_FILE = "sharptune.json"  # written by tuner.experiment
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `list` subcommand."""
+    parser = subparsers.add_parser("list", help="list experiments with status and trial counts")
+    parser.add_argument("--storage", default="results", help="results folder (default: results)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """One line per experiment: name, status, phase, trials (completed/pruned/diverged/errored), start."""
+    from tuner.experiment import read_state, shown_status
+
+    root = Path(args.storage).expanduser().resolve()
+    if not root.is_dir():
+        raise UserError(f"no results folder {root} (pass --storage DIR)")
+    folders = sorted(p.parent for p in root.glob(f"*/{STATE_FILE}"))
+    if not folders:
+        print(f"no experiments in {root}")
+        return 0
+    print(f"{'name':<28}{'status':<13}{'phase':<9}{'trials c/p/d/e':<18}started")
+    for folder in folders:
+        state = read_state(folder)
+        t = state.get("trials") or {}
+        trials = f"{t.get('completed', 0)}/{t.get('pruned', 0)}/{t.get('diverged', 0)}/{t.get('errored', 0)}" \
+            if t else "-"
+        started = dt.datetime.fromtimestamp(state["started"]).strftime("%Y-%m-%d %H:%M") \
+            if isinstance(state.get("started"), (int, float)) else "-"
+        print(f"{folder.name:<28}{shown_status(state):<13}{state.get('phase', '-'):<9}{trials:<18}{started}")
+    print(f"({len(folders)} in {root})")
+    return 0

@@ -1,0 +1,118 @@
+"""`python -m tuner ui [NAME]`: the MLflow UI on the experiment's own store, on loopback by default.
+
+The server runs in its own process group so that Ctrl-C stops it and every worker it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tuner.commands.export import add_store_arguments
+from tuner.errors import RuntimeFailure, UserError
+from tuner.store import DB_NAME, ExperimentStore, known_experiments
+
+READY_TIMEOUT_S = 120.0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("ui", help="MLflow UI on the experiment's store (127.0.0.1 unless --host)",
+                              description="Start the MLflow UI on an experiment's store; Ctrl-C stops it.")
+    p.add_argument("name", nargs="?", default=None, help="experiment (optional when the storage holds one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
+    add_store_arguments(p)
+    p.set_defaults(func=handle)
+
+
+def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(tracking URI, experiment id to open) for NAME, --tracking-uri, or the storage's only experiment."""
+    name = args.name
+    if name is None and args.tracking_uri is None:
+        known = known_experiments(args.storage)
+        if len(known) != 1:
+            raise UserError(f"choose an experiment: python -m tuner ui NAME (in {Path(args.storage).resolve()}: "
+                            f"{', '.join(known) or 'none'})")
+        name = known[0]
+    if name is None:
+        return args.tracking_uri, None
+    store = ExperimentStore.open(name, tracking_uri=args.tracking_uri, storage=args.storage)
+    return store.tracking_uri, store.experiment_id
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_ready(proc: subprocess.Popen, host: str, port: int) -> None:
+    probe = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeFailure(f"mlflow server exited with code {proc.returncode} before it was ready")
+        try:
+            with socket.create_connection((probe, port), timeout=1.0):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeFailure(f"mlflow server did not answer on {probe}:{port} within {READY_TIMEOUT_S:.0f}s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate the server's whole process group; kill it if it does not go within 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def handle(args: argparse.Namespace) -> int:
+    uri, experiment_id = _resolve(args)
+    if uri.startswith(("http://", "https://")):
+        print(f"{uri} is already a tracking server: open it in a browser")
+        return 0
+    if not _port_free(args.host, args.port):
+        raise UserError(f"port {args.port} on {args.host} is in use; pass --port N")
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    if uri.startswith("sqlite:///") and uri.endswith(DB_NAME):  # keep server-side artifacts beside the store
+        cmd += ["--artifacts-destination", str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` stop the server too
+    try:
+        _wait_ready(proc, args.host, args.port)
+        shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+        url = f"http://{shown}:{args.port}/" + (f"#/experiments/{experiment_id}" if experiment_id else "")
+        print(f"MLflow UI: {url}  (store {uri}; Ctrl-C to stop)", flush=True)
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"warning: bound to {args.host}: reachable from other machines", file=sys.stderr, flush=True)
+        code = proc.wait()
+        raise RuntimeFailure(f"mlflow server stopped with code {code}")
+    except KeyboardInterrupt:
+        print("stopping the MLflow UI", file=sys.stderr)
+        return 0
+    finally:
+        _stop(proc)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,212 @@
+"""Optuna behind Ray Tune, told the truth about how each trial ended, in a study that survives restarts.
+
+Ray's stock `OptunaSearch` tells Optuna COMPLETE with the last (low-fidelity) value when ASHA stops a
+trial early, so the sampler learns from numbers that were never comparable; it reports intermediate
+values against `training_iteration`; and it keeps the study in memory. `SharpSearch` fixes the three:
+
+- a trial ASHA (or the time budget) stopped is told PRUNED; a diverged or errored one FAIL (never a
+  good value); only a trial that spent its whole budget is COMPLETE (see `tuner.trainable.outcome`);
+- intermediate values are reported at the scheduler's clock (`cost/grad_evals` by default);
+- the study is named after the experiment and lives in an Optuna journal file in the experiment
+  folder; the searcher's Ray checkpoint holds only the trial-id map and the sampler, and reconnects to
+  the journal on restore, so `resume` continues the same study. Optuna trials asked after the last
+  Ray checkpoint (the driver died in between) are failed on the first suggestion after a restore.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from tuner.trainable import COMPLETED, ERRORED, PRUNED, outcome
+
+if TYPE_CHECKING:
+    from tuner.spec import Spec
+
+logger = logging.getLogger(__name__)
+JOURNAL_FILE = "optuna.journal"
+STATUS_ATTR = "sharptune_status"
+RAY_TRIAL_ATTR = "ray_trial_id"
+
+
+class SpaceFn:
+    """Picklable define-by-run function: `trial -> config` for the spec's conditional space."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self._define: Any = None
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        if self._define is None:
+            from tuner.space import build_define
+
+            self._define = build_define(self.spec)
+        return self._define(trial)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self.spec, "_define": None}
+
+
+def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
+    """The spec's sampler name as an Optuna sampler, seeded by `sampler.seed`."""
+    seed = spec.sampler.seed
+    name = spec.sampler.name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":  # constant liar: parallel trials do not all pile onto the same point
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "cmaes":  # `method` and other categoricals go to the independent sampler
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        if name == "gp":
+            return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+        if name == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
+        if name == "grid":
+            from tuner.space import grid_search_space
+
+            return optuna.samplers.GridSampler(grid_search_space(spec), seed=seed)
+        if name == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed)
+    raise ValueError(f"unknown sampler {name!r}")  # the spec validated it; a new name needs a branch here
+
+
+def journal_storage(path: str | Path) -> JournalStorage:
+    """Optuna storage in one append-only file: survives a killed driver, needs no database server."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _objectives(spec: Spec) -> tuple[str | list[str], str | list[str]]:
+    if spec.objectives:
+        return [o.name for o in spec.objectives], [o.mode for o in spec.objectives]
+    return spec.metric.name, spec.metric.mode
+
+
+class SharpSearch(OptunaSearch):
+    """OptunaSearch that tells PRUNED/FAIL honestly and keeps its study in a journal file."""
+
+    def __init__(self, spec: Spec, journal_path: str | Path) -> None:
+        metric, mode = _objectives(spec)
+        self._journal_path = str(journal_path)
+        self._time_attr = spec.scheduler.time_attr if spec.scheduler.name != "fifo" else "cost/grad_evals"
+        self._needs_cleanup = True  # a fresh searcher on an existing journal (resume before Ray saved)
+        super().__init__(space=SpaceFn(spec), metric=metric, mode=mode, sampler=make_sampler(spec),
+                         study_name=spec.name, storage=journal_storage(journal_path))
+
+    # --- suggestions ------------------------------------------------------------------------------
+    def _suggest_from_define_by_run_func(self, func: Any, ot_trial: optuna.Trial) -> dict[str, Any]:
+        """Only the plain-named config (the stock one also returns Optuna's `method/name` keys)."""
+        return dict(func(ot_trial))
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self._needs_cleanup:
+            self._fail_orphans()
+        config = super().suggest(trial_id)
+        trial = self._ot_trials[trial_id]
+        if RAY_TRIAL_ATTR not in trial.user_attrs:
+            trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        return config
+
+    # --- results ----------------------------------------------------------------------------------
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Intermediate values at the scheduler's clock, so pruned trials compare at equal cost."""
+        if isinstance(self.metric, list) or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        value, step = result.get(self.metric), result.get(self._time_attr)
+        if not _finite(value) or not _finite(step):
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a retried trial reports a step again: Optuna keeps the first
+            self._ot_trials[trial_id].report(float(value), int(step))
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        """COMPLETE only for a trial that spent its whole budget; PRUNED if stopped early; else FAIL."""
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        trial = self._ot_trials[trial_id]
+        status = outcome(result, error)
+        if result and status in (COMPLETED, PRUNED):
+            self.on_trial_result(trial_id, result)  # Ray hands a scheduler's STOP result only to this hook
+        state, values = TrialState.FAIL, None
+        if status == COMPLETED:
+            names = self.metric if isinstance(self.metric, list) else [self.metric]
+            got = [(result or {}).get(n) for n in names]
+            if all(_finite(v) for v in got):
+                state, values = TrialState.COMPLETE, [float(v) for v in got]
+            else:
+                status = ERRORED  # a finished trial without a usable value must not rank
+        elif status == PRUNED:
+            state = TrialState.PRUNED
+        try:
+            trial.set_user_attr(STATUS_ATTR, status)
+        except (ValueError, RuntimeError):
+            pass  # finished already (told by an earlier driver)
+        try:
+            self._ot_study.tell(trial, values, state=state, skip_if_finished=True)
+        except (ValueError, RuntimeError) as exc:  # e.g. told already by an earlier driver
+            logger.warning("optuna: could not tell trial %s: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)
+
+    # --- persistence ------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_ot_trials"] = {tid: t._trial_id for tid, t in self._ot_trials.items()}
+        state["_ot_study"] = None
+        state["_storage"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        ids: dict[str, int] = state.pop("_ot_trials")
+        self.__dict__.update(state)
+        self._storage = journal_storage(self._journal_path)
+        directions = {"directions": ["minimize" if m == "min" else "maximize" for m in self._mode]} \
+            if isinstance(self._mode, list) else {"direction": "minimize" if self._mode == "min" else "maximize"}
+        self._ot_study = optuna.create_study(storage=self._storage, sampler=self._sampler, study_name=self._study_name,
+                                             pruner=optuna.pruners.NopPruner(), load_if_exists=True, **directions)
+        self._ot_trials = {tid: optuna.Trial(self._ot_study, storage_id) for tid, storage_id in ids.items()}
+        self._needs_cleanup = True
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.__getstate__(), fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.__setstate__(pickle.load(fh))
+
+    def _fail_orphans(self) -> None:
+        """Optuna trials asked after Ray's last checkpoint belong to no Ray trial: fail them once."""
+        known = {t._trial_id for t in self._ot_trials.values()}
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen._trial_id not in known:
+                self._ot_study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
+                logger.info("optuna: trial %d was asked before the driver stopped; marked FAIL", frozen.number)
+        self._needs_cleanup = False
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def build_search(spec: Spec, experiment_dir: str | Path) -> ConcurrencyLimiter:
+    """The searcher the runner hands to Ray: SharpSearch under a ConcurrencyLimiter."""
+    search = SharpSearch(spec, Path(experiment_dir) / JOURNAL_FILE)
+    return ConcurrencyLimiter(search, max_concurrent=spec.budget.max_concurrent_trials)
+
+
+def load_study(experiment_dir: str | Path, name: str) -> optuna.Study:
+    """The experiment's study (for reports and tests)."""
+    return optuna.load_study(study_name=name, storage=journal_storage(Path(experiment_dir) / JOURNAL_FILE))

@@ -1,0 +1,145 @@
+"""A validated spec as an Optuna define-by-run space: first the method, then only that method's parameters.
+
+Names Optuna sees: `method`; `<method>/<name>` for a method's hyperparameters, so each method keeps its
+own distribution under its own name (sgd's lr range is not adamw's, and a sampler must never see one
+name change distribution); plain `<name>` for workload options, which every method shares. The config a
+trial gets back uses plain names: `{"method": "sam", "lr": 0.03, "rho": 0.1, "snr": 2.0}`.
+
+The grid sampler cannot walk a conditional space (Optuna's GridSampler takes one product of all names),
+so for `sampler: grid` the space is one categorical `grid_point` over the explicit list from
+`grid_points(spec)`: the union over methods of each method's own product of values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from methods import get_method
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tuner.spec import Param, Spec
+
+GRID_PARAM = "grid_point"
+
+
+def optuna_name(method: str, name: str) -> str:
+    """The name Optuna stores: per method for hyperparameters, shared for workload options."""
+    return f"{method}/{name}" if name in get_method(method).hyperparameters else name
+
+
+def method_parameters(spec: Spec, method: str) -> list[str]:
+    """Plain names a method can receive from this spec (searched or fixed), in sampling order."""
+    return list(spec.space[method])
+
+
+def is_active(p: Param, method: str, chosen: Mapping[str, Any], own: Mapping[str, Param],
+              defaults: Mapping[str, Any]) -> bool:
+    """Does `p` apply, given the method and what the trial holds so far? (`when:` evaluated)."""
+    for cond, values in p.when.items():
+        if cond == "method":
+            current = method
+        elif cond in chosen:
+            current = chosen[cond]
+        elif cond in own:  # conditional itself and switched off: so is everything that reads it
+            return False
+        else:
+            current = defaults.get(cond)
+        if not any(_same(current, v) for v in values):
+            return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, and a boolean only ever equals a boolean (YAML `true` is not `1`)."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _suggest_float(trial: optuna.Trial, name: str, p: Param) -> float:
+    return trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
+
+
+def _suggest_int(trial: optuna.Trial, name: str, p: Param) -> int:
+    return trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+
+
+def _suggest_categorical(trial: optuna.Trial, name: str, p: Param) -> Any:
+    return trial.suggest_categorical(name, list(p.values))
+
+
+def _fixed(trial: optuna.Trial, name: str, p: Param) -> Any:
+    return p.value
+
+
+SUGGEST: Mapping[str, Callable[[optuna.Trial, str, Param], Any]] = {
+    "float": _suggest_float, "int": _suggest_int, "categorical": _suggest_categorical, "fixed": _fixed,
+}
+
+
+def sample_method(trial: optuna.Trial, spec: Spec, method: str) -> dict[str, Any]:
+    """One method's parameters for this trial (conditionals applied), as `{"method": m, **plain names}`."""
+    own = spec.space[method]
+    chosen: dict[str, Any] = {}
+    for name, p in own.items():
+        if is_active(p, method, chosen, own, spec.defaults[method]):
+            chosen[name] = SUGGEST[p.type](trial, optuna_name(method, name), p)
+    return {"method": method, **chosen}
+
+
+def build_define(spec: Spec) -> Callable[[optuna.Trial], dict[str, Any]]:
+    """The define-by-run function for Ray's OptunaSearch (or `study.ask()`): trial -> config."""
+    if spec.sampler.name == "grid":
+        points = grid_points(spec)
+
+        def define_grid(trial: optuna.Trial) -> dict[str, Any]:
+            return dict(points[trial.suggest_categorical(GRID_PARAM, list(range(len(points))))])
+        return define_grid
+
+    methods = list(spec.methods)
+
+    def define(trial: optuna.Trial) -> dict[str, Any]:
+        return sample_method(trial, spec, trial.suggest_categorical("method", methods))
+    return define
+
+
+def _enumerate(method: str, own: Mapping[str, Param], defaults: Mapping[str, Any],
+               limit: int) -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = [{}]
+    for name, p in own.items():
+        grown: list[dict[str, Any]] = []
+        for point in points:
+            if is_active(p, method, point, own, defaults):
+                grown.extend({**point, name: v} for v in p.candidates() or ())
+            else:
+                grown.append(point)
+            if len(grown) > limit:
+                return grown
+        points = grown
+    return [{"method": method, **point} for point in points]
+
+
+def count_grid_points(methods: tuple[str, ...], space: Mapping[str, Mapping[str, Param]],
+                      defaults: Mapping[str, Mapping[str, Any]], limit: int = 10**6) -> int:
+    """How many configs the grid holds (stops counting past `limit`); used while validating."""
+    return sum(len(_enumerate(m, space[m], defaults[m], limit)) for m in methods)
+
+
+def grid_points(spec: Spec) -> list[dict[str, Any]]:
+    """Every config of a grid spec, method by method; each is a product of that method's values only."""
+    return [p for m in spec.methods for p in _enumerate(m, spec.space[m], spec.defaults[m], 10**6)]
+
+
+def grid_search_space(spec: Spec) -> dict[str, list[int]]:
+    """What to give `optuna.samplers.GridSampler` for a grid spec (indices into `grid_points`)."""
+    return {GRID_PARAM: list(range(len(grid_points(spec))))}
+
+
+def split_config(config: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A trial config -> (method, optimizer hyperparameters, workload option overrides)."""
+    method = config["method"]
+    accepted = get_method(method).hyperparameters
+    hparams = {k: v for k, v in config.items() if k in accepted}
+    overrides = {k: v for k, v in config.items() if k != "method" and k not in accepted}
+    return method, hparams, overrides

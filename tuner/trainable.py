@@ -1,0 +1,154 @@
+"""The Ray Tune function trainable: one trial = one workload + one optimizer + the shared Trainer.
+
+The driver hands every trial the same `setup` (workload, budget, seed: plain data from the spec) and
+Ray hands it the sampled `config`. The trial reports every `eval_every` steps (never every step) with
+a checkpoint, so a trial whose process dies resumes exactly from its last report. The report protocol
+(what the searcher, the tracker and the progress lines read) lives here:
+
+- `COMPLETE_KEY = 1.0` on the report that spent the whole budget (ASHA may stop a trial on that very
+  report, so the marker must ride on it, not on a later one);
+- `DIVERGED_KEY = 1.0` on the last report of a diverged trial, which then ends normally (no retry);
+- anything else that ends a trial is a prune (scheduler, time budget) or an error (an exception).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_FILE = "trainer.pt"
+COMPLETE_KEY = "sharptune/complete"
+DIVERGED_KEY = "diverged"
+NODE_KEY = "sharptune/node_id"
+FAULT_ENV = "SHARPTUNE_FAULT"  # tests only: JSON {"kill_at_grad_evals": N, "marker": PATH[, "method": M]}
+METRIC_PREFIXES = ("eval/", "train/", "cost/", "diag/")
+
+COMPLETED, PRUNED, DIVERGED, ERRORED = "completed", "pruned", "diverged", "errored"
+
+
+def trial_point(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial's config as plain data: a confirm trial wraps its prepared point in `_point`."""
+    inner = config.get("_point")
+    return dict(inner) if isinstance(inner, Mapping) else dict(config)
+
+
+def public_params(point: Mapping[str, Any]) -> dict[str, Any]:
+    """What a user set: method, sampled hyperparameters, workload overrides (not `_seed`, `_phase`)."""
+    return {k: v for k, v in point.items() if not str(k).startswith("_")}
+
+
+def outcome(result: Mapping[str, Any] | None, error: bool = False) -> str:
+    """How a trial ended, from its last result: completed, pruned, diverged or errored."""
+    if error:
+        return ERRORED
+    result = result or {}
+    if result.get(DIVERGED_KEY) == 1.0:
+        return DIVERGED
+    if result.get(COMPLETE_KEY) == 1.0:
+        return COMPLETED
+    return PRUNED
+
+
+def _total_steps(method: str, hparams: dict[str, Any], grad_evals: int) -> int:
+    """DESIGN.md section 5: schedules need the horizon in steps; the budget is in grad evals."""
+    from methods import get_method
+
+    per_step = get_method(method).grad_evals_per_step(**hparams)
+    return max(1, math.ceil(grad_evals / per_step))
+
+
+def build_trial(setup: Mapping[str, Any], point: Mapping[str, Any]) -> tuple[Any, Any, int]:
+    """(workload, optimizer, seed) for one trial; also used by benchmarks' hand-written scripts."""
+    from methods import build_optimizer, get_method
+    from tuner.space import split_config
+    from tuner.workloads import create_workload
+
+    method, hparams, overrides = split_config(public_params(point))
+    seed = int(point.get("_seed", setup["seed"]))
+    if "total_steps" in get_method(method).hyperparameters and "total_steps" not in hparams:
+        hparams["total_steps"] = _total_steps(method, hparams, int(setup["trial_grad_evals"]))
+    threads = max(1, int(setup.get("cpu", 1)))
+    device = "auto" if float(setup.get("gpu", 0)) > 0 else "cpu"
+    workload = create_workload(setup["workload"], {**setup["workload_options"], **overrides}, seed=seed,
+                               device=device, num_threads=threads)
+    optimizer = build_optimizer(workload.model, method, pairs=workload.pairs or None, **hparams)
+    return workload, optimizer, seed
+
+
+def _maybe_fault(fault: Mapping[str, Any] | None, method: str, grad_evals: float) -> None:
+    """Tests only: kill this process once (the marker file proves it happened) to exercise retries."""
+    if not fault or grad_evals < float(fault["kill_at_grad_evals"]):
+        return
+    if fault.get("method") not in (None, method):
+        return
+    try:
+        fd = os.open(fault["marker"], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, json.dumps({"pid": os.getpid(), "grad_evals": grad_evals}).encode())
+    os.close(fd)
+    os._exit(17)
+
+
+def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
+    """Ray Tune function trainable (wrap with `tune.with_parameters(train_trial, setup=...)`)."""
+    import ray
+    import torch
+    from ray import tune
+
+    from tuner.training import Diverged, Trainer
+
+    for noisy in ("ray.train", "ray.tune"):  # "Checkpoint successfully created" on every report
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    torch.set_num_threads(max(1, int(setup.get("cpu", 1))))
+    point = trial_point(config)
+    workload, optimizer, _ = build_trial(setup, point)
+    budget = int(setup["trial_grad_evals"])
+    trainer = Trainer(workload, optimizer, eval_every=int(setup["eval_every"]), max_grad_evals=budget)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        try:
+            with checkpoint.as_directory() as folder:
+                state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=False)
+        except (OSError, RuntimeError, EOFError) as exc:
+            # A driver killed between Ray pruning old checkpoints and saving its state can point at a
+            # deleted one: start over (same seed, same steps); the tracker skips steps it already holds.
+            logging.getLogger(__name__).warning("checkpoint %s unreadable (%s); restarting the trial", checkpoint, exc)
+            checkpoint = None  # nothing was loaded: the fresh trainer starts at step 0
+        else:
+            trainer.load_state_dict(state)
+    required = tuple(setup.get("required_metrics", ()))
+    node_id = ray.get_runtime_context().get_node_id()
+    fault = setup.get("fault")
+    last: dict[str, Any] | None = None
+    try:
+        for report in trainer.run():
+            _maybe_fault(fault, point["method"], last["cost/grad_evals"] if last else -1.0)
+            metrics: dict[str, Any] = {k: report.get(k, math.nan) for k in required}
+            metrics.update(report)
+            metrics[NODE_KEY] = node_id
+            if report.get(DIVERGED_KEY) == 1.0:
+                last = metrics
+                tune.report(metrics)  # no checkpoint of a broken state
+                continue
+            if metrics["cost/grad_evals"] >= budget:
+                metrics[COMPLETE_KEY] = 1.0
+            with tempfile.TemporaryDirectory(prefix="sharptune-ckpt-") as folder:
+                torch.save(trainer.state_dict(), Path(folder) / CHECKPOINT_FILE)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            last = metrics
+    except Diverged:
+        return  # the diverged report is out; ending normally keeps Ray from retrying a hopeless config
+    if last is not None and last.get(COMPLETE_KEY) != 1.0 and last.get(DIVERGED_KEY) != 1.0:
+        # Ended by a step limit below the grad-eval budget (or resumed at the end): say it is complete.
+        tune.report({**last, COMPLETE_KEY: 1.0})
+    elif last is None and checkpoint is not None:
+        # Resumed from the checkpoint of its last report: report it again so the trial ends complete.
+        tune.report({**trainer._report(time.perf_counter()), COMPLETE_KEY: 1.0, NODE_KEY: node_id})
