@@ -20,8 +20,11 @@ def flat_mask(curvature: Sequence[Tensor], gamma: float) -> list[Tensor]:
     count = int(math.floor(gamma * flat.numel() + 0.5))
     chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     if count:
-        order = torch.sort(flat, stable=True).indices
-        chosen[order[:count]] = True
+        # kthvalue instead of a full sort: everything below the threshold, then ties by position
+        threshold = torch.kthvalue(flat.cpu(), count).values.to(flat.device)
+        chosen = flat < threshold
+        ties = torch.nonzero(flat == threshold).flatten()[: count - int(chosen.sum())]
+        chosen[ties] = True
     return [m.view_as(h) for m, h in zip(chosen.split([h.numel() for h in curvature]), curvature, strict=True)]
 
 

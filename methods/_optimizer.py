@@ -115,8 +115,11 @@ class SharpOptimizer(torch.optim.Optimizer):
         scope = [self._params[i] for i in self._scope]
         if kind == "adam":
             return apply_inverse(grads, adam_second_moment(self.base, scope), hp["precond_eps"])
-        squares = (torch._foreach_mul(grads, grads) if kind == "ema_sq"
-                   else [self._fisher_squares(closure, rng, "preconditioner 'fisher'")[i] for i in self._scope])
+        if kind == "ema_sq":
+            squares = torch._foreach_mul(grads, grads)
+        else:  # one sampled-label pass per step, restricted to the perturbed scope
+            fisher = self._fisher_squares(closure, rng, "preconditioner 'fisher'")
+            squares = [fisher[i] for i in self._scope]
         stats = [self.state[p].setdefault("precond_v", torch.zeros_like(p)) for p in scope]
         update_ema(stats, squares, hp["precond_beta"])
         self._precond_steps += 1

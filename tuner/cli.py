@@ -21,24 +21,33 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _load(name: str):
+    """Import one command module; a command not built yet must not break the others."""
+    try:
+        return importlib.import_module(f"tuner.commands.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"tuner.commands.{name}":
+            raise
+        return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Register only the command being run (so `validate` never imports Ray or MLflow); all for --help."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    chosen = [a for a in args[:1] if a in COMMANDS]
     parser = _Parser(prog="python -m tuner", description="Tune sharpness-aware optimizers.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"tuner.commands.{name}")
-        except ModuleNotFoundError as exc:  # a command not built yet must not break the others
-            if exc.name != f"tuner.commands.{name}":
-                raise
-            continue
-        module.register(subparsers)
+    for name in chosen or COMMANDS:
+        module = _load(name)
+        if module is not None:
+            module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the command, map errors to exit codes."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         if getattr(args, "func", None) is None:
             raise UserError(f"python -m tuner: choose a command: {', '.join(COMMANDS)}")
         return int(args.func(args) or 0)

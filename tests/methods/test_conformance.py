@@ -170,9 +170,7 @@ class TestConformance:
 
 
 VARIANTS = [  # non-default parts whose extra passes / state the presets alone do not exercise
-    pytest.param("sam", {"preconditioner": "fisher"}, marks=pytest.mark.xfail(strict=True, reason=(
-        "core bug: SharpOptimizer._preconditioned calls _fisher_squares once per parameter in scope (list "
-        "comprehension), so preconditioner 'fisher' costs 1 + len(params) + 1 passes per step, not the declared 3"))),
+    ("sam", {"preconditioner": "fisher"}),
     ("sam", {"preconditioner": "ema_sq", "precond_normalize": "grad"}),
     ("psam", {"base": "sgd", "preconditioner": "ema_sq"}),
     ("asam", {"base": "adamw", "preconditioner": "adam", "rho_schedule": "cosine", "total_steps": 20}),
