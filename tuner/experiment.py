@@ -369,8 +369,9 @@ class Experiment:
             self.say(f"interrupted: state saved in {self.dir}\n"
                      f"resume with: python -m tuner resume {spec.name} --storage {spec.storage_path}")
             return 130
-        metrics = self.summarize(search, confirm)
-        self.tracker.end_parent("FINISHED", metrics)
+        self.summarize(search, confirm)
+        self.tracker.end_parent("FINISHED", {})
+        self._record_winners()
         counts = _counts(search)
         write_state(self.dir, status="completed", phase="done", trials=counts)
         prune_checkpoints(self.dir)
@@ -412,28 +413,22 @@ class Experiment:
         return unfinished > 0 or (num_samples is not None and len(results) < num_samples)
 
     # --- the end --------------------------------------------------------------------------------
-    def summarize(self, search: Any, confirm: Any) -> dict[str, float]:
-        """Print the best config per method and its cost; tag the best runs; parent summary metrics."""
+    def summarize(self, search: Any, confirm: Any) -> None:
+        """Print the best config per method, its cost and where the MLflow store is."""
         spec = self.spec
         sign = 1.0 if spec.metric.goal == "maximize" else -1.0
         best: dict[str, Any] = {}
         counts: dict[str, dict[str, int]] = {}
-        step_ms: dict[str, list[float]] = {}
         for r in search:
             metrics = r.metrics or {}
             method = trial_point(r.config).get("method", "?")
             status = ERRORED if r.error is not None else outcome(metrics)
             counts.setdefault(method, {s: 0 for s in (COMPLETED, PRUNED, DIVERGED, ERRORED)})[status] += 1
-            if _finite(metrics.get("cost/step_time_ms")):
-                step_ms.setdefault(method, []).append(metrics["cost/step_time_ms"])
             value = metrics.get(spec.metric.name)
             if status != COMPLETED or not _finite(value):
                 continue
             if method not in best or sign * value > sign * best[method].metrics[spec.metric.name]:
                 best[method] = r
-        ranked = sorted(best, key=lambda m: -sign * best[m].metrics[spec.metric.name])
-        out: dict[str, float] = {}
-        fastest = min((sorted(v)[len(v) // 2] for v in step_ms.values()), default=math.nan)
         self.say(f"\nsummary of {spec.name} ({spec.metric.name}, {spec.metric.goal}):")
         self.say(f"{'method':<14}{'best':>12}{'grad_evals':>12}{'wall_s':>9}  {'trials c/p/d/e':<16}config")
         for method in spec.methods:
@@ -444,30 +439,25 @@ class Experiment:
                 config = {k: v for k, v in public_params(trial_point(best[method].config)).items() if k != "method"}
                 self.say(f"{method:<14}{_fmt(m[spec.metric.name]):>12}{_fmt(m.get('cost/grad_evals')):>12}"
                          f"{_fmt(m.get('cost/wall_s')):>9}  {tally:<16}{json.dumps(config, default=str)}")
-                out[f"best/{method}/{spec.metric.name}"] = float(m[spec.metric.name])
-                self._tag_best(m.get("trial_id"), ranked.index(method) + 1)
             else:
                 self.say(f"{method:<14}{'-':>12}{'-':>12}{'-':>9}  {tally:<16}(no completed trial)")
-            if method in step_ms and math.isfinite(fastest) and fastest > 0:
-                v = sorted(step_ms[method])
-                out[f"overhead/{method}"] = v[len(v) // 2] / fastest
         if confirm is not None:
             self.say(f"confirmation: {len(confirm)} runs ({confirm.num_errors} errored); "
                      "`python -m tuner report` ranks them by the seed interval")
         self.say(f"MLflow: {spec.tracking_uri} (experiment sharptune/{spec.name}); results in {self.dir}")
         if spec.tracking_uri.startswith("sqlite:"):
-            self.say(f"browse: mlflow ui --backend-store-uri {spec.tracking_uri}")
-        return out
+            self.say(f"browse: python -m tuner ui {spec.name} --storage {spec.storage_path}")
 
-    def _tag_best(self, trial_id: str | None, rank: int) -> None:
-        if not trial_id:
-            return
-        client = self.tracker.client
-        runs = client.search_runs([self.tracker.experiment_id],
-                                  f"tags.`sharptune.trial_id` = '{trial_id}'", max_results=1)
-        for run in runs:
-            client.set_tag(run.info.run_id, "sharptune.best", "true")
-            client.set_tag(run.info.run_id, "sharptune.rank", str(rank))
+    def _record_winners(self) -> None:
+        """Robust winners (seed intervals when confirmed) onto the parent run and the best runs' tags."""
+        from dashboards.summary import tag_winners
+
+        try:
+            tag_winners(self.spec.name, tracking_uri=self.spec.tracking_uri, storage=self.spec.storage_path,
+                        metric=self.spec.metric.name, goal=self.spec.metric.goal)
+        except Exception as exc:  # the search is done and stored; a summary failure must not hide that
+            self.say(f"warning: could not record the winners in MLflow ({exc}); "
+                     f"`python -m tuner report {self.spec.name}` retries")
 
 
 def prune_checkpoints(experiment_dir: Path) -> int:
