@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,16 +98,23 @@ def test_validate_starts_no_ray_and_no_mlflow(tmp_path: Path) -> None:
     The CLI imports every command module to build its parser, so any command that imports mlflow or ray
     at module level breaks this; the assertion names the modules that did.
     """
+    # A copy of the smoke spec whose relative store (../results) lands inside this test's own directory,
+    # so the check cannot be fooled by, or trip over, results a real run left in the repository.
+    spec_dir = tmp_path / "specs"
+    spec_dir.mkdir()
+    shutil.copy(REPO / "search_spaces" / "smoke.yaml", spec_dir / "smoke.yaml")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     script = (
         "import json, sys\n"
         "from tuner.cli import main\n"
         f"codes = [main(['validate', {str(BAD / 'unknown_method.yaml')!r}]),\n"
-        f"         main(['validate', {str(REPO / 'search_spaces' / 'smoke.yaml')!r}])]\n"
+        f"         main(['validate', {str(spec_dir / 'smoke.yaml')!r}])]\n"
         "culprits = sorted(n for n in sys.modules if n.startswith('tuner.commands.'))\n"
         f"print(json.dumps({{'codes': codes, 'mods': {HEAVY}[:3], 'commands': culprits}}))\n"
     )
-    result = _run_isolated(script, tmp_path)
+    result = _run_isolated(script, cwd)
     assert result["codes"] == [2, 0]
     assert result["mods"] == [], f"ray/mlflow imported by one of {result['commands']}"
-    assert list(tmp_path.iterdir()) == []
-    assert not (REPO / "results" / "smoke" / "mlflow.db").exists()
+    assert list(cwd.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "specs"], "validate created a store"
