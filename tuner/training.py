@@ -61,6 +61,7 @@ class Trainer:
             optimizer.hparams["grad_clip"] = grad_clip
         self.step = 0
         self._wall = 0.0  # seconds spent in earlier run() calls (and before a resume)
+        self._train_s = 0.0  # seconds inside optimizer steps, all runs: the share of a trial spent training
         self._losses: list[float] = []
         self._times: list[float] = []
         self._diag: dict[str, float] = {}
@@ -84,7 +85,9 @@ class Trainer:
         start = time.perf_counter()
         loss = self.optimizer.step(closure)
         self._sync()
-        self._times.append((time.perf_counter() - start) * 1e3)
+        elapsed = time.perf_counter() - start
+        self._times.append(elapsed * 1e3)
+        self._train_s += elapsed
         self.step += 1
         return float(loss)
 
@@ -114,6 +117,7 @@ class Trainer:
             "cost/bwd_passes": float(counts["bwd"]),
             "cost/step_time_ms": statistics.median(self._times) if self._times else math.nan,
             "cost/wall_s": self._wall + time.perf_counter() - wall_start,
+            "cost/train_s": self._train_s,
             "cost/peak_mem_mb": _peak_mem_mb(self._device),
         }
         self._losses, self._times = [], []
@@ -151,6 +155,7 @@ class Trainer:
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # torch hands out live tensors
             "step": self.step,
             "wall_s": self._wall,
+            "train_s": self._train_s,
             "pending": {"losses": list(self._losses), "times": list(self._times), "diag": dict(self._diag)},
         }
 
@@ -159,6 +164,7 @@ class Trainer:
         self.workload.load_state_dict(state["workload"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self._wall = int(state["step"]), float(state["wall_s"])
+        self._train_s = float(state.get("train_s", 0.0))
         self._losses = list(state["pending"]["losses"])
         self._times = list(state["pending"]["times"])
         self._diag = dict(state["pending"]["diag"])

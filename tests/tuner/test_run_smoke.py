@@ -129,6 +129,17 @@ def test_unreachable_tracking_fails_fast(tmp_path: Path) -> None:
     assert not (tmp_path / "results" / "offline" / "tuner.pkl").exists()  # no trial, no Ray run
 
 
+def test_tracking_path_blocked_by_a_file_fails_fast(tmp_path: Path) -> None:
+    """A store whose folder cannot be made (a file is in the way): unwritable even for root."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    spec = write_spec(tmp_path, name="blocked", tracking={"uri": f"sqlite:///{blocker}/mlflow.db"})
+    proc = cli("run", str(spec), timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "MLflow" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results" / "blocked" / "tuner.pkl").exists()
+
+
 def test_unwritable_tracking_path_fails_fast(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()

@@ -13,8 +13,8 @@ from tuner.workloads import create_workload
 
 DIGITS = {"dataset": "digits", "depth": 1, "width": 32, "batch_size": 32, "diag_examples": 256}
 COST = ["cost/grad_evals", "cost/fwd_passes", "cost/bwd_passes", "cost/step_time_ms", "cost/wall_s",
-        "cost/peak_mem_mb"]
-TIMING = {"cost/step_time_ms", "cost/wall_s", "cost/peak_mem_mb"}
+        "cost/train_s", "cost/peak_mem_mb"]
+TIMING = {"cost/step_time_ms", "cost/wall_s", "cost/train_s", "cost/peak_mem_mb"}
 
 
 def _trainer(method: str, seed: int = 0, workload: str = "mnist_mlp", options: dict | None = None,
@@ -34,6 +34,7 @@ def test_reports_carry_the_stable_names_and_learn() -> None:
     assert reports[-1]["eval/accuracy"] > 0.5
     assert reports[-1]["cost/grad_evals"] == 60 and reports[-1]["cost/fwd_passes"] == 60
     last = reports[-1]
+    assert 0 < reports[0]["cost/train_s"] < last["cost/train_s"] <= last["cost/wall_s"]  # steps are a part of wall
     assert last["diag/sam_edge"] == pytest.approx(2 / 0.05)  # GD's edge 2/η when ρ = 0
     assert last["diag/lambda_over_edge"] == pytest.approx(last["diag/lambda_max"] / last["diag/sam_edge"])
     assert "diag/lambda_max" not in reports[0]  # first diagnostics at step 30
