@@ -32,12 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parents[1]
+# This folder holds platform.py, which would shadow the standard library's `platform` (torch and ray import it)
+# while the folder is first on sys.path, as it is for `python benchmarks/x.py`: put the repository there instead.
+sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != REPO / "benchmarks")]
+
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from methods import build_optimizer, find_lora_pairs, list_methods  # noqa: E402
+from methods import build_optimizer, find_lora_pairs, list_methods
 
 TARGETS = {"sam": 2.05, "asam": 2.05, "fsam": 2.10, "obar": 1.05, "nbar": 1.05, "admire": 1.12, "sgd_ire": 1.12}
 

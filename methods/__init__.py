@@ -10,12 +10,13 @@ Imports no Ray, MLflow or Optuna: training code can use it alone.
 from methods._build import build_optimizer
 from methods._config_io import load_config
 from methods._errors import ConfigError
-from methods._hparams import HPARAMS
+from methods._hparams import BASE_ONLY, HPARAMS
 from methods._optimizer import SharpOptimizer
 from methods._pairs import find_lora_pairs
 from methods._registry import MethodInfo, Preset, get_method, list_methods, register
 
 __all__ = [
+    "BASE_ONLY",
     "HPARAMS",
     "ConfigError",
     "MethodInfo",

@@ -5,19 +5,22 @@ checkpoints, `optuna.journal` (the study), `mlflow.db` (default tracking store),
 resolved spec, which `resume` reloads) and `sharptune.json` (status, phase, driver pid). A name that
 already has that folder is refused: continue it with `resume` or pick a new name, never mix.
 
-Order matters for failing fast: the spec is loaded (exit 2), the name is checked (exit 2), the
-tracking store is reached and written (exit 1), and only then is Ray started.
+Order matters for failing fast: the spec is loaded (exit 2) and the name is checked (exit 2) before
+Ray starts; the tracking store is reached and written (exit 1) while Ray starts, and nothing is written
+to the experiment folder and no trial runs until both are ready.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -213,6 +216,9 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[No
         if address:
             ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
         else:
+            # Ray 2.60 turns token authentication on for a new local cluster (good) and warns that it did
+            # on every start; keep stderr for errors (RAY_AUTH_MODE must be set before ray is imported).
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
                      _node_ip_address="127.0.0.1")
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -335,7 +341,17 @@ class Experiment:
         if not resume:
             self.refuse_existing()
         self.say("resolved config:\n" + yaml.safe_dump(spec.to_dict(include_space=True), sort_keys=False).rstrip())
-        self.check_tracking(fresh=not resume)
+        # The store check (MLflow import, SQLite schema: seconds of driver CPU) overlaps Ray's start-up
+        # (mostly waiting on its processes). A failed check shuts Ray down before anything is written.
+        with ThreadPoolExecutor(1, thread_name_prefix="sharptune-store-check") as pool:
+            checked = pool.submit(self.check_tracking, not resume)
+            with ray_session(self.address):
+                checked.result()
+                return self._run_checked(resume)
+
+    def _run_checked(self, resume: bool) -> int:
+        """`run` once the store answers and Ray is up."""
+        spec = self.spec
         self.dir.mkdir(parents=True, exist_ok=True)
         if not resume:
             (self.dir / SPEC_FILE).write_text(yaml.safe_dump(spec.to_dict(include_space=False), sort_keys=False),
@@ -349,16 +365,15 @@ class Experiment:
         self.tracker = self._tracker("search")
         interrupted = False
         try:
-            with ray_session(self.address):
-                self.tracker.parent_run_id()  # created (or reopened) before any trial
-                phase = read_state(self.dir).get("phase", "search")
-                search = self._fit_search(resume and phase == "search")
-                interrupted = self._interrupted(search, spec.budget.num_samples)
-                confirm = None
-                if not interrupted and spec.confirm is not None:
-                    write_state(self.dir, phase="confirm")
-                    confirm = self._fit_confirm(search, resume=resume and phase == "confirm")
-                    interrupted = confirm is not None and self._interrupted(confirm, None)
+            self.tracker.parent_run_id()  # created (or reopened) before any trial
+            phase = read_state(self.dir).get("phase", "search")
+            search = self._fit_search(resume and phase == "search")
+            interrupted = self._interrupted(search, spec.budget.num_samples)
+            confirm = None
+            if not interrupted and spec.confirm is not None:
+                write_state(self.dir, phase="confirm")
+                confirm = self._fit_confirm(search, resume=resume and phase == "confirm")
+                interrupted = confirm is not None and self._interrupted(confirm, None)
         except KeyboardInterrupt:
             interrupted = True
         finally:

@@ -756,7 +756,7 @@ def _param_from_default(method: str, name: str, spec: Mapping[str, Any]) -> Para
 
 def _base_only() -> Mapping[str, frozenset[str]]:
     """Names that only one base optimizer takes (momentum for sgd, betas for adamw)."""
-    from methods._hparams import BASE_ONLY  # not yet exported by `methods`; asked the lead
+    from methods import BASE_ONLY
 
     return BASE_ONLY
 

@@ -71,8 +71,11 @@ def _quote(value: str) -> str:
 
 
 @contextlib.contextmanager
-def _fast_http() -> Iterator[None]:
-    """No retries and a short timeout while probing a store: fail in seconds, not minutes."""
+def _fast_http(tracking_uri: str) -> Iterator[None]:
+    """No retries and a short timeout while probing a server: fail in seconds, not minutes."""
+    if not tracking_uri.startswith(("http:", "https:")):
+        yield
+        return
     saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
@@ -116,7 +119,7 @@ def check_tracking(tracking_uri: str, name: str, experiment_dir: str | Path) -> 
         if not os.access(folder, os.W_OK):
             raise RuntimeFailure(f"MLflow store {tracking_uri}: folder {folder} is not writable")
     try:
-        with _fast_http():
+        with _fast_http(tracking_uri):
             client = MlflowClient(tracking_uri)
             exp_id = ensure_experiment(client, name, artifact_location(tracking_uri, experiment_dir))
             client.set_experiment_tag(exp_id, "sharptune.checked_at", str(int(time.time())))

@@ -102,3 +102,38 @@ def test_mnist_full_batch_logs_edge_of_stability_diagnostics() -> None:
     assert final["diag/lambda_max"] > 0 and final["diag/hessian_trace"] > 0
     assert math.isfinite(final["diag/lambda_over_edge"])
     assert final["diag/sam_edge"] < 2 / 0.05  # SAM's edge lies below GD's 2/η
+
+
+@pytest.mark.parametrize(("bad", "message"), [("param", "a parameter is not finite"),
+                                              ("grad", "gradient norm is not finite")])
+def test_non_finite_parameter_or_gradient_stops_the_run_even_with_a_finite_loss(bad: str, message: str) -> None:
+    """Divergence is caught in the step it happens, not only once the loss turns NaN."""
+    from tuner.training import Diverged
+
+    wl = create_workload("mnist_mlp", DIGITS, seed=0, device="cpu")
+    extra = torch.nn.Parameter(torch.zeros(3))  # enters the loss as 0 * sum: never changes its value
+    wl.model.register_parameter("extra", extra)
+    broken = {"on": False}
+    extra.register_hook(lambda g: torch.full_like(g, math.nan) if broken["on"] and bad == "grad" else g)
+    make_closure = wl.closure
+
+    def closure(batch):
+        inner = make_closure(batch)
+
+        def run_it():
+            loss, out = inner()
+            return loss + 0.0 * extra.nan_to_num(0.0, 0.0, 0.0).sum(), out
+        return run_it
+    wl.closure = closure
+    trainer = Trainer(wl, build_optimizer(wl.model, "sgd", lr=1e-9), eval_every=5, max_steps=20)
+    run = trainer.run()
+    assert next(run)["step"] == 5.0  # healthy so far
+    broken["on"] = True
+    if bad == "param":
+        with torch.no_grad():
+            extra[1] = math.inf
+    reports = []
+    with pytest.raises(Diverged, match=message):
+        reports.extend(run)
+    assert len(reports) == 1 and reports[0]["diverged"] == 1.0 and reports[0]["step"] == 6.0
+    assert math.isfinite(reports[0]["train/loss"])
