@@ -77,10 +77,18 @@ def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
         if name == "grid":
             from tuner.space import grid_search_space
 
-            return optuna.samplers.GridSampler(grid_search_space(spec), seed=seed)
+            return _RayGridSampler(grid_search_space(spec), seed=seed)
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}")  # the spec validated it; a new name needs a branch here
+
+
+class _RayGridSampler(optuna.samplers.GridSampler):
+    """GridSampler whose last `tell` does not call `study.stop()`: that only works inside `optimize()`
+    (here it raises after the trial is stored), and Ray already stops at `num_samples` = the grid's size."""
+
+    def after_trial(self, study: optuna.Study, trial: Any, state: TrialState, values: Any) -> None:
+        return None
 
 
 def journal_storage(path: str | Path) -> JournalStorage:

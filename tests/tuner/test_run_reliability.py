@@ -71,6 +71,8 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_faulty_run_completes(faulty: dict) -> None:
     assert faulty["proc"].returncode == 0, faulty["proc"].stderr[-3000:]
     assert faulty["marker"].exists()  # the fault really fired once
+    output = faulty["proc"].stdout + faulty["proc"].stderr
+    assert "could not tell" not in output  # every trial reached Optuna, the grid's last one too
 
 
 def test_diverged_trial_is_marked_and_failed_in_optuna(faulty: dict) -> None:
