@@ -27,7 +27,8 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,8 @@ def peak_step_bytes(step: Callable[[], Any], device: torch.device) -> int:
         sync(device)
         return torch.cuda.max_memory_allocated(device) - start
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()  # (the profiler's C++ side prints a start and a stop line on fd 2 every time)
     with tempfile.TemporaryDirectory() as folder:
         trace = os.path.join(folder, "trace.json")
         prof.export_chrome_trace(trace)
@@ -150,6 +151,20 @@ def peak_step_bytes(step: Callable[[], Any], device: torch.device) -> int:
     events.sort(key=lambda e: e["ts"])
     start = events[0]["args"]["Total Allocated"] - events[0]["args"]["Bytes"]
     return max(e["args"]["Total Allocated"] for e in events) - start
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (C++ logging that Python's sys.stderr never sees) for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def run_workload(workload: Workload, device: torch.device, rounds: int) -> list[dict[str, Any]]:

@@ -28,15 +28,14 @@ def flat_mask(curvature: Sequence[Tensor], gamma: float) -> list[Tensor]:
     return [m.view_as(h) for m, h in zip(chosen.split([h.numel() for h in curvature]), curvature, strict=True)]
 
 
-@torch.no_grad()
-def boost(params: Sequence[Tensor], previous: Sequence[Tensor], masks: Sequence[Tensor],
-          kappas: Sequence[float]) -> None:
-    """θ ← θ + κ · mask ⊙ (θ − θ_old), in place (`previous` is consumed as scratch)."""
-    delta = list(previous)
-    torch._foreach_sub_(delta, list(params))  # θ_old − θ
-    torch._foreach_mul_(delta, list(masks))
+def boost_weights(masks: Sequence[Tensor], kappas: Sequence[float]) -> list[Tensor]:
+    """−κ · mask per parameter: the weights `boost` takes (rebuilt only when κ or the mask changes)."""
     if len(set(kappas)) == 1:
-        torch._foreach_sub_(list(params), delta, alpha=kappas[0])
-    else:
-        for p, d, kappa in zip(params, delta, kappas, strict=True):
-            p.sub_(d, alpha=kappa)
+        return list(torch._foreach_mul(list(masks), -kappas[0]))
+    return [m * -kappa for m, kappa in zip(masks, kappas, strict=True)]
+
+
+@torch.no_grad()
+def boost(params: Sequence[Tensor], previous: Sequence[Tensor], weights: Sequence[Tensor]) -> None:
+    """θ ← θ + κ · mask ⊙ (θ − θ_old) in place, as one fused pass: lerp(θ, θ_old, −κ · mask)."""
+    torch._foreach_lerp_(list(params), list(previous), list(weights))

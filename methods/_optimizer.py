@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from methods._balancer import balance
 from methods._errors import ConfigError
 from methods._hparams import schedule_factor
-from methods._ire import boost, flat_mask
+from methods._ire import boost, boost_weights, flat_mask
 from methods._pairs import Pair
 from methods._passes import RngSnapshot, frozen_batchnorm, logits_of
 from methods._perturbation import perturbation
@@ -77,6 +77,8 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._max_lr = [g["lr"] for g in self.param_groups]
         group_of = {id(p): k for k, g in enumerate(self.param_groups) for p in g["params"]}
         self._group = [group_of[id(p)] for p in self._params]  # param index -> param group index
+        self._theta_old: list[Tensor] | None = None  # IRE: θ before the base step, a buffer kept across steps
+        self._boost: tuple[tuple[float, ...], list[Tensor]] | None = None  # IRE: (κ per param, −κ·mask); derived
 
     # ------------------------------------------------------------------ passes
     def _forward(self, closure: Closure) -> tuple[Tensor, Any]:
@@ -165,7 +167,8 @@ class SharpOptimizer(torch.optim.Optimizer):
         else:
             curvature = torch._foreach_mul(grads, grads)
         for p, mask in zip(self._params, flat_mask(curvature, self.hparams["gamma"]), strict=True):
-            self.state[p]["ire_mask"] = mask.to(p.dtype)  # stored as 0/1 in θ's dtype: one multiply per step
+            self.state[p]["ire_mask"] = mask.to(p.dtype)  # stored as 0/1 in θ's dtype
+        self._boost = None
 
     def _is_estimate_step(self) -> bool:
         hp = self.hparams
@@ -201,15 +204,26 @@ class SharpOptimizer(torch.optim.Optimizer):
         if hp["grad_clip"] is not None:
             torch.nn.utils.clip_grad_norm_(self._params, hp["grad_clip"])
 
-        masks = [self.state[p].get("ire_mask") for p in self._params] if preset.ire else []
-        boosting = bool(masks) and masks[0] is not None
-        previous = torch._foreach_mul(self._params, 1.0) if boosting else []  # a copy of θ_old
+        boosting = preset.ire and "ire_mask" in self.state[self._params[0]]
+        if boosting:
+            if self._theta_old is None:
+                self._theta_old = [p.detach().clone() for p in self._params]
+            else:
+                torch._foreach_copy_(self._theta_old, self._params)
         self.base.step()
         if boosting:
-            boost(self._params, previous, masks, self._kappas())
+            boost(self._params, self._theta_old, self._boost_weights())
         self._max_lr = [max(m, g["lr"]) for m, g in zip(self._max_lr, self.param_groups, strict=True)]
         self._step += 1
         return loss.detach()
+
+    def _boost_weights(self) -> list[Tensor]:
+        """−κ·mask for `boost`, cached until the mask or κ (kappa_decay) changes."""
+        kappas = tuple(self._kappas())
+        if self._boost is None or self._boost[0] != kappas:
+            masks = [self.state[p]["ire_mask"] for p in self._params]
+            self._boost = (kappas, boost_weights(masks, kappas))
+        return self._boost[1]
 
     def _kappas(self) -> list[float]:
         """κ per parameter; with kappa_decay, κ · η_t / η_max of the parameter's group."""
@@ -247,6 +261,7 @@ class SharpOptimizer(torch.optim.Optimizer):
         self.counts = dict(state_dict["counts"])
         self._generator.set_state(state_dict["generator"])
         self.state.clear()
+        self._boost = None
         for i, entries in state_dict["per_param"].items():
             p = self._params[int(i)]
             self.state[p] = {k: v.to(p.device).clone() for k, v in entries.items()}
