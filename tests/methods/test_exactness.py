@@ -240,3 +240,14 @@ def test_ire_step_equals_the_formula():
         new = torch.cat([ref_w, ref_b]) + delta + kappa * mask * delta
         ref_w, ref_b = new[:6], new[6:]
         torch.testing.assert_close(torch.cat([w, b]).detach(), new, rtol=1e-12, atol=1e-14)
+
+
+def test_ire_mask_takes_exactly_round_gamma_p_coordinates_ties_by_position():
+    """METHODS.md: exactly round(γ·p) smallest-curvature coordinates, one global threshold, ties by position."""
+    from methods._ire import flat_mask
+
+    curvature = [torch.tensor([[0.5, 0.1], [0.1, 0.1]]), torch.tensor([0.1, 0.1, 0.9])]  # p = 7, five ties at 0.1
+    masks = flat_mask(curvature, gamma=3 / 7)  # round(3) = 3 of the five tied coordinates: the first three
+    assert [m.tolist() for m in masks] == [[[False, True], [True, True]], [False, False, False]]
+    masks = flat_mask(curvature, gamma=6 / 7)  # all ties, then the next smallest (0.5)
+    assert [m.tolist() for m in masks] == [[[True, True], [True, True]], [True, True, False]]
