@@ -70,6 +70,7 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._batchnorms = list(batchnorms)
         self._scope = (sorted({i for pair in self._pair_index for i in pair})
                        if info.preset.perturb_scope == "pairs" else list(range(len(self._params))))
+        self._scope_params = [self._params[i] for i in self._scope]  # what the perturbation moves
         self._cuda = sorted({p.device for p in self._params if p.device.type == "cuda"}, key=str)
         self._generator = torch.Generator().manual_seed(0)  # label sampling; never touches the global RNG
         self._step = 0
@@ -77,7 +78,7 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._max_lr = [g["lr"] for g in self.param_groups]
         group_of = {id(p): k for k, g in enumerate(self.param_groups) for p in g["params"]}
         self._group = [group_of[id(p)] for p in self._params]  # param index -> param group index
-        self._theta_old: list[Tensor] | None = None  # IRE: θ before the base step, a buffer kept across steps
+        self._buffers: dict[str, list[Tensor]] = {}  # scratch copies of θ, allocated once (see _copy_of)
         self._boost: tuple[tuple[float, ...], list[Tensor]] | None = None  # IRE: (κ per param, −κ·mask); derived
 
     # ------------------------------------------------------------------ passes
@@ -114,7 +115,7 @@ class SharpOptimizer(torch.optim.Optimizer):
         kind, hp = self.hparams["preconditioner"], self.hparams
         if kind == "none":
             return grads
-        scope = [self._params[i] for i in self._scope]
+        scope = self._scope_params
         if kind == "adam":
             return apply_inverse(grads, adam_second_moment(self.base, scope), hp["precond_eps"])
         if kind == "ema_sq":
@@ -131,13 +132,13 @@ class SharpOptimizer(torch.optim.Optimizer):
     def _perturbed_grads(self, closure: Closure, grads: list[Tensor], output_grad: Tensor | None,
                          rng: RngSnapshot) -> list[Tensor]:
         hp = self.hparams
-        scope = [self._params[i] for i in self._scope]
+        scope = self._scope_params
         scope_grads = [grads[i] for i in self._scope]
         rho = hp["rho"] * schedule_factor(hp["rho_schedule"], self._step, hp["total_steps"])
         eps = perturbation(self.info.preset.perturbation, scope, scope_grads,
                            self._preconditioned(scope_grads, closure, rng), rho=rho,
                            asam_eta=hp.get("asam_eta", 0.0), normalize_by_grad=hp["precond_normalize"] == "grad")
-        saved = [p.detach().clone() for p in scope]
+        saved = self._copy_of("perturb_restore", scope)
         with torch.no_grad():
             torch._foreach_add_(scope, eps)
         rng.restore()
@@ -205,17 +206,23 @@ class SharpOptimizer(torch.optim.Optimizer):
             torch.nn.utils.clip_grad_norm_(self._params, hp["grad_clip"])
 
         boosting = preset.ire and "ire_mask" in self.state[self._params[0]]
-        if boosting:
-            if self._theta_old is None:
-                self._theta_old = [p.detach().clone() for p in self._params]
-            else:
-                torch._foreach_copy_(self._theta_old, self._params)
+        theta_old = self._copy_of("ire_theta_old", self._params) if boosting else []
         self.base.step()
         if boosting:
-            boost(self._params, self._theta_old, self._boost_weights())
+            boost(self._params, theta_old, self._boost_weights())
         self._max_lr = [max(m, g["lr"]) for m, g in zip(self._max_lr, self.param_groups, strict=True)]
         self._step += 1
         return loss.detach()
+
+    def _copy_of(self, name: str, tensors: list[Tensor]) -> list[Tensor]:
+        """`tensors` copied into the buffer `name`, kept across steps: no allocation on the hot path."""
+        buffer = self._buffers.get(name)
+        if buffer is None:
+            buffer = self._buffers[name] = [t.detach().clone() for t in tensors]
+        else:
+            with torch.no_grad():  # a plain copy: the buffer must not join the autograd graph
+                torch._foreach_copy_(buffer, tensors)
+        return buffer
 
     def _boost_weights(self) -> list[Tensor]:
         """−κ·mask for `boost`, cached until the mask or κ (kappa_decay) changes."""
