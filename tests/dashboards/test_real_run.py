@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from e2e import ROOT, smoke_spec
 from mlflow.tracking import MlflowClient
 from torch import nn
 
@@ -16,7 +17,6 @@ from methods import build_optimizer, load_config
 from tuner.cli import main
 from tuner.store import parse_param
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -24,11 +24,7 @@ pytestmark = pytest.mark.slow
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke spec (valley2d, sgd vs sam) plus a 2-seed confirmation phase, storage in tmp."""
     folder = tmp_path_factory.mktemp("real")
-    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
-    spec.update(name="smoke-report", storage={"path": str(folder / "results")},
-                confirm={"top_k": 1, "seeds": [0, 1]})
-    path = folder / "smoke-report.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = smoke_spec(folder, name="smoke-report", confirm={"top_k": 1, "seeds": [0, 1]})
     assert main(["run", str(path)]) == 0
     return folder / "results"
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
+from e2e import smoke_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -19,11 +18,8 @@ def test_trials_run_on_both_nodes(tmp_path: Path) -> None:
     from tuner.experiment import Experiment
     from tuner.spec import load_spec
 
-    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
-    spec.update(name="multinode", storage={"path": str(tmp_path / "results")}, scheduler={"name": "fifo"},
-                budget={"num_samples": 4, "max_concurrent_trials": 2, "trial_grad_evals": 1000, "eval_every": 10})
-    path = tmp_path / "multinode.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = smoke_spec(tmp_path, name="multinode", scheduler={"name": "fifo"},
+                      budget={"num_samples": 4, "max_concurrent_trials": 2, "trial_grad_evals": 1000, "eval_every": 10})
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:

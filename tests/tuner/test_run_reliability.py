@@ -20,14 +20,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from e2e import ROOT, cli, smoke_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def store(experiment_dir: Path, name: str) -> tuple:
@@ -134,11 +129,8 @@ def test_driver_sigkill_then_resume(tmp_path: Path) -> None:
 
     from tuner.searcher import load_study
 
-    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
-    spec.update(name="killed", storage={"path": str(tmp_path / "results")}, scheduler={"name": "fifo"},
-                budget={"num_samples": 5, "max_concurrent_trials": 2, "trial_grad_evals": 300, "eval_every": 10})
-    path = tmp_path / "killed.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = smoke_spec(tmp_path, name="killed", scheduler={"name": "fifo"},
+                      budget={"num_samples": 5, "max_concurrent_trials": 2, "trial_grad_evals": 300, "eval_every": 10})
     log = open(tmp_path / "driver.log", "w")  # noqa: SIM115 - closed below
     driver = subprocess.Popen([sys.executable, "-m", "tuner", "run", str(path)], cwd=ROOT, stdout=log,
                               stderr=subprocess.STDOUT, text=True)
@@ -179,11 +171,8 @@ def test_driver_sigkill_then_resume(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
-    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
-    spec.update(name="ctrlc", storage={"path": str(tmp_path / "results")}, scheduler={"name": "fifo"},
-                budget={"num_samples": 6, "max_concurrent_trials": 2, "trial_grad_evals": 2000, "eval_every": 10})
-    path = tmp_path / "ctrlc.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = smoke_spec(tmp_path, name="ctrlc", scheduler={"name": "fifo"},
+                      budget={"num_samples": 6, "max_concurrent_trials": 2, "trial_grad_evals": 2000, "eval_every": 10})
     driver = subprocess.Popen([sys.executable, "-m", "tuner", "run", str(path)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     experiment = tmp_path / "results" / "ctrlc"

@@ -7,21 +7,14 @@ import pickle
 from pathlib import Path
 
 import pytest
-import yaml
+from e2e import smoke_spec
 from optuna.trial import TrialState
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_spec(tmp_path: Path, **changes: object):
     from tuner.spec import load_spec
 
-    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
-    spec["storage"] = {"path": str(tmp_path / "results")}
-    spec.update(changes)
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return load_spec(path)
+    return load_spec(smoke_spec(tmp_path, **changes))
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp", "qmc", "nsga2"])

@@ -8,36 +8,19 @@ refused a second time, `list`, and a tracking store that cannot be reached faili
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
+from e2e import cli, smoke_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def cli(*args: str, timeout: float = 240, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
-
-
-def write_spec(folder: Path, **changes: object) -> Path:
-    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
-    spec["storage"] = {"path": str(folder / "results")}
-    spec.update(changes)
-    path = folder / f"{spec['name']}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("smoke")
-    spec = write_spec(folder)
+    spec = smoke_spec(folder)
     start = time.monotonic()
     proc = cli("run", str(spec))
     return {"proc": proc, "spec": spec, "dir": folder / "results" / "smoke", "seconds": time.monotonic() - start}
@@ -120,7 +103,7 @@ def test_list_and_resume_of_completed(smoke: dict) -> None:
 
 
 def test_unreachable_tracking_fails_fast(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, name="offline", tracking={"uri": "http://127.0.0.1:9"})
+    spec = smoke_spec(tmp_path, name="offline", tracking={"uri": "http://127.0.0.1:9"})
     start = time.monotonic()
     proc = cli("run", str(spec), timeout=120)
     assert proc.returncode == 1, proc.stderr
@@ -133,7 +116,7 @@ def test_tracking_path_blocked_by_a_file_fails_fast(tmp_path: Path) -> None:
     """A store whose folder cannot be made (a file is in the way): unwritable even for root."""
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("x")
-    spec = write_spec(tmp_path, name="blocked", tracking={"uri": f"sqlite:///{blocker}/mlflow.db"})
+    spec = smoke_spec(tmp_path, name="blocked", tracking={"uri": f"sqlite:///{blocker}/mlflow.db"})
     proc = cli("run", str(spec), timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert "MLflow" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -147,7 +130,7 @@ def test_unwritable_tracking_path_fails_fast(tmp_path: Path) -> None:
     try:
         if os.access(locked, os.W_OK):
             pytest.skip("running as a user that can write anywhere")
-        spec = write_spec(tmp_path, name="readonly", tracking={"uri": f"sqlite:///{locked}/db/mlflow.db"})
+        spec = smoke_spec(tmp_path, name="readonly", tracking={"uri": f"sqlite:///{locked}/db/mlflow.db"})
         proc = cli("run", str(spec), timeout=120)
         assert proc.returncode == 1 and "MLflow" in proc.stderr
     finally:

@@ -1,0 +1,28 @@
+"""Helpers of the end-to-end tests: the real `python -m tuner` command line and variants of the smoke spec."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m tuner ARGS` from the repository root, output captured."""
+    return subprocess.run([sys.executable, "-m", "tuner", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def smoke_spec(folder: Path, **changes: object) -> Path:
+    """search_spaces/smoke.yaml with `changes` and its store in `folder/results`, written to `folder/<name>.yaml`."""
+    spec = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    spec["storage"] = {"path": str(folder / "results")}
+    spec.update(changes)
+    path = folder / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
