@@ -34,6 +34,7 @@ from tuner.trainable import (
     DIVERGED,
     ERRORED,
     FAULT_ENV,
+    OUTCOMES,
     PRUNED,
     outcome,
     public_params,
@@ -172,8 +173,7 @@ class Progress(Callback):
         if not force and now - self._last < self.every_s:
             return
         self._last = now
-        counts = {s: sum(1 for v in self.ended.values() if v == s)
-                  for s in (COMPLETED, PRUNED, DIVERGED, ERRORED)}
+        counts = {s: sum(1 for v in self.ended.values() if v == s) for s in OUTCOMES}
         running = sum(1 for t in trials if t.status == "RUNNING") if trials else None
         best = ", ".join(f"{m} {_fmt(v)}" for m, (v, _) in sorted(self.best.items())) or "none yet"
         run_part = f"{running} running, " if running is not None else ""
@@ -318,7 +318,7 @@ class Experiment:
         for r in results:
             metrics = r.metrics or {}
             value = metrics.get(spec.metric.name)
-            if r.error is not None or outcome(metrics) != COMPLETED or not _finite(value):
+            if outcome(metrics, r.error is not None) != COMPLETED or not _finite(value):
                 continue
             params = public_params(trial_point(r.config))
             by_method.setdefault(params["method"], []).append((sign * value, params, metrics.get("trial_id", "")))
@@ -437,8 +437,8 @@ class Experiment:
         for r in search:
             metrics = r.metrics or {}
             method = trial_point(r.config).get("method", "?")
-            status = ERRORED if r.error is not None else outcome(metrics)
-            counts.setdefault(method, {s: 0 for s in (COMPLETED, PRUNED, DIVERGED, ERRORED)})[status] += 1
+            status = outcome(metrics, r.error is not None)
+            counts.setdefault(method, dict.fromkeys(OUTCOMES, 0))[status] += 1
             value = metrics.get(spec.metric.name)
             if status != COMPLETED or not _finite(value):
                 continue
@@ -447,7 +447,7 @@ class Experiment:
         self.say(f"\nsummary of {spec.name} ({spec.metric.name}, {spec.metric.goal}):")
         self.say(f"{'method':<14}{'best':>12}{'grad_evals':>12}{'wall_s':>9}  {'trials c/p/d/e':<16}config")
         for method in spec.methods:
-            c = counts.get(method, {s: 0 for s in (COMPLETED, PRUNED, DIVERGED, ERRORED)})
+            c = counts.get(method, dict.fromkeys(OUTCOMES, 0))
             tally = f"{c[COMPLETED]}/{c[PRUNED]}/{c[DIVERGED]}/{c[ERRORED]}"
             if method in best:
                 m = best[method].metrics
@@ -493,9 +493,9 @@ def _finite(value: Any) -> bool:
 
 
 def _counts(results: Any) -> dict[str, int]:
-    out = {s: 0 for s in (COMPLETED, PRUNED, DIVERGED, ERRORED)}
+    out = dict.fromkeys(OUTCOMES, 0)
     for r in results:
-        out[ERRORED if r.error is not None else outcome(r.metrics or {})] += 1
+        out[outcome(r.metrics, r.error is not None)] += 1
     out["total"] = len(results)
     return out
 

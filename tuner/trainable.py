@@ -31,6 +31,7 @@ FAULT_ENV = "SHARPTUNE_FAULT"  # tests only: JSON {"kill_at_grad_evals": N, "mar
 METRIC_PREFIXES = ("eval/", "train/", "cost/", "diag/")
 
 COMPLETED, PRUNED, DIVERGED, ERRORED = "completed", "pruned", "diverged", "errored"
+OUTCOMES = (COMPLETED, PRUNED, DIVERGED, ERRORED)
 
 
 def trial_point(config: Mapping[str, Any]) -> dict[str, Any]:
