@@ -64,8 +64,12 @@ class MethodInfo:
             names |= IRE_NAMES
         return frozenset(names)
 
-    def resolve(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate user hyperparameters and fill defaults; raise ConfigError naming the field."""
+    def resolve(self, hparams: Mapping[str, Any], *, need_horizon: bool = True) -> dict[str, Any]:
+        """Validate user hyperparameters and fill defaults; raise ConfigError naming the field.
+
+        `need_horizon=False` skips only the check that a schedule has its `total_steps`: the cost of a
+        step does not depend on the horizon, and the horizon is computed from that cost.
+        """
         unknown = sorted(set(hparams) - self.hyperparameters)
         if unknown:
             raise ConfigError(
@@ -89,12 +93,12 @@ class MethodInfo:
             else:
                 value = HPARAMS[name].default
             out[name] = HPARAMS[name].check(name, value)
-        _check_combination(self, out)
+        _check_combination(self, out, need_horizon)
         return out
 
     def grad_evals_per_step(self, **hparams: Any) -> float:
         """Declared gradient evaluations per step; `opt.counts` must match it (tested)."""
-        hp = self.resolve(hparams)
+        hp = self.resolve(hparams, need_horizon=False)
         evals = 1.0
         if self.preset.perturbation != "none":
             evals += 1.0
@@ -105,7 +109,7 @@ class MethodInfo:
         return evals
 
 
-def _check_combination(info: MethodInfo, hp: Mapping[str, Any]) -> None:
+def _check_combination(info: MethodInfo, hp: Mapping[str, Any], need_horizon: bool = True) -> None:
     """Combinations that are individually valid but cannot work together."""
     if hp["base"] == "sgd" and hp.get("preconditioner") == "adam":
         raise ConfigError(f"preconditioner 'adam' reads AdamW's second moments, but {info.name} uses base 'sgd'; "
@@ -114,7 +118,7 @@ def _check_combination(info: MethodInfo, hp: Mapping[str, Any]) -> None:
         raise ConfigError(f"curvature 'adam' reads AdamW's second moments, but {info.name} uses base 'sgd'; "
                           "use curvature: fisher or grad_sq, or base: adamw")
     schedules = [k for k in ("schedule", "rho_schedule") if hp.get(k, "constant") != "constant"]
-    if schedules and hp.get("total_steps") is None:
+    if need_horizon and schedules and hp.get("total_steps") is None:
         raise ConfigError(f"{schedules[0]} {hp[schedules[0]]!r} needs total_steps (the schedule's horizon)")
 
 

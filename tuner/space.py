@@ -134,12 +134,3 @@ def grid_points(spec: Spec) -> list[dict[str, Any]]:
 def grid_search_space(spec: Spec) -> dict[str, list[int]]:
     """What to give `optuna.samplers.GridSampler` for a grid spec (indices into `grid_points`)."""
     return {GRID_PARAM: list(range(len(grid_points(spec))))}
-
-
-def split_config(config: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """A trial config -> (method, optimizer hyperparameters, workload option overrides)."""
-    method = config["method"]
-    accepted = get_method(method).hyperparameters
-    hparams = {k: v for k, v in config.items() if k in accepted}
-    overrides = {k: v for k, v in config.items() if k != "method" and k not in accepted}
-    return method, hparams, overrides

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -478,11 +478,51 @@ TOP_KEYS = ("name", "description", "metric", "workload", "methods", "parameters"
             "budget", "resources", "seed", "tracking", "storage", "objectives", "confirm", "max_failures")
 
 
-def load_spec(path: str | os.PathLike[str]) -> Spec:
-    """Read, check and resolve a spec file; raise SpecError (one line) on the first problem."""
+def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Spec:
+    """Read, check and resolve a spec file; raise SpecError (one line) on the first problem.
+
+    `overrides` are `--set KEY=VALUE` items (`budget.trial_grad_evals=60`): each VALUE is read as YAML
+    and replaces KEY in the file's data before the check, so an override is validated exactly as the
+    file is, and an error names the key and the `--set` it came from.
+    """
     file = str(path)
     data = _read_yaml(file)
-    return _parse(file, data)
+    applied = [_apply_override(file, data, item) for item in overrides]
+    try:
+        return _parse(file, data)
+    except SpecError as exc:
+        for key, item in applied:
+            if exc.field == key or exc.field.startswith((key + ".", key + "[")) or key.startswith(exc.field + "."):
+                raise SpecError(exc.file, None, exc.field, f"{exc.problem} (from --set {item})") from None
+        raise
+
+
+def _apply_override(file: str, data: dict[Any, Any], item: str) -> tuple[str, str]:
+    """Put one `KEY=VALUE` into the spec's data; (KEY, item) so that errors can name the override."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise SpecError(file, None, "--set", f"bad override {item!r}", "KEY=VALUE with a dotted KEY, "
+                        "e.g. --set budget.trial_grad_evals=60")
+    try:
+        value = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+    except yaml.YAMLError:
+        raise SpecError(file, None, key, f"--set {item}: the value is not valid YAML") from None
+    node: Any = data
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part) if isinstance(node, dict) else None
+        if child is None and isinstance(node, dict):
+            child = node[part] = _Map()
+            child.key_lines = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise SpecError(file, None, key, f"--set {item}: {where} is {_kind(child)}, not a mapping")
+        node = child
+    node[parts[-1]] = value
+    if isinstance(node, _Map):
+        node.key_lines.pop(parts[-1], None)  # no line in the file holds this value now
+    return key, item
 
 
 def _read_yaml(file: str) -> Any:
@@ -544,7 +584,8 @@ def _parse(file: str, data: Any) -> Spec:
                       sampler_block.take("seed", _int(0, 2**32 - 1), seed))
 
     parameters = _parse_parameters(top, methods, workload)
-    space, defaults = _resolve_space(top, methods, parameters, workload)
+    trial_grad_evals = budget_block.take("trial_grad_evals", _int(1, 10**12))
+    space, defaults = _resolve_space(top, methods, parameters, workload, trial_grad_evals)
 
     budget = _parse_budget(budget_block, sampler, methods, space, defaults)
     scheduler = _parse_scheduler(top.block("scheduler", ("name", *SCHEDULERS["asha"])), budget)
@@ -773,8 +814,8 @@ def _method_defaults(info: Any, workload: Workload) -> dict[str, Any]:
     return out
 
 
-def _resolve_space(top: _Block, methods: tuple[str, ...], params: Mapping[str, Param],
-                   workload: Workload) -> tuple[dict[str, dict[str, Param]], dict[str, dict[str, Any]]]:
+def _resolve_space(top: _Block, methods: tuple[str, ...], params: Mapping[str, Param], workload: Workload,
+                   trial_grad_evals: int) -> tuple[dict[str, dict[str, Param]], dict[str, dict[str, Any]]]:
     """Each method's space: its defaults, overridden by `parameters`, minus what it does not take."""
     from methods import get_method
 
@@ -791,7 +832,7 @@ def _resolve_space(top: _Block, methods: tuple[str, ...], params: Mapping[str, P
         own = _apply_base(own, info)
         defaults[m] = _method_defaults(info, workload)
         space[m] = _sampling_order(top, own)
-        _probe(top, info, space[m], workload, methods)
+        _probe(top, info, space[m], workload, trial_grad_evals)
     for name, p in params.items():
         if not any(name in s for s in space.values()):
             accepted = sorted({h for m in methods for h in get_method(m).hyperparameters} | set(workload.options))
@@ -835,10 +876,14 @@ def _sampling_order(top: _Block, own: Mapping[str, Param]) -> dict[str, Param]:
     return ordered
 
 
-def _probe(top: _Block, info: Any, own: Mapping[str, Param], workload: Workload,
-           methods: tuple[str, ...]) -> None:
-    """Try each parameter's extreme values and choices on the method (and workload) now, not mid-run."""
+def _probe(top: _Block, info: Any, own: Mapping[str, Param], workload: Workload, trial_grad_evals: int) -> None:
+    """Try each parameter's extreme values and choices on the method (and workload) now, not mid-run.
+
+    Resolved along the trial's own path (`tuner.hparams.optimizer_hparams`, horizon included); the
+    preflight then builds and steps the real optimizer on the real workload.
+    """
     from methods import ConfigError
+    from tuner.hparams import optimizer_hparams
     from tuner.workloads import resolve_options
 
     base = own.get("base")
@@ -847,10 +892,8 @@ def _probe(top: _Block, info: Any, own: Mapping[str, Param], workload: Workload,
         return (p.path, p.line) if p.origin == "spec" else ("methods", top.line_of("methods"))
 
     def attempt(trial: dict[str, Any], p: Param, v: Any) -> None:
-        if "total_steps" in info.hyperparameters:
-            trial.setdefault("total_steps", 1000)  # the tuner fills in the real horizon
         try:
-            info.resolve(trial)
+            optimizer_hparams(info.name, trial, trial_grad_evals)
         except ConfigError as exc:
             top.fail_at(*where(p), f"{v!r} does not work for method {info.name}: {exc}")
 

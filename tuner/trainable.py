@@ -57,24 +57,14 @@ def outcome(result: Mapping[str, Any] | None, error: bool = False) -> str:
     return PRUNED
 
 
-def _total_steps(method: str, hparams: dict[str, Any], grad_evals: int) -> int:
-    """DESIGN.md section 5: schedules need the horizon in steps; the budget is in grad evals."""
-    from methods import get_method
-
-    per_step = get_method(method).grad_evals_per_step(**hparams)
-    return max(1, math.ceil(grad_evals / per_step))
-
-
 def build_trial(setup: Mapping[str, Any], point: Mapping[str, Any]) -> tuple[Any, Any, int]:
     """(workload, optimizer, seed) for one trial; also used by benchmarks' hand-written scripts."""
-    from methods import build_optimizer, get_method
-    from tuner.space import split_config
+    from methods import build_optimizer
+    from tuner.hparams import trial_hparams
     from tuner.workloads import create_workload
 
-    method, hparams, overrides = split_config(public_params(point))
+    method, hparams, overrides = trial_hparams(public_params(point), int(setup["trial_grad_evals"]))
     seed = int(point.get("_seed", setup["seed"]))
-    if "total_steps" in get_method(method).hyperparameters and "total_steps" not in hparams:
-        hparams["total_steps"] = _total_steps(method, hparams, int(setup["trial_grad_evals"]))
     threads = max(1, int(setup.get("cpu", 1)))
     device = "auto" if float(setup.get("gpu", 0)) > 0 else "cpu"
     workload = create_workload(setup["workload"], {**setup["workload_options"], **overrides}, seed=seed,

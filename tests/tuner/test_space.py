@@ -8,7 +8,9 @@ import optuna
 import pytest
 
 from methods import get_method
-from tuner.space import GRID_PARAM, build_define, grid_points, grid_search_space, method_parameters, split_config
+from tuner.hparams import optimizer_hparams
+from tuner.hparams import split_values as split_config
+from tuner.space import GRID_PARAM, build_define, grid_points, grid_search_space, method_parameters
 from tuner.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,9 +40,8 @@ def test_never_a_parameter_the_method_does_not_take(name: str) -> None:
         seen.add(method)
         assert set(hparams) <= get_method(method).hyperparameters
         assert set(overrides) <= set(spec.workload.options)
-        info = get_method(method)
-        horizon = {"total_steps": 100} if "total_steps" in info.hyperparameters else {}
-        info.resolve({**hparams, **horizon})  # every sampled config builds
+        # every sampled config resolves along the trial's own path (horizon from the budget)
+        optimizer_hparams(method, hparams, spec.budget.trial_grad_evals)
     assert seen == set(spec.methods)
 
 

@@ -9,19 +9,20 @@ import argparse
 
 import yaml
 
-from tuner.spec import load_spec
+from tuner.commands.spec_args import add_spec_arguments, checked_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `validate` subcommand."""
     parser = subparsers.add_parser("validate", help="check a spec and print the resolved config")
     parser.add_argument("spec", help="path to the YAML spec")
+    add_spec_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the resolved spec (defaults filled, absolute paths, each method's space); SpecError -> exit 2."""
-    spec = load_spec(args.spec)
+    spec = checked_spec(args)
     print(yaml.safe_dump(spec.to_dict(), sort_keys=False, default_flow_style=None, width=110), end="")
     print(f"# ok: {spec.path}: {len(spec.methods)} method(s), {spec.budget.num_samples} trial(s)")
     return 0

@@ -1,0 +1,56 @@
+"""The one path from a trial's values to the optimizer's hyperparameters, horizon included.
+
+A trial's values (`{"method": "obar", "lr": 3e-4, "schedule": "cosine", "k_shot": 64}`) hold the
+method, the hyperparameters it samples or fixes, and workload options. `split_values` separates them;
+`optimizer_hparams` fills in what the trial does not set (the method's defaults) and the schedule's
+horizon, which the spec cannot know: a budget counts gradient evaluations, a schedule counts steps,
+and a 2-pass method takes half the steps of a 1-pass one (DESIGN.md section 5).
+
+Every consumer takes this path: the spec check, the preflight, the Ray trainable, the confirmation
+phase and the export. A check that resolves hyperparameters any other way proves nothing about the
+trial it checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from methods import get_method
+
+HORIZON = "total_steps"
+
+
+def split_values(values: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A trial's public values -> (method, optimizer hyperparameters, workload option overrides)."""
+    method = values["method"]
+    accepted = get_method(method).hyperparameters
+    hparams = {k: v for k, v in values.items() if k in accepted}
+    overrides = {k: v for k, v in values.items() if k != "method" and k not in accepted}
+    return method, hparams, overrides
+
+
+def horizon_steps(method: str, hparams: Mapping[str, Any], trial_grad_evals: int) -> int:
+    """Optimizer steps a trial of `trial_grad_evals` gradient evaluations takes with these settings."""
+    per_step = get_method(method).grad_evals_per_step(**{k: v for k, v in hparams.items() if k != HORIZON})
+    return max(1, math.ceil(trial_grad_evals / per_step))
+
+
+def optimizer_hparams(method: str, hparams: Mapping[str, Any], trial_grad_evals: int) -> dict[str, Any]:
+    """Everything `build_optimizer(model, method, **out)` takes, defaults and horizon filled, validated.
+
+    A horizon the values set themselves is kept; otherwise a method that has one gets the trial's
+    length in steps. Raises `methods.ConfigError` (naming the field) for a combination that cannot work.
+    """
+    info = get_method(method)
+    filled = dict(hparams)
+    if HORIZON in info.hyperparameters and filled.get(HORIZON) is None:
+        filled[HORIZON] = horizon_steps(method, filled, trial_grad_evals)
+    return info.resolve(filled)
+
+
+def trial_hparams(values: Mapping[str, Any], trial_grad_evals: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(method, resolved optimizer hyperparameters, workload overrides) of one trial's public values."""
+    method, hparams, overrides = split_values(values)
+    return method, optimizer_hparams(method, hparams, trial_grad_evals), overrides
