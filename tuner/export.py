@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
+from methods import ConfigError
 from tuner.errors import UserError
+from tuner.hparams import HORIZON, optimizer_hparams, split_values
 from tuner.robust import robust_winners
 from tuner.store import ExperimentStore
 
@@ -54,15 +56,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _optimizer_hparams(method: str, hparams: dict[str, Any]) -> dict[str, Any]:
-    """Only names `build_optimizer` takes for this method (workload overrides are not hyperparameters)."""
+def _optimizer_hparams(method: str, values: dict[str, Any], trial_grad_evals: int | None) -> dict[str, Any]:
+    """What `build_optimizer` takes, resolved along the trial's own path (defaults and horizon filled)."""
+    _, hparams, _ = split_values({**values, "method": method})
     try:
-        from methods import get_method
-
-        names = get_method(method).hyperparameters
-    except (ImportError, ValueError):
-        return dict(hparams)
-    return {k: _plain(v) for k, v in sorted(hparams.items()) if k in names}
+        resolved = optimizer_hparams(method, hparams, trial_grad_evals)
+    except ConfigError as exc:
+        raise UserError(f"cannot export {method}: {exc}") from None
+    return {k: _plain(v) for k, v in sorted(resolved.items())}
 
 
 def winning_config(store: ExperimentStore, method: str | None = None, *, metric: str | None = None,
@@ -104,8 +105,12 @@ def winning_config(store: ExperimentStore, method: str | None = None, *, metric:
                      "optuna": _version("optuna"), "python": sys.version.split()[0]},
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return {"method": str(row["method"]), "hyperparameters": _optimizer_hparams(row["method"], row["hparams"]),
-            "provenance": provenance}
+    budget = (store.spec().get("budget") or {}).get("trial_grad_evals")
+    hyperparameters = _optimizer_hparams(str(row["method"]), dict(row["hparams"]), budget)
+    if HORIZON in hyperparameters and HORIZON not in row["hparams"]:
+        provenance["horizon"] = (f"{HORIZON} is the tuned trial's length in steps ({budget} gradient evaluations); "
+                                 "set it to your run's length")
+    return {"method": str(row["method"]), "hyperparameters": hyperparameters, "provenance": provenance}
 
 
 def dump_config(config: dict[str, Any], fmt: str = "yaml") -> str:

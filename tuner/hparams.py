@@ -37,15 +37,16 @@ def horizon_steps(method: str, hparams: Mapping[str, Any], trial_grad_evals: int
     return max(1, math.ceil(trial_grad_evals / per_step))
 
 
-def optimizer_hparams(method: str, hparams: Mapping[str, Any], trial_grad_evals: int) -> dict[str, Any]:
+def optimizer_hparams(method: str, hparams: Mapping[str, Any], trial_grad_evals: int | None) -> dict[str, Any]:
     """Everything `build_optimizer(model, method, **out)` takes, defaults and horizon filled, validated.
 
     A horizon the values set themselves is kept; otherwise a method that has one gets the trial's
-    length in steps. Raises `methods.ConfigError` (naming the field) for a combination that cannot work.
+    length in steps (none when the budget is unknown). Raises `methods.ConfigError` (naming the field)
+    for a combination that cannot work.
     """
     info = get_method(method)
     filled = dict(hparams)
-    if HORIZON in info.hyperparameters and filled.get(HORIZON) is None:
+    if HORIZON in info.hyperparameters and filled.get(HORIZON) is None and trial_grad_evals is not None:
         filled[HORIZON] = horizon_steps(method, filled, trial_grad_evals)
     return info.resolve(filled)
 

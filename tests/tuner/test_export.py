@@ -13,8 +13,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from methods import build_optimizer, load_config
+from methods import build_optimizer, get_method, load_config
 from tuner.cli import main
+from tuner.export import _optimizer_hparams
+from tuner.hparams import optimizer_hparams
 from tuner.store import parse_param
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +57,8 @@ def test_export_round_trip_matches_mlflow_params(fake, tmp_path: Path) -> None:
     opt = build_optimizer(nn.Linear(4, 2), **config)
     run = MlflowClient(fake.tracking_uri).get_run(prov["run_ids"][0])
     params = {k: parse_param(v) for k, v in run.data.params.items() if k not in ("method", "label_noise")}
-    assert params and set(params) == set(exported["hyperparameters"])
+    # exactly what the trial built: its values, resolved along the trial's path (defaults filled)
+    assert params and exported["hyperparameters"] == optimizer_hparams("sam", params, None)
     for name, value in params.items():
         assert opt.hparams[name] == value, name
     assert opt.method == run.data.params["method"]
@@ -64,7 +67,9 @@ def test_export_round_trip_matches_mlflow_params(fake, tmp_path: Path) -> None:
 def test_export_json_and_method_choice(fake, tmp_path: Path) -> None:
     path = _export(fake, tmp_path, "--method", "sgd", name="sgd.json")
     data = json.loads(path.read_text())
-    assert data["method"] == "sgd" and data["hyperparameters"] == {"lr": 0.05, "nesterov": True}
+    assert data["method"] == "sgd"
+    assert data["hyperparameters"] == optimizer_hparams("sgd", {"lr": 0.05, "nesterov": True}, None)
+    assert data["hyperparameters"]["momentum"] == get_method("sgd").resolve({})["momentum"]  # defaults written out
     opt = build_optimizer(nn.Linear(4, 2), **load_config(path))
     assert opt.hparams["nesterov"] is True and opt.hparams["lr"] == 0.05
 
@@ -84,3 +89,13 @@ def test_example_script_trains_with_exported_config(fake, tmp_path: Path) -> Non
     assert "training with sam" in proc.stdout
     accuracy = float(proc.stdout.strip().splitlines()[-1].split()[-1])
     assert accuracy > 0.8  # three well-separated blobs: chance is 1/3
+
+
+def test_exported_schedule_carries_the_trial_horizon() -> None:
+    """A winning cosine oBAR exports with the horizon its trial used, so `build_optimizer` accepts it."""
+    import torch
+
+    hparams = _optimizer_hparams("obar", {"schedule": "cosine", "lr": 1e-3, "mu0": 0.1}, 1200)
+    assert hparams["total_steps"] == 1200 and hparams["schedule"] == "cosine"
+    x, y = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    assert build_optimizer([x, y], "obar", pairs=[(x, y)], **hparams).hparams["total_steps"] == 1200
