@@ -16,6 +16,7 @@ text-align:right;vertical-align:top} th{background:#f4f4f4} td.l,th.l{text-align
 .swatch{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.3rem;vertical-align:middle}
 .note{color:#555;font-size:.9rem} .empty{color:#8a6d3b;background:#fcf8e3;padding:.5rem;border-radius:4px}
 img.plot{max-width:100%;border:1px solid #eee;margin:.5rem 0} nav a{margin-right:.8rem}
+.errored{color:#b00020;font-weight:600} td code{font-size:.8rem;white-space:normal;color:#b00020}
 """
 
 

@@ -62,6 +62,13 @@ class _Figures:
         return image(name, buf.getvalue(), alt), None
 
 
+def _errored_cell(n_errored: int, n_runs: int, first_error: str) -> str:
+    """`0/N`, or `k/N` and the first errored run's error line (tag sharptune.error) below it."""
+    if not n_errored:
+        return esc(f"0/{n_runs}")
+    return f'<span class="errored">{esc(f"{n_errored}/{n_runs}")}</span><br><code>{esc(first_error)}</code>'
+
+
 def _summary_section(data: ReportData) -> Section:
     if not len(data.table):
         return Section("summary", "Per-method summary", empty="no trial runs in this experiment")
@@ -77,14 +84,16 @@ def _summary_section(data: ReportData) -> Section:
         rows.append([esc(r["rank"]), _swatch(r["method"]), esc(best), esc(overhead), esc(_fmt(r["step_time_ms"], 3)),
                      esc(_fmt(r["grad_evals_per_step"], 3)), esc(_fmt(r["peak_mem_mb"], 4)),
                      esc(f"{r['n_diverged']}/{r['n_runs_total']} ({r['divergence_rate']:.0%})"),
+                     _errored_cell(r["n_errored"], r["n_runs_total"], r["first_error"]),
                      esc(f"{_fmt(r['sensitivity'] * 100, 3)}% of {r['n_search']}"), esc(_hp_text(r["hparams"]))])
     header = ["rank", "method", f"robust best {data.metric} (mean ± 95% CI half-width [low, high])",
               "overhead (step time)", "step time (ms)", "grad evals / step", "peak memory (MB)",
-              "diverged runs", "search trials within 1% of best", "best hyperparameters"]
+              "diverged runs", "errored runs (first error)", "search trials within 1% of best",
+              "best hyperparameters"]
     body = (f'<p class="note">{esc(data.robust.note)}. Ranked by the '
             f'{"lower" if data.goal == "maximize" else "upper"} end of the 95% Student-t interval '
             f"({data.goal}); configs with a diverged run rank last.</p>"
-            + table(header, rows, left=(1, 9), raw=True))
+            + table(header, rows, left=(1, 8, 10), raw=True))
     return Section("summary", "Per-method summary", body)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.robust import RobustResult
+from tuner.store import errors_by_method
 
 STEP_TIME = "cost/step_time_ms"
 PEAK_MEM = "cost/peak_mem_mb"
@@ -82,9 +83,14 @@ def method_table(trials: pd.DataFrame, robust: RobustResult) -> pd.DataFrame:
     table["peak_mem_mb"] = [_median(trials, m, PEAK_MEM) for m in table["method"]]
     table["source"] = robust.source
     table["metric"] = robust.metric
+    errors = errors_by_method(trials).set_index("method") if "error" in trials else None
+    table["n_errored"] = [int(errors.at[m, "n_errored"]) if errors is not None and m in errors.index else 0
+                          for m in table["method"]]
+    table["first_error"] = [errors.at[m, "first_error"] if errors is not None and m in errors.index else ""
+                            for m in table["method"]]
     cols = ["rank", "method", "metric", "mean", "low", "high", "n", "source", "overhead", "overhead_reference",
             "step_time_ms", "grad_evals_per_step", "peak_mem_mb", "divergence_rate", "n_diverged", "n_runs_total",
-            "sensitivity", "n_search", "hparams", "run_ids", "seeds", "winner_diverged"]
+            "n_errored", "first_error", "sensitivity", "n_search", "hparams", "run_ids", "seeds", "winner_diverged"]
     return table[cols].reset_index(drop=True)
 
 

@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from tuner.errors import UserError
 
 PREFIX = "sharptune/"
+ERROR_TAG = "sharptune.error"  # written by tuner.tracking on an errored trial's run: `Type: message` (first line)
 DB_NAME = "mlflow.db"
 DEFAULT_STORAGE = "results"
 
@@ -191,9 +192,10 @@ def _text(run: pd.Series, key: str) -> str | None:
 def trials_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Child runs as one row each: `run_id, method, phase, status, seed, trial_id, start_time,
     end_time, hparams` (typed sampled hyperparameters), `conditions` (other params such as
-    label_noise), `config_key` (identity of a config across seeds) and one column per metric name."""
+    label_noise), `config_key` (identity of a config across seeds), `error` (an errored run's error
+    line, else None) and one column per metric name."""
     columns = ["run_id", "method", "phase", "status", "seed", "trial_id", "start_time", "end_time",
-               "hparams", "conditions", "config_key"]
+               "hparams", "conditions", "config_key", "error"]
     if not len(runs) or "tags.sharptune.role" not in runs:
         return pd.DataFrame(columns=columns)
     child = runs[runs["tags.sharptune.role"] == "trial"]
@@ -217,9 +219,21 @@ def trials_frame(runs: pd.DataFrame) -> pd.DataFrame:
             "trial_id": _text(run, "tags.sharptune.trial_id"),
             "start_time": run.get("start_time"), "end_time": run.get("end_time"),
             "hparams": hparams, "conditions": conditions, "config_key": _config_key(hparams),
+            "error": _text(run, f"tags.{ERROR_TAG}"),
         }
         for c in metric_cols:
             row[c[len("metrics."):]] = run[c]
         rows.append(row)
     df = pd.DataFrame(rows, columns=columns + [c[len("metrics."):] for c in metric_cols])
     return df.sort_values("start_time", kind="stable").reset_index(drop=True)
+
+
+def errors_by_method(trials: pd.DataFrame) -> pd.DataFrame:
+    """Errored runs per method of a `trials_frame`: `method, n_errored, first_error` (the error line of
+    the method's earliest errored run), methods without errors left out, in method order."""
+    errored = trials[trials["status"] == "errored"].sort_values("start_time", kind="stable") \
+        if len(trials) else trials
+    rows = [{"method": method, "n_errored": len(group),
+             "first_error": next((e for e in group["error"] if isinstance(e, str)), "no error message recorded")}
+            for method, group in errored.groupby("method", sort=True)]
+    return pd.DataFrame(rows, columns=["method", "n_errored", "first_error"])

@@ -11,6 +11,7 @@ written with `log_batch`; and every run it opened is terminated when the experim
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -39,6 +40,11 @@ PREFIX = "sharptune/"
 STEP_KEY = "cost/grad_evals"
 INTERRUPTED = "interrupted"  # a trial the driver left unfinished; `resume` continues it
 RUN_STATUS = {COMPLETED: "FINISHED", PRUNED: "KILLED", DIVERGED: "FAILED", ERRORED: "FAILED", INTERRUPTED: "KILLED"}
+ERROR_TAG = "sharptune.error"  # an errored trial's run: `Type: first line of the message` of its last error
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which UI an experiment belongs to
+MODEL_TRAINING = "custom_model_development"  # its "Machine learning" kind (the other is genai_development)
+RUNS_VIEW = "sharptune-trials"  # the saved view `tuner ui` opens: tag mlflow.sharedViewState.<RUNS_VIEW>
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 FLUSH_SECONDS = 2.0
 FLUSH_ROWS = 200
 _MAX_BATCH = 900  # MLflow takes at most 1000 metrics per log_batch
@@ -97,13 +103,68 @@ def artifact_location(tracking_uri: str, experiment_dir: str | Path) -> str | No
 
 
 def ensure_experiment(client: Any, name: str, artifacts: str | None) -> str:
-    """Id of `sharptune/<name>`, created (and restored if deleted) as needed."""
+    """Id of `sharptune/<name>`, created (a model-training experiment) and restored if deleted, as needed."""
     exp = client.get_experiment_by_name(experiment_name(name))
     if exp is None:
-        return client.create_experiment(experiment_name(name), artifact_location=artifacts)
+        return client.create_experiment(experiment_name(name), artifact_location=artifacts,
+                                        tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
     return exp.experiment_id
+
+
+def runs_view_state(metric: str | None, goal: str | None) -> dict[str, Any]:
+    """The MLflow runs-table state of the saved view: best runs first on `metric`, with the metric,
+    method, phase, status and error line as columns (MLflow column names: metrics.`eval/accuracy`)."""
+    columns = ([f"metrics.`{metric}`"] if metric else []) + [
+        "params.`method`", "tags.`sharptune.phase`", "tags.`sharptune.status`", f"tags.`{ERROR_TAG}`"]
+    state: dict[str, Any] = {"selectedColumns": columns}
+    if metric:
+        state.update(orderByKey=f"metrics.`{metric}`", orderByAsc=goal == "minimize")
+    return state
+
+
+def set_ui_tags(client: Any, experiment_id: str, metric: str | None, goal: str | None) -> None:
+    """Mark the experiment as model training and save the runs view `tuner ui` opens; writes only what
+    is missing or different, so experiments made before these tags existed get them too."""
+    tags = client.get_experiment(experiment_id).tags
+    if tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+    state = json.dumps(runs_view_state(metric, goal), sort_keys=True)
+    key = VIEW_TAG_PREFIX + RUNS_VIEW
+    try:
+        current = json.loads(tags.get(key, "")).get("state")
+    except (ValueError, AttributeError):
+        current = None
+    if current != state:
+        now = int(time.time() * 1000)
+        label = f"sharptune trials by {metric}" if metric else "sharptune trials"
+        client.set_experiment_tag(experiment_id, key, json.dumps(
+            {"name": label, "createdAt": now, "updatedAt": now, "state": state}))
+
+
+def error_line(trial: Any) -> str:
+    """`Type: message` (the message's first line) of a Ray trial's last error.
+
+    From the exception Ray pickled (a RayTaskError is unwrapped to the trainable's own exception),
+    else the last line of Ray's error.txt, else a fixed text."""
+    exc = None
+    with contextlib.suppress(Exception):  # storage gone or an unpicklable error: fall back to the text
+        exc = trial.get_pickled_error()
+    if isinstance(exc, BaseException):
+        cause = getattr(exc, "cause", None)
+        cause = cause if isinstance(cause, BaseException) else exc
+        lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+        return _clip(f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__)
+    text = None
+    with contextlib.suppress(Exception):
+        text = trial.get_error()
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    return _clip(lines[-1]) if lines else "error (Ray recorded no message)"
+
+
+def _clip(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_tracking(tracking_uri: str, name: str, experiment_dir: str | Path) -> str:
@@ -224,8 +285,9 @@ class MlflowTracker(Callback):
             last = max((m.step for m in history), default=-1)
             if found[0].info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
-            if "sharptune.status" in found[0].data.tags:  # it runs again: the old ending no longer holds
-                self.client.delete_tag(run_id, "sharptune.status")
+            for stale in ("sharptune.status", ERROR_TAG):  # it runs again: the old ending no longer holds
+                if stale in found[0].data.tags:
+                    self.client.delete_tag(run_id, stale)
             opened = _Open(run_id, last_step=last)
         else:
             point = trial_point(trial.config)
@@ -245,6 +307,9 @@ class MlflowTracker(Callback):
     # --- Ray Tune hooks (all in the driver) -------------------------------------------------------
     def setup(self, **info: Any) -> None:
         self.parent_run_id()
+        metric = self.spec.get("metric") if isinstance(self.spec.get("metric"), Mapping) else {}
+        with contextlib.suppress(Exception):  # the UI's landing view must never stop a run
+            set_ui_tags(self.client, self.experiment_id, metric.get("name"), metric.get("goal"))
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         """Once per driver: runs of trials Ray no longer knows (its state file predates them when a
@@ -335,6 +400,8 @@ class MlflowTracker(Callback):
         tags = {}
         if status == PRUNED and isinstance(result.get(self.time_attr), (int, float)):
             tags["sharptune.pruned_at"] = str(result[self.time_attr])
+        if status == ERRORED:
+            tags[ERROR_TAG] = error_line(trial)
         self._open.pop(trial.trial_id, None)
         self._terminate(run.run_id, status, tags)
 

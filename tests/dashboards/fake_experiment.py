@@ -1,7 +1,8 @@
 """A small, realistic sharptune experiment written straight into a real MLflow SQLite store.
 
 Follows docs/DESIGN.md section 4 exactly (parent + children, search and confirm phases, seeds,
-label-noise levels, metric histories with step = cost/grad_evals, one diverged and two pruned runs),
+label-noise levels, metric histories with step = cost/grad_evals, one diverged and two pruned runs,
+two sam search trials that errored before their first step, with the `sharptune.error` tag),
 so the report, robust winners and export can be tested without Ray or the runner.
 """
 
@@ -41,6 +42,10 @@ SEARCH = {  # method -> list of (hparams, final accuracy, status)
                 ({"lr": 0.02, "kappa": 1.0, "gamma": 0.6}, 0.84, "completed"),
                 ({"lr": 0.05, "kappa": 3.0, "gamma": 0.95}, 0.85, "completed")],
 }
+# search trials that errored before reporting anything: method -> (hparams, error line), in start order
+ERRORED = {"sam": [({"lr": 0.05, "rho": 0.1, "rho_schedule": "cosine"},
+                    "ConfigError: schedule 'cosine' needs total_steps (the schedule's horizon)"),
+                   ({"lr": 0.2, "rho": 0.3, "rho_schedule": "cosine"}, "RuntimeError: out of memory")]}
 # confirmation accuracies: method -> seed -> (clean, noisy). sgd_ire has the best mean but a wide spread,
 # sam is slightly lower but tight: the lower bound must prefer sam.
 CONFIRM = {
@@ -66,6 +71,7 @@ class FakeExperiment:
     parent_id: str
     search_ids: dict[str, list[str]] = field(default_factory=dict)
     confirm_ids: dict[str, list[str]] = field(default_factory=dict)
+    errored_ids: dict[str, list[str]] = field(default_factory=dict)
     winners: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -101,19 +107,22 @@ def _history(method: str, final: float, status: str, seed: int, with_diag: bool)
 
 def _child(client: MlflowClient, exp_id: str, parent_id: str, method: str, hp: dict[str, Any],
            final: float, status: str, phase: str, trial: str, seed: int, t0: int,
-           extra_params: dict[str, Any] | None = None) -> str:
+           extra_params: dict[str, Any] | None = None, error: str | None = None) -> str:
     tags = {"mlflow.parentRunId": parent_id, "sharptune.role": "trial", "sharptune.phase": phase,
             "sharptune.method": method, "sharptune.trial_id": trial, "sharptune.seed": str(seed),
             "sharptune.status": status, "mlflow.runName": f"{phase}-{method}-{trial}"}
     if status == "pruned":
         tags["sharptune.pruned_at"] = "240"
+    if error is not None:
+        tags["sharptune.error"] = error
     run = client.create_run(exp_id, start_time=t0, tags=tags)
     params = {"method": method, **hp, **(extra_params or {})}
-    metrics = _history(method, final, status, seed, with_diag=method != "sgd_ire")
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    metrics = [] if status == "errored" else _history(method, final, status, seed, with_diag=method != "sgd_ire")
     for i in range(0, len(metrics), 900):
-        client.log_batch(run.info.run_id, metrics=metrics[i:i + 900],
-                         params=[Param(k, str(v)) for k, v in params.items()] if i == 0 else [])
-    client.set_terminated(run.info.run_id, "FAILED" if status == "diverged" else "FINISHED", end_time=t0 + 60_000)
+        client.log_batch(run.info.run_id, metrics=metrics[i:i + 900])
+    client.set_terminated(run.info.run_id, "FAILED" if status in ("diverged", "errored") else "FINISHED",
+                          end_time=t0 + 60_000)
     return run.info.run_id
 
 
@@ -139,6 +148,12 @@ def write_fake_experiment(root: Path, *, confirm: bool = True, name: str = NAME)
             k += 1
             fake.search_ids[method].append(
                 _child(client, exp_id, pid, method, hp, final, status, "search", str(k), 0, t0 + k * 70_000))
+    for method, errored in ERRORED.items():
+        fake.errored_ids[method] = []
+        for hp, line in errored:
+            k += 1
+            fake.errored_ids[method].append(_child(client, exp_id, pid, method, hp, math.nan, "errored", "search",
+                                                   str(k), 0, t0 + k * 70_000, error=line))
     if confirm:
         for method, by_seed in CONFIRM.items():
             hp = max((t for t in SEARCH[method] if t[2] == "completed"), key=lambda t: t[1])[0]
