@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 from fake_experiment import FakeExperiment
+from mlflow.tracking import MlflowClient
+
+from tuner.commands.ui import runs_url
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -69,10 +72,26 @@ def test_mlflow_ui_on_loopback_shows_runs_and_stops_on_ctrl_c(fake_experiment: F
             found = re.search(r"MLflow UI: (\S+)", log.read_text())
             url = found.group(1) if found else time.sleep(0.5)
         assert url is not None, log.read_text()[-3000:]
-        assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/")
+        client = MlflowClient(fake_experiment.tracking_uri)
+        exp_id = client.get_experiment_by_name(f"sharptune/{fake_experiment.name}").experiment_id
+        assert url == runs_url(f"http://127.0.0.1:{port}/", exp_id)
+        # it lands on the training-runs table (not MLflow 3's GenAI overview), through sharptune's saved view
+        shot = tmp_path / "mlflow_runs.png"
+        _chromium(tmp_path, url, screenshot=shot, budget_ms=15_000)
+        assert shot.stat().st_size > 20_000
         dom = _chromium(tmp_path, url, budget_ms=15_000)
-        assert f"sharptune/{fake_experiment.name}" in dom and fake_experiment.name in dom
-        run_url = f"{url}/runs/{fake_experiment.parent_id}"
+        assert f"sharptune/{fake_experiment.name}" in dom and "sharptune trials by eval/accuracy" in dom
+        assert "Detect Issues" not in dom and "Model training" in dom
+        headers = re.findall(r'col-id="([^"]+)"', dom)
+        assert "metrics.`eval/accuracy`" in headers and "params.`method`" in headers, sorted(set(headers))
+        names = {rid: client.get_run(rid).info.run_name for ids in (fake_experiment.confirm_ids,
+                                                                     fake_experiment.search_ids)
+                 for group in ids.values() for rid in group}
+        best = names[fake_experiment.confirm_ids["sgd_ire"][0]]  # 0.905, the highest accuracy
+        shown = [n for n in re.findall(r">((?:confirm|search)-[a-z_]+-c?\d+)<", dom)]
+        assert shown and shown[0] == best, shown[:5]  # trial runs listed, best first
+        assert names[fake_experiment.search_ids["sgd"][3]] not in shown[:5]  # the pruned 0.55 is far down
+        run_url = f"http://127.0.0.1:{port}/#/experiments/{exp_id}/runs/{fake_experiment.parent_id}"
         dom = _chromium(tmp_path, run_url, budget_ms=15_000)
         assert "best/sam/eval_accuracy" in dom and "overhead/sam" in dom  # the winners on the parent's page
         assert "confirm-sam-" in dom  # its child runs

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
 import pytest
 from fake_experiment import FakeExperiment
+from mlflow.tracking import MlflowClient
 
 from tuner.cli import main
+from tuner.commands.ui import runs_url
+from tuner.tracking import EXPERIMENT_KIND_TAG, RUNS_VIEW, VIEW_TAG_PREFIX
 
 
 def test_ui_needs_a_known_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -25,3 +29,27 @@ def test_ui_refuses_a_busy_port(fake_experiment: FakeExperiment, capsys: pytest.
         port = busy.getsockname()[1]
         assert main(["ui", "--storage", str(fake_experiment.storage), "--port", str(port)]) == 2
     assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+def test_ui_tags_an_older_experiment_with_the_runs_view(fake_experiment: FakeExperiment) -> None:
+    """An experiment made before the tags existed gets the model-training kind and the saved view."""
+    client = MlflowClient(fake_experiment.tracking_uri)
+    exp_id = client.get_experiment_by_name(f"sharptune/{fake_experiment.name}").experiment_id
+    for key in (EXPERIMENT_KIND_TAG, VIEW_TAG_PREFIX + RUNS_VIEW):
+        if key in client.get_experiment(exp_id).tags:
+            client.delete_experiment_tag(exp_id, key)
+    with socket.socket() as busy:  # stops right after the experiment is resolved: no server started
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["ui", fake_experiment.name, "--storage", str(fake_experiment.storage),
+                     "--port", str(busy.getsockname()[1])]) == 2
+    tags = client.get_experiment(exp_id).tags
+    assert tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    view = json.loads(tags[VIEW_TAG_PREFIX + RUNS_VIEW])
+    state = json.loads(view["state"])
+    assert view["name"] == "sharptune trials by eval/accuracy" and isinstance(view["createdAt"], int)
+    assert state["orderByKey"] == "metrics.`eval/accuracy`" and state["orderByAsc"] is False  # maximize
+    assert state["selectedColumns"][:2] == ["metrics.`eval/accuracy`", "params.`method`"]
+    assert runs_url("http://127.0.0.1:5000/", exp_id) == (
+        f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+        f"&viewStateShareKey={RUNS_VIEW}")

@@ -1,5 +1,11 @@
 """`python -m tuner ui [NAME]`: the MLflow UI on the experiment's own store, on loopback by default.
 
+It opens the experiment's training-runs table, not MLflow 3's GenAI overview: the URL asks for the
+"Model training" workflow (`?workflowType=machine_learning`) and the saved view `sharptune-trials`
+(`viewStateShareKey`, an experiment tag written by `tuner.tracking.set_ui_tags`, added here to
+experiments made before it existed): best runs first on the spec's metric, with the metric, method,
+phase, status and error line as columns.
+
 The server runs in its own process group so that Ctrl-C stops it and every worker it started.
 """
 
@@ -17,6 +23,7 @@ from pathlib import Path
 from tuner.commands.export import add_store_arguments
 from tuner.errors import RuntimeFailure, UserError
 from tuner.store import DB_NAME, ExperimentStore, known_experiments
+from tuner.tracking import RUNS_VIEW, set_ui_tags
 
 READY_TIMEOUT_S = 120.0
 
@@ -43,7 +50,20 @@ def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
     if name is None:
         return args.tracking_uri, None
     store = ExperimentStore.open(name, tracking_uri=args.tracking_uri, storage=args.storage)
+    if not store.tracking_uri.startswith(("http://", "https://")):
+        try:
+            metric, goal = store.objective()
+        except UserError:  # no metric recorded: the view still lists the runs with their method
+            metric, goal = None, None
+        set_ui_tags(store.client, store.experiment_id, metric, goal)
     return store.tracking_uri, store.experiment_id
+
+
+def runs_url(base: str, experiment_id: str | None) -> str:
+    """The experiment's runs table in the model-training view, with sharptune's saved view applied."""
+    if not experiment_id:
+        return base
+    return f"{base}#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW}"
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -87,7 +107,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def handle(args: argparse.Namespace) -> int:
     uri, experiment_id = _resolve(args)
     if uri.startswith(("http://", "https://")):
-        print(f"{uri} is already a tracking server: open it in a browser")
+        print(f"{uri} is already a tracking server: open {runs_url(uri.rstrip('/') + '/', experiment_id)}")
         return 0
     if not _port_free(args.host, args.port):
         raise UserError(f"port {args.port} on {args.host} is in use; pass --port N")
@@ -100,7 +120,7 @@ def handle(args: argparse.Namespace) -> int:
     try:
         _wait_ready(proc, args.host, args.port)
         shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-        url = f"http://{shown}:{args.port}/" + (f"#/experiments/{experiment_id}" if experiment_id else "")
+        url = runs_url(f"http://{shown}:{args.port}/", experiment_id)
         print(f"MLflow UI: {url}  (store {uri}; Ctrl-C to stop)", flush=True)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"warning: bound to {args.host}: reachable from other machines", file=sys.stderr, flush=True)
