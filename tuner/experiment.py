@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ray.tune import Callback
 
 from tuner.errors import RuntimeFailure, UserError
+from tuner.progress import Progress, fmt_duration, fmt_value
+from tuner.tracking import exception_line
 from tuner.trainable import (
     COMPLETED,
     DIVERGED,
@@ -44,6 +45,7 @@ from tuner.trainable import (
 
 STATE_FILE = "sharptune.json"
 SPEC_FILE = "spec.yaml"
+RESOLVED_FILE = "resolved_spec.yaml"  # with each method's space: what `validate` prints
 CONFIRM_DIR = "confirm"
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -133,71 +135,10 @@ def make_scheduler(spec: Any) -> Any:
     return FIFOScheduler()
 
 
-class Progress(Callback):
-    """Compact progress lines from the driver: counts, each trial's end, best so far per method."""
-
-    def __init__(self, metric: str, goal: str, total: int, every_s: float = 10.0) -> None:
-        self.metric, self.goal, self.total, self.every_s = metric, goal, total, every_s
-        self._start = time.monotonic()
-        self._last = 0.0
-        self.best: dict[str, tuple[float, str]] = {}
-        self.ended: dict[str, str] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"metric": self.metric, "goal": self.goal, "total": self.total, "every_s": self.every_s}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)
-
-    def _line(self, text: str) -> None:
-        print(f"[{time.monotonic() - self._start:6.0f}s] {text}", flush=True)
-
-    def _better(self, a: float, b: float) -> bool:
-        return a > b if self.goal == "maximize" else a < b
-
-    def _end(self, trial: Any, status: str) -> None:
-        self.ended[trial.trial_id] = status
-        result = trial.last_result or {}
-        method = trial_point(trial.config).get("method", "?")
-        value = result.get(self.metric)
-        evals = result.get("cost/grad_evals")
-        self._line(f"trial {trial.trial_id} ({method}) {status} at {evals} grad evals, "
-                   f"{self.metric}={_fmt(value)}")
-        if status == COMPLETED and isinstance(value, float) and math.isfinite(value):
-            if method not in self.best or self._better(value, self.best[method][0]):
-                self.best[method] = (value, trial.trial_id)
-        self.summary_line(force=True)
-
-    def summary_line(self, trials: list | None = None, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < self.every_s:
-            return
-        self._last = now
-        counts = {s: sum(1 for v in self.ended.values() if v == s) for s in OUTCOMES}
-        running = sum(1 for t in trials if t.status == "RUNNING") if trials else None
-        best = ", ".join(f"{m} {_fmt(v)}" for m, (v, _) in sorted(self.best.items())) or "none yet"
-        run_part = f"{running} running, " if running is not None else ""
-        self._line(f"trials: {run_part}{len(self.ended)}/{self.total} done "
-                   f"({counts[COMPLETED]} completed, {counts[PRUNED]} pruned, {counts[DIVERGED]} diverged, "
-                   f"{counts[ERRORED]} errored) | best {self.metric}: {best}")
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self.summary_line(trials)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._end(trial, outcome(trial.last_result))
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._end(trial, ERRORED)
-
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(f"trial {trial.trial_id} failed; retrying from its last checkpoint")
-
-
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+def _no_ray_resume_advice(record: logging.LogRecord) -> bool:
+    """On Ctrl-C Ray advises `Tuner.restore(...)`; our own resume line is the one to follow."""
+    text = record.getMessage()
+    return not ("Tuner.restore(" in text or text.startswith("Stop signal received"))
 
 
 # --- Ray session -------------------------------------------------------------------------------------
@@ -208,6 +149,7 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[No
         os.environ.setdefault(key, value)
     import ray
 
+    logging.getLogger("ray.tune.tune").addFilter(_no_ray_resume_advice)
     if ray.is_initialized():  # a caller (tests, notebooks) owns the session
         yield
         return
@@ -293,7 +235,8 @@ class Experiment:
 
         spec = self.spec
         tracker = self._tracker("search")
-        progress = Progress(spec.metric.name, spec.metric.goal, spec.budget.num_samples)
+        progress = Progress(metric=spec.metric.name, goal=spec.metric.goal, total=spec.budget.num_samples,
+                            budget=spec.budget.trial_grad_evals, confirm_runs=self.confirm_runs_at_most())
         tune_config = tune.TuneConfig(
             search_alg=build_search(spec, self.dir), scheduler=make_scheduler(spec),
             num_samples=spec.budget.num_samples, time_budget_s=spec.budget.time_s, reuse_actors=True)
@@ -303,7 +246,8 @@ class Experiment:
     def _confirm_tuner(self, points: list[dict[str, Any]]) -> Any:
         from ray import tune
 
-        progress = Progress(self.spec.metric.name, self.spec.metric.goal, len(points))
+        progress = Progress(metric=self.spec.metric.name, goal=self.spec.metric.goal, total=len(points),
+                            budget=self.spec.budget.trial_grad_evals, phase="confirm")
         tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=self.spec.budget.max_concurrent_trials,
                                       reuse_actors=True)
         return tune.Tuner(make_trainable(self.spec), param_space={"_point": tune.grid_search(points)},
@@ -335,12 +279,37 @@ class Experiment:
                         points.append(point)
         return points
 
+    def confirm_runs_at_most(self) -> int:
+        """Runs of the confirmation phase if every method has `top_k` completed configs (0 without one)."""
+        confirm = self.spec.confirm
+        if confirm is None:
+            return 0
+        return len(self.spec.methods) * confirm.top_k * len(confirm.seeds) * max(1, len(confirm.label_noise))
+
+    def header(self) -> str:
+        """A few lines a person reads before the first trial; the full resolved spec goes to a file."""
+        spec, b = self.spec, self.spec.budget
+        limit = f", time limit {fmt_duration(b.time_s)}" if b.time_s else ""
+        scheduler = spec.scheduler.name + (f" on {spec.scheduler.time_attr}" if spec.scheduler.name != "fifo" else "")
+        lines = [f"sharptune: {spec.name}" + (f": {spec.description}" if spec.description else ""),
+                 f"  methods   {', '.join(spec.methods)}",
+                 f"  workload  {spec.workload.name}; metric {spec.metric.name} ({spec.metric.goal})",
+                 f"  search    {b.num_samples} trials x {b.trial_grad_evals} grad evals, {b.max_concurrent_trials} "
+                 f"at a time; {spec.sampler.name} sampler, {scheduler} scheduler{limit}"]
+        if spec.confirm is not None:
+            c = spec.confirm
+            lines.append(f"  confirm   top {c.top_k} per method x seeds {list(c.seeds)}"
+                         + (f" x label noise {list(c.label_noise)}" if c.label_noise else "")
+                         + f" (at most {self.confirm_runs_at_most()} runs)")
+        lines.append(f"  results   {self.dir} (resolved spec: {self.dir / RESOLVED_FILE})")
+        lines.append(f"  MLflow    {spec.tracking_uri}")
+        return "\n".join(lines)
+
     def run(self, resume: bool = False) -> int:
         """Run the search (and the confirmation phase), print the summary; exit code."""
-        spec = self.spec
         if not resume:
             self.refuse_existing()
-        self.say("resolved config:\n" + yaml.safe_dump(spec.to_dict(include_space=True), sort_keys=False).rstrip())
+        self.say(self.header())
         # The store check (MLflow import, SQLite schema: seconds of driver CPU) overlaps Ray's start-up
         # (mostly waiting on its processes). A failed check shuts Ray down before anything is written.
         with ThreadPoolExecutor(1, thread_name_prefix="sharptune-store-check") as pool:
@@ -356,6 +325,8 @@ class Experiment:
         if not resume:
             (self.dir / SPEC_FILE).write_text(yaml.safe_dump(spec.to_dict(include_space=False), sort_keys=False),
                                               encoding="utf-8")
+            (self.dir / RESOLVED_FILE).write_text(yaml.safe_dump(spec.to_dict(include_space=True), sort_keys=False),
+                                                  encoding="utf-8")
             write_state(self.dir, name=spec.name, status="running", phase="search", spec_file=str(self.dir / SPEC_FILE),
                         source_spec=spec.path, started=time.time(), pid=os.getpid(), host=socket.gethostname())
         else:
@@ -452,10 +423,16 @@ class Experiment:
             if method in best:
                 m = best[method].metrics
                 config = {k: v for k, v in public_params(trial_point(best[method].config)).items() if k != "method"}
-                self.say(f"{method:<14}{_fmt(m[spec.metric.name]):>12}{_fmt(m.get('cost/grad_evals')):>12}"
-                         f"{_fmt(m.get('cost/wall_s')):>9}  {tally:<16}{json.dumps(config, default=str)}")
+                self.say(f"{method:<14}{fmt_value(m[spec.metric.name]):>12}{fmt_value(m.get('cost/grad_evals')):>12}"
+                         f"{fmt_value(m.get('cost/wall_s')):>9}  {tally:<16}{json.dumps(config, default=str)}")
             else:
                 self.say(f"{method:<14}{'-':>12}{'-':>12}{'-':>9}  {tally:<16}(no completed trial)")
+        errors: dict[str, list[str]] = {}
+        for r in [*search, *(confirm or [])]:
+            if r.error is not None:
+                errors.setdefault(trial_point(r.config).get("method", "?"), []).append(exception_line(r.error))
+        for method, lines in errors.items():
+            self.say(f"errored: {method}: {len(lines)} trial(s); first error: {lines[0]}")
         if confirm is not None:
             self.say(f"confirmation: {len(confirm)} runs ({confirm.num_errors} errored); "
                      "`python -m tuner report` ranks them by the seed interval")

@@ -152,15 +152,20 @@ def error_line(trial: Any) -> str:
     with contextlib.suppress(Exception):  # storage gone or an unpicklable error: fall back to the text
         exc = trial.get_pickled_error()
     if isinstance(exc, BaseException):
-        cause = getattr(exc, "cause", None)
-        cause = cause if isinstance(cause, BaseException) else exc
-        lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-        return _clip(f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__)
+        return exception_line(exc)
     text = None
     with contextlib.suppress(Exception):
         text = trial.get_error()
     lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
     return _clip(lines[-1]) if lines else "error (Ray recorded no message)"
+
+
+def exception_line(exc: BaseException) -> str:
+    """`Type: first message line` of a trial's exception (a RayTaskError is unwrapped to the trainable's)."""
+    cause = getattr(exc, "cause", None)
+    cause = cause if isinstance(cause, BaseException) else exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return _clip(f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__)
 
 
 def _clip(text: str, limit: int = 500) -> str:

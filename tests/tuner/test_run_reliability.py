@@ -186,6 +186,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     out, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, out[-3000:]
     assert "resume with: python -m tuner resume ctrlc" in out
+    assert "Tuner.restore" not in out and "Stop signal received" not in out  # only our own resume advice
     time.sleep(3)
     alive = [p for p in ray_processes if Path(f"/proc/{p}").exists()
              and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()]

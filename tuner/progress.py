@@ -1,0 +1,197 @@
+"""What a person watching `tuner run` reads: a short header, then every ~15 s where the search stands.
+
+Each progress block names every running trial (method, grad evals done of the budget, latest
+metric), counts the finished trials by outcome, and gives an ETA for the search and for the
+confirmation phase. The ETA divides the work left by the rate of work so far, both in gradient
+evaluations (the budget's own unit, so it holds across methods of different cost):
+
+- rate: grad evals done by all trials together / seconds since the phase started;
+- a running trial still needs E[final | reached w] − w, the mean final grad evals of the finished
+  trials that got at least as far (ASHA stops most trials early; a trial past a rung tends to go on),
+  or the full budget while no finished trial got that far;
+- a trial not started yet needs the mean final grad evals of the finished trials (the budget at first);
+- the confirmation phase runs its configs to the full budget, at the search's rate.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ray.tune import Callback
+
+from tuner.tracking import error_line
+from tuner.trainable import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, trial_point
+
+EVALS = "cost/grad_evals"
+DEFAULT_EVERY_S = 15.0
+QUIET_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """One trial as the ETA sees it: method, grad evals so far, latest metric, finished or not."""
+
+    method: str
+    grad_evals: float
+    value: float | None
+    finished: bool
+
+
+def remaining_evals(trials: Sequence[TrialView], total: int, budget: float) -> float:
+    """Grad evals the phase still needs (module docstring): running trials, then trials not started."""
+    finals = [t.grad_evals for t in trials if t.finished]
+    typical = statistics.fmean(finals) if finals else budget
+    left = 0.0
+    for t in trials:
+        if t.finished:
+            continue
+        further = [f for f in finals if f >= t.grad_evals]
+        expected = statistics.fmean(further) if further else budget
+        left += max(0.0, min(budget, expected) - t.grad_evals)
+    left += max(0, total - len(trials)) * typical
+    return left
+
+
+def eta_seconds(trials: Sequence[TrialView], total: int, budget: float, elapsed_s: float) -> float | None:
+    """Seconds until the phase ends at the rate so far; None before any work is done."""
+    done = sum(t.grad_evals for t in trials)
+    if done <= 0 or elapsed_s <= 0:
+        return None
+    return remaining_evals(trials, total, budget) / (done / elapsed_s)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """`45s`, `12m`, `1h05m`; `?` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def fmt_value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+
+class Progress(Callback):
+    """Ray Tune callback in the driver: trial ends as they happen, a progress block every `every_s`.
+
+    `phase` is "search" or "confirm"; `confirm_runs` (search only) sizes the confirmation ETA.
+    """
+
+    def __init__(self, *, metric: str, goal: str, total: int, budget: float, phase: str = "search",
+                 confirm_runs: int = 0, every_s: float = DEFAULT_EVERY_S,
+                 write: Callable[[str], None] | None = None) -> None:
+        self.metric, self.goal, self.total, self.budget = metric, goal, total, budget
+        self.phase, self.confirm_runs, self.every_s = phase, confirm_runs, every_s
+        self._write = write
+        self._start = time.monotonic()
+        self._last = self._start
+        self._state: tuple = ()
+        self.best: dict[str, tuple[float, str]] = {}
+        self.ended: dict[str, str] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"metric": self.metric, "goal": self.goal, "total": self.total, "budget": self.budget,
+                "phase": self.phase, "confirm_runs": self.confirm_runs, "every_s": self.every_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def _line(self, text: str) -> None:
+        line = f"[{time.monotonic() - self._start:6.0f}s] {text}"
+        if self._write is not None:
+            self._write(line)
+        else:
+            print(line, flush=True)
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.goal == "maximize" else a < b
+
+    # --- the numbers -----------------------------------------------------------------------------
+    def views(self, trials: Sequence[Any]) -> list[TrialView]:
+        out = []
+        for t in trials:
+            result = t.last_result or {}
+            evals = result.get(EVALS)
+            finished = t.trial_id in self.ended or t.status in ("TERMINATED", "ERROR")
+            if not isinstance(evals, (int, float)) and t.status == "PENDING":
+                continue  # not started: counted with the trials still to come
+            out.append(TrialView(trial_point(t.config).get("method", "?"),
+                                 float(evals) if isinstance(evals, (int, float)) else 0.0,
+                                 result.get(self.metric), finished))
+        return out
+
+    def etas(self, trials: Sequence[Any]) -> tuple[float | None, float | None]:
+        """(this phase, confirmation) ETAs in seconds, from the trials Ray holds now."""
+        views = self.views(trials)
+        elapsed = time.monotonic() - self._start
+        phase = eta_seconds(views, self.total, self.budget, elapsed)
+        done = sum(v.grad_evals for v in views)
+        confirm = None
+        if self.confirm_runs and done > 0:
+            confirm = self.confirm_runs * self.budget / (done / elapsed)
+        return phase, confirm
+
+    # --- the lines ---------------------------------------------------------------------------------
+    def block(self, trials: Sequence[Any]) -> None:
+        counts = {s: sum(1 for v in self.ended.values() if v == s) for s in OUTCOMES}
+        running = [t for t in trials if t.status == "RUNNING"]
+        phase_eta, confirm_eta = self.etas(trials)
+        eta = f"ETA {self.phase} {fmt_duration(phase_eta)}"
+        if self.confirm_runs:
+            eta += f", then confirmation ({self.confirm_runs} runs) {fmt_duration(confirm_eta)}"
+        self._line(f"{self.phase}: {len(self.ended)}/{self.total} done ({counts[COMPLETED]} completed, "
+                   f"{counts[PRUNED]} pruned, {counts[DIVERGED]} diverged, {counts[ERRORED]} errored), "
+                   f"{len(running)} running | {eta}")
+        for t in running:
+            result = t.last_result or {}
+            evals = result.get(EVALS)
+            done = f"{evals:.0f}" if isinstance(evals, (int, float)) else "0"
+            method = trial_point(t.config).get("method", "?")
+            self._line(f"    {t.trial_id}  {method:<10} {done:>6}/{self.budget:.0f} grad evals  "
+                       f"{self.metric}={fmt_value(result.get(self.metric))}")
+
+    def _end(self, trial: Any, status: str) -> None:
+        self.ended[trial.trial_id] = status
+        result = trial.last_result or {}
+        method = trial_point(trial.config).get("method", "?")
+        value = result.get(self.metric)
+        error = ""
+        if status == ERRORED:
+            error = f": {error_line(trial)}"
+        self._line(f"trial {trial.trial_id} ({method}) {status} at {fmt_value(result.get(EVALS))} grad evals, "
+                   f"{self.metric}={fmt_value(value)}{error}")
+        if status == COMPLETED and isinstance(value, float) and math.isfinite(value):
+            if method not in self.best or self._better(value, self.best[method][0]):
+                self.best[method] = (value, trial.trial_id)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        state = tuple(((t.last_result or {}).get(EVALS), t.status) for t in trials)
+        if state == self._state and now - self._last < QUIET_EVERY_S:
+            return  # nothing moved: one block a minute says the search is alive
+        self._last, self._state = now, state
+        self.block(trials)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.block(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, outcome(trial.last_result))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end(trial, ERRORED)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(f"trial {trial.trial_id} failed ({error_line(trial)}); retrying from its last checkpoint")
