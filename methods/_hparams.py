@@ -100,7 +100,9 @@ HPARAMS: Mapping[str, HParam] = {
     # perturbation
     "rho": HParam(0.05, _float(0.0), "perturbation radius"),
     "rho_schedule": HParam("constant", _choice(*SCHEDULES), "schedule of rho over total_steps"),
-    "asam_eta": HParam(0.0, _float(0.0), "ASAM: T = |theta| + asam_eta"),
+    "asam_eta": HParam(0.01, _float(0.0), "ASAM: T = |w| + asam_eta (official default 0.01)"),
+    "asam_scope": HParam("weights", _choice("weights", "all"),
+                         "ASAM scales tensors named *weight* (>= 2 dims if unnamed; official) or all (davda54)"),
     "preconditioner": HParam("none", _choice("none", "adam", "ema_sq", "fisher"),
                              "preconditioner of the perturbation"),
     "precond_beta": HParam(0.999, _float(0.0, 1.0, high_open=True), "EMA factor of ema_sq / fisher"),
@@ -110,6 +112,10 @@ HPARAMS: Mapping[str, HParam] = {
     # balancer
     "mu0": HParam(0.1, _float(0.0), "balancer strength at step 0"),
     "schedule": HParam("constant", _choice(*SCHEDULES), "schedule of mu over total_steps"),
+    "bar_norm": HParam("global", _choice("global", "pair"),
+                       "||g|| in the balancer: global over all parameters (SAM's) or per pair"),
+    "bar_scale": HParam("adam", _choice("adam", "none"),
+                        "AdamW base: scale c by ||g/(sqrt(v)+eps)|| / ||g|| per pair (adam) or not (none)"),
     "total_steps": HParam(None, _int(1, optional=True), "horizon T of the schedules"),
     # IRE
     "kappa": HParam(2.0, _float(0.0), "boost of the flat directions"),
@@ -125,8 +131,8 @@ BASE_ONLY = {"sgd": frozenset({"momentum", "nesterov"}), "adamw": frozenset({"be
 BASE_NAMES = BASE_COMMON | BASE_ONLY["sgd"] | BASE_ONLY["adamw"]
 PERTURB_NAMES = frozenset({"rho", "rho_schedule", "preconditioner", "precond_beta", "precond_eps",
                            "precond_normalize", "total_steps"})
-ASAM_NAMES = frozenset({"asam_eta"})
-BALANCER_NAMES = frozenset({"mu0", "schedule", "total_steps"})
+ASAM_NAMES = frozenset({"asam_eta", "asam_scope"})
+BALANCER_NAMES = frozenset({"mu0", "schedule", "total_steps", "bar_norm", "bar_scale"})
 IRE_NAMES = frozenset({"kappa", "gamma", "ire_interval", "curvature", "warmup", "kappa_decay"})
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
 

@@ -12,20 +12,20 @@ Order within `step(closure)` (METHODS.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods._balancer import balance
+from methods._balancer import adam_ratio, balance
 from methods._errors import ConfigError
 from methods._hparams import schedule_factor
 from methods._ire import boost, boost_weights, flat_mask
 from methods._pairs import Pair
 from methods._passes import RngSnapshot, frozen_batchnorm, logits_of
-from methods._perturbation import perturbation
+from methods._perturbation import global_norm, is_weight, perturbation
 from methods._preconditioner import adam_second_moment, apply_inverse, update_ema
 from methods._registry import MethodInfo
 
@@ -52,7 +52,7 @@ class SharpOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: Sequence[Tensor] | Sequence[dict[str, Any]], *, info: MethodInfo,
                  hparams: dict[str, Any], pairs: Sequence[Pair] = (),
-                 batchnorms: Sequence[nn.Module] = ()) -> None:
+                 batchnorms: Sequence[nn.Module] = (), names: Mapping[int, str] | None = None) -> None:
         super().__init__(params, {"lr": hparams["lr"]})
         self.info = info
         self.method = info.name
@@ -71,6 +71,9 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._scope = (sorted({i for pair in self._pair_index for i in pair})
                        if info.preset.perturb_scope == "pairs" else list(range(len(self._params))))
         self._scope_params = [self._params[i] for i in self._scope]  # what the perturbation moves
+        names = names or {}
+        self._asam_scaled = [hparams.get("asam_scope") == "all" or is_weight(names.get(id(p)), p)
+                             for p in self._scope_params]  # ASAM: T = |θ| + η here, 1 elsewhere
         self._cuda = sorted({p.device for p in self._params if p.device.type == "cuda"}, key=str)
         self._generator = torch.Generator().manual_seed(0)  # label sampling; never touches the global RNG
         self._step = 0
@@ -118,16 +121,19 @@ class SharpOptimizer(torch.optim.Optimizer):
         scope = self._scope_params
         if kind == "adam":
             return apply_inverse(grads, adam_second_moment(self.base, scope), hp["precond_eps"])
+        stats = [self.state[p].setdefault("precond_v", torch.zeros_like(p)) for p in scope]
+        # like `adam`, P comes from the previous steps' statistics: this step's square joins afterwards
+        correction = 1.0 - hp["precond_beta"] ** self._precond_steps
+        previous = torch._foreach_div(stats, correction) if self._precond_steps else None
+        out = apply_inverse(grads, previous, hp["precond_eps"])
         if kind == "ema_sq":
             squares = torch._foreach_mul(grads, grads)
         else:  # one sampled-label pass per step, restricted to the perturbed scope
             fisher = self._fisher_squares(closure, rng, "preconditioner 'fisher'")
             squares = [fisher[i] for i in self._scope]
-        stats = [self.state[p].setdefault("precond_v", torch.zeros_like(p)) for p in scope]
         update_ema(stats, squares, hp["precond_beta"])
         self._precond_steps += 1
-        correction = 1.0 - hp["precond_beta"] ** self._precond_steps
-        return apply_inverse(grads, torch._foreach_div(stats, correction), hp["precond_eps"])
+        return out
 
     def _perturbed_grads(self, closure: Closure, grads: list[Tensor], output_grad: Tensor | None,
                          rng: RngSnapshot) -> list[Tensor]:
@@ -137,7 +143,8 @@ class SharpOptimizer(torch.optim.Optimizer):
         rho = hp["rho"] * schedule_factor(hp["rho_schedule"], self._step, hp["total_steps"])
         eps = perturbation(self.info.preset.perturbation, scope, scope_grads,
                            self._preconditioned(scope_grads, closure, rng), rho=rho,
-                           asam_eta=hp.get("asam_eta", 0.0), normalize_by_grad=hp["precond_normalize"] == "grad")
+                           asam_eta=hp.get("asam_eta", 0.0), normalize_by_grad=hp["precond_normalize"] == "grad",
+                           scaled=self._asam_scaled)
         saved = self._copy_of("perturb_restore", scope)
         with torch.no_grad():
             torch._foreach_add_(scope, eps)
@@ -157,7 +164,13 @@ class SharpOptimizer(torch.optim.Optimizer):
         mu = hp["mu0"] * schedule_factor(hp["schedule"], self._step, hp["total_steps"])
         pair_grads = [(grads[i], grads[j]) for i, j in self._pair_index]
         lrs = [self.param_groups[self._group[i]]["lr"] for i, _ in self._pair_index]
-        balance(self.info.preset.balancer, self._pairs, pair_grads, lrs, mu)
+        norm = global_norm(grads) if hp["bar_norm"] == "global" else None
+        scales = None
+        if hp["base"] == "adamw" and hp["bar_scale"] == "adam":
+            v = adam_second_moment(self.base, [t for pair in self._pairs for t in pair])
+            if v is not None:  # before AdamW's first step its update is ±lr: ratio 1 / |g| per coordinate
+                scales = [adam_ratio(g, v[2 * k:2 * k + 2], hp["eps"]) for k, g in enumerate(pair_grads)]
+        balance(self.info.preset.balancer, self._pairs, pair_grads, lrs, mu, norm, scales)
 
     def _estimate_mask(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> None:
         kind = self.hparams["curvature"]
