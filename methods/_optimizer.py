@@ -135,12 +135,19 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._precond_steps += 1
         return out
 
+    def scheduled_rho(self) -> float:
+        """ρ of the next step: rho · s(t/T) under rho_schedule; 0 for methods that do not perturb."""
+        hp = self.hparams
+        if self.info.preset.perturbation == "none":
+            return 0.0
+        return hp["rho"] * schedule_factor(hp["rho_schedule"], self._step, hp["total_steps"])
+
     def _perturbed_grads(self, closure: Closure, grads: list[Tensor], output_grad: Tensor | None,
                          rng: RngSnapshot) -> list[Tensor]:
         hp = self.hparams
         scope = self._scope_params
         scope_grads = [grads[i] for i in self._scope]
-        rho = hp["rho"] * schedule_factor(hp["rho_schedule"], self._step, hp["total_steps"])
+        rho = self.scheduled_rho()
         eps = perturbation(self.info.preset.perturbation, scope, scope_grads,
                            self._preconditioned(scope_grads, closure, rng), rho=rho,
                            asam_eta=hp.get("asam_eta", 0.0), normalize_by_grad=hp["precond_normalize"] == "grad",
