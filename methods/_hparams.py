@@ -122,8 +122,11 @@ HPARAMS: Mapping[str, HParam] = {
     "gamma": HParam(0.8, _float(0.0, 1.0, low_open=True), "fraction of coordinates boosted"),
     "ire_interval": HParam(10, _int(1), "steps between curvature estimates (K)"),
     "curvature": HParam("fisher", _choice("fisher", "grad_sq", "adam"), "diagonal curvature estimate"),
-    "warmup": HParam(0, _int(0), "steps before the first curvature estimate"),
-    "kappa_decay": HParam(False, _bool, "kappa_t = kappa * lr_t / lr_max"),
+    "warmup": HParam(None, _int(0, optional=True),
+                     "steps without IRE; default a third of total_steps, as the official runs (0 without total_steps)"),
+    "kappa_decay": HParam(False, _bool, "kappa_t = kappa * lr_t / lr_peak, lr_peak the configured lr"),
+    "ire_ties": HParam("exact", _choice("exact", "official"),
+                       "mask size: exactly round(gamma p), ties by position, or int(gamma p) plus all ties (official)"),
 }
 
 BASE_COMMON = frozenset({"base", "lr", "weight_decay", "grad_clip"})
@@ -133,7 +136,8 @@ PERTURB_NAMES = frozenset({"rho", "rho_schedule", "preconditioner", "precond_bet
                            "precond_normalize", "total_steps"})
 ASAM_NAMES = frozenset({"asam_eta", "asam_scope"})
 BALANCER_NAMES = frozenset({"mu0", "schedule", "total_steps", "bar_norm", "bar_scale"})
-IRE_NAMES = frozenset({"kappa", "gamma", "ire_interval", "curvature", "warmup", "kappa_decay"})
+IRE_NAMES = frozenset({"kappa", "gamma", "ire_interval", "curvature", "warmup", "kappa_decay", "ire_ties",
+                       "total_steps"})
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
 
 

@@ -5,9 +5,10 @@ Order within `step(closure)` (METHODS.md):
   2. perturbation: ε from (preconditioned) g; g̃ = ∇L(θ+ε) (or, for `functional`, J(θ+ε)ᵀ ∂ℓ/∂z(θ));
      θ restored exactly.
   3. balancer: scale each pair (x, y) using g.
-  4. IRE: every K steps after warm-up, a new flat-direction mask from the curvature estimate.
+  4. IRE: every K steps after its warm-up, a new flat-direction mask from the curvature estimate.
   5. base step (SGD or AdamW, weight decay there only) with g̃ (clipped if asked);
-     IRE then adds κ · mask ⊙ Δ.
+     IRE then adds κ · mask ⊙ Δ, once the lr warm-up is over (each group's lr has reached its
+     configured peak or stopped rising).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from methods._balancer import adam_ratio, balance
 from methods._errors import ConfigError
 from methods._hparams import schedule_factor
-from methods._ire import boost, boost_weights, flat_mask
+from methods._ire import boost, boost_weights, flat_mask, ire_start
 from methods._pairs import Pair
 from methods._passes import RngSnapshot, frozen_batchnorm, logits_of
 from methods._perturbation import global_norm, is_weight, perturbation
@@ -78,7 +79,10 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._generator = torch.Generator().manual_seed(0)  # label sampling; never touches the global RNG
         self._step = 0
         self._precond_steps = 0
-        self._max_lr = [g["lr"] for g in self.param_groups]
+        self._peak_lr = [g["lr"] for g in self.param_groups]  # the configured lr: IRE's κ decay reference
+        self._lr_warm = False  # IRE: whether the lr warm-up is over (no boost before, as in the official code)
+        self._last_lr: list[float] = []  # each group's lr at the previous step
+        self._ire_warmup = ire_start(hparams) if info.preset.ire else 0
         group_of = {id(p): k for k, g in enumerate(self.param_groups) for p in g["params"]}
         self._group = [group_of[id(p)] for p in self._params]  # param index -> param group index
         self._buffers: dict[str, list[Tensor]] = {}  # scratch copies of θ, allocated once (see _copy_of)
@@ -187,14 +191,15 @@ class SharpOptimizer(torch.optim.Optimizer):
             curvature = adam_second_moment(self.base, self._params) or torch._foreach_mul(grads, grads)
         else:
             curvature = torch._foreach_mul(grads, grads)
-        for p, mask in zip(self._params, flat_mask(curvature, self.hparams["gamma"]), strict=True):
+        masks = flat_mask(curvature, self.hparams["gamma"], ties=self.hparams["ire_ties"])
+        for p, mask in zip(self._params, masks, strict=True):
             self.state[p]["ire_mask"] = mask.to(p.dtype)  # stored as 0/1 in θ's dtype
         self._boost = None
 
     def _is_estimate_step(self) -> bool:
         hp = self.hparams
-        return self.info.preset.ire and self._step >= hp["warmup"] and \
-            (self._step - hp["warmup"]) % hp["ire_interval"] == 0
+        return self.info.preset.ire and self._step >= self._ire_warmup and \
+            (self._step - self._ire_warmup) % hp["ire_interval"] == 0
 
     # ------------------------------------------------------------------ the step
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
@@ -225,14 +230,21 @@ class SharpOptimizer(torch.optim.Optimizer):
         if hp["grad_clip"] is not None:
             torch.nn.utils.clip_grad_norm_(self._params, hp["grad_clip"])
 
-        boosting = preset.ire and "ire_mask" in self.state[self._params[0]]
+        self._lr_warm = self._lr_warm or self._lr_warmup_over()
+        boosting = preset.ire and self._lr_warm and "ire_mask" in self.state[self._params[0]]
         theta_old = self._copy_of("ire_theta_old", self._params) if boosting else []
         self.base.step()
         if boosting:
             boost(self._params, theta_old, self._boost_weights())
-        self._max_lr = [max(m, g["lr"]) for m, g in zip(self._max_lr, self.param_groups, strict=True)]
+        self._last_lr = [g["lr"] for g in self.param_groups]
         self._step += 1
         return loss.detach()
+
+    def _lr_warmup_over(self) -> bool:
+        """Whether the lr warm-up is over: every group's lr has reached its configured peak or stopped rising."""
+        last = self._last_lr or [0.0] * len(self.param_groups)
+        return all(g["lr"] >= peak * (1 - 1e-9) or (self._last_lr and g["lr"] <= prev)
+                   for g, peak, prev in zip(self.param_groups, self._peak_lr, last, strict=True))
 
     def _copy_of(self, name: str, tensors: list[Tensor]) -> list[Tensor]:
         """`tensors` copied into the buffer `name`, kept across steps: no allocation on the hot path."""
@@ -253,11 +265,11 @@ class SharpOptimizer(torch.optim.Optimizer):
         return self._boost[1]
 
     def _kappas(self) -> list[float]:
-        """κ per parameter; with kappa_decay, κ · η_t / η_max of the parameter's group."""
+        """κ per parameter; with kappa_decay, κ · η_t / η_peak, η_peak the group's configured lr."""
         kappa = self.hparams["kappa"]
         if not self.hparams["kappa_decay"]:
             return [kappa] * len(self._params)
-        ratios = [g["lr"] / max(m, g["lr"]) for g, m in zip(self.param_groups, self._max_lr, strict=True)]
+        ratios = [g["lr"] / peak for g, peak in zip(self.param_groups, self._peak_lr, strict=True)]
         return [kappa * ratios[k] for k in self._group]
 
     # ------------------------------------------------------------------ state
@@ -269,7 +281,9 @@ class SharpOptimizer(torch.optim.Optimizer):
             "base": self.base.state_dict(),
             "step": self._step,
             "precond_steps": self._precond_steps,
-            "max_lr": list(self._max_lr),
+            "peak_lr": list(self._peak_lr),
+            "lr_warm": self._lr_warm,
+            "last_lr": list(self._last_lr),
             "counts": dict(self.counts),
             "generator": self._generator.get_state(),
             "per_param": {i: {k: v.clone() for k, v in self.state[p].items()}
@@ -284,7 +298,9 @@ class SharpOptimizer(torch.optim.Optimizer):
         self.param_groups = self.base.param_groups
         self._step = state_dict["step"]
         self._precond_steps = state_dict["precond_steps"]
-        self._max_lr = list(state_dict["max_lr"])
+        self._peak_lr = list(state_dict["peak_lr"])
+        self._lr_warm = state_dict["lr_warm"]
+        self._last_lr = list(state_dict["last_lr"])
         self.counts = dict(state_dict["counts"])
         self._generator.set_state(state_dict["generator"])
         self.state.clear()

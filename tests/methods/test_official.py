@@ -10,6 +10,7 @@ Each port below follows the official code line by line, on plain torch.optim.SGD
 from __future__ import annotations
 
 import copy
+import math
 from collections import defaultdict
 
 import pytest
@@ -190,3 +191,104 @@ def test_preconditioner_of_the_first_step_is_the_identity(method, hp):
         models.append(model)
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, **TOL)
+
+
+# ------------------------------------------------------------------ IRE: wmz9/IRE-algorithm-framework
+def _official_update_mask(fisher: list[torch.Tensor], rank: float) -> list[torch.Tensor]:
+    """ire.py `update_mask` (γ = 1 − rank ≤ 0.5 branch, Fisher EMA with beta 0 = g²), unchanged but for names."""
+    values = torch.cat([torch.flatten(x) for x in fisher])
+    keep_num = int(len(values) * (1 - rank))
+    _value, _ = torch.topk(values, keep_num, largest=False)
+    threshold = _value[-1]
+    return [f <= threshold for f in fisher]
+
+
+@pytest.mark.parametrize("ties", ["exact", "official"])
+def test_ire_mask_tie_rules(ties):
+    from methods._ire import flat_mask
+
+    # p = 10; five coordinates tied at 0.1; γ = 0.35: round(3.5) = 4 (exact) vs int(3.5) = 3 plus ties (official)
+    curvature = [torch.tensor([[0.5, 0.1], [0.1, 0.02]]), torch.tensor([0.1, 0.1, 0.9, 0.1, 0.7, 0.3])]
+    got = flat_mask(curvature, gamma=0.35, ties=ties)
+    if ties == "official":
+        expected = _official_update_mask(curvature, rank=0.65)
+        assert sum(int(m.sum()) for m in got) == 6  # 0.02 and all five ties at 0.1
+    else:  # the smallest, then the first three of the tied coordinates in position order
+        expected = [torch.tensor([[False, True], [True, True]]),
+                    torch.tensor([True, False, False, False, False, False])]
+    assert [m.tolist() for m in got] == [m.tolist() for m in expected]
+
+
+def _ire_run(lrs, *, peak, kappa, gamma, warmup, kappa_decay, interval=4):
+    """sgd_ire (momentum 0, curvature grad_sq) configured with lr `peak`, under an external lr schedule `lrs`."""
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(8, dtype=torch.float64))
+    scale = torch.linspace(0.1, 2.0, 8, dtype=torch.float64)
+    opt = build_optimizer([w], "sgd_ire", lr=peak, momentum=0.0, kappa=kappa, gamma=gamma, warmup=warmup,
+                          kappa_decay=kappa_decay, ire_interval=interval, curvature="grad_sq")
+    for lr in lrs:
+        opt.param_groups[0]["lr"] = lr
+        opt.step(lambda: ((0.5 * scale * w ** 2).sum() + (w ** 3).sum() / 30, None))
+    return w.detach()
+
+
+def _ire_reference(lrs, *, peak, kappa, gamma, warmup, kappa_decay, lr_warmup, interval=4):
+    """The official loop (train_admire_*.py): no mask before `warmup`, no boost during the lr warm-up (steps
+    before `lr_warmup`); mask every `interval` steps; θ ← θ + Δ · mask · κ · lr / base_lr (prog_decay) or κ."""
+    torch.manual_seed(0)
+    w = torch.randn(8, dtype=torch.float64)
+    scale = torch.linspace(0.1, 2.0, 8, dtype=torch.float64)
+    mask = None
+    for t, lr in enumerate(lrs):
+        g = scale * w + w ** 2 / 10
+        if t >= warmup and (t - warmup) % interval == 0:
+            mask = torch.zeros(8, dtype=torch.float64)
+            mask[torch.argsort(g ** 2, stable=True)[: round(gamma * 8)]] = 1.0
+        delta = -lr * g
+        if mask is not None and t >= lr_warmup:
+            delta = delta + kappa * (lr / peak if kappa_decay else 1.0) * mask * delta
+        w = w + delta
+    return w
+
+
+def _schedule(warm: int, total: int, peak: float) -> list[float]:
+    """Linear warm-up to the peak over `warm` steps, then cosine decay."""
+    up = [peak * (t + 1) / warm for t in range(warm)]
+    down = [peak * 0.5 * (1 + math.cos(math.pi * t / (total - warm))) for t in range(total - warm)]
+    return up + down
+
+
+@pytest.mark.parametrize("kappa_decay", [False, True])
+def test_ire_does_not_boost_during_the_lr_warmup(kappa_decay):
+    lrs = _schedule(warm=6, total=20, peak=0.05)  # reaches the peak at step 5
+    hp = {"kappa": 3.0, "gamma": 0.5, "warmup": 0, "kappa_decay": kappa_decay}  # IRE's own start: step 0
+    got = _ire_run(lrs, peak=0.05, **hp)
+    torch.testing.assert_close(got, _ire_reference(lrs, peak=0.05, lr_warmup=5, **hp), rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(got, _ire_reference(lrs, peak=0.05, lr_warmup=0, **hp))  # the rule matters
+    # a schedule that peaks below the configured lr: the warm-up ends where the lr stops rising (step 6)
+    low = _schedule(warm=6, total=20, peak=0.03)
+    torch.testing.assert_close(_ire_run(low, peak=0.05, **hp), _ire_reference(low, peak=0.05, lr_warmup=6, **hp),
+                               rtol=1e-12, atol=1e-14)
+
+
+def test_ire_decays_kappa_against_the_configured_peak_lr():
+    """κ_t = κ η_t / η_peak with η_peak the configured lr (0.08), not the largest lr seen (0.05)."""
+    lrs = [0.05 * (1 - t / 20) for t in range(20)]
+    hp = {"kappa": 3.0, "gamma": 0.5, "warmup": 2, "kappa_decay": True}
+    got = _ire_run(lrs, peak=0.08, **hp)
+    torch.testing.assert_close(got, _ire_reference(lrs, peak=0.08, lr_warmup=0, **hp), rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(got, _ire_reference(lrs, peak=0.05, lr_warmup=0, **hp))
+
+
+def test_ire_starts_after_a_third_of_total_steps_by_default():
+    w = nn.Parameter(torch.ones(4, dtype=torch.float64))
+    opt = build_optimizer([w], "sgd_ire", lr=0.01, total_steps=30, curvature="grad_sq")
+    first = None
+    for t in range(12):
+        opt.step(lambda: ((w ** 2).sum(), None))
+        if first is None and "ire_mask" in opt.state[w]:
+            first = t
+    assert first == 10  # round(30 / 3)
+    no_horizon = build_optimizer([w], "sgd_ire", lr=0.01, curvature="grad_sq")
+    no_horizon.step(lambda: ((w ** 2).sum(), None))
+    assert "ire_mask" in no_horizon.state[w]  # without total_steps there is no late start to compute
