@@ -235,6 +235,18 @@ def diagnostics(data: ReportData) -> Figure:
     return fig
 
 
+def missing_edge_note(data: ReportData) -> str:
+    """Why some methods show λ_max without a SAM edge: the edge is logged only where it applies."""
+    def logged(method: str, key: str) -> bool:
+        return any(len(c) for c in data.histories.get(method, {}).get(key, []))
+
+    missing = [m for m in data.methods if logged(m, "diag/lambda_max") and not logged(m, "diag/sam_edge")]
+    if not missing:
+        return ""
+    return (f"No SAM edge for {', '.join(missing)}: the edge (Long & Bartlett) holds only for full-batch, "
+            "momentum-free GD or plain SAM on an SGD base, so these runs do not log it.")
+
+
 def winner_run_count(data: ReportData, method: str) -> int:
     """How many runs the diagnostics of `method` average over."""
     return len(winner_runs(data.trials, data.robust, method, data.stress))

@@ -162,7 +162,8 @@ def render_report(data: ReportData, out: Path, *, source: str = "") -> Path:
         _hparam_section(data, figs),
         _figure_section(figs, "diagnostics", "Diagnostics over training", "balancedness, λ_max vs SAM edge, Tr(H)",
                         lambda: plots.diagnostics(data),
-                        "Each method's winning config (mildest stress level), mean over its runs."),
+                        " ".join(filter(None, ("Each method's winning config (mildest stress level), mean over "
+                                               "its runs.", plots.missing_edge_note(data))))),
     ]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = (f"Experiment <b>{esc(data.name)}</b> · metric <b>{esc(m)}</b> ({esc(data.goal)}) · "

@@ -100,7 +100,9 @@ HPARAMS: Mapping[str, HParam] = {
     # perturbation
     "rho": HParam(0.05, _float(0.0), "perturbation radius"),
     "rho_schedule": HParam("constant", _choice(*SCHEDULES), "schedule of rho over total_steps"),
-    "asam_eta": HParam(0.0, _float(0.0), "ASAM: T = |theta| + asam_eta"),
+    "asam_eta": HParam(0.01, _float(0.0), "ASAM: T = |w| + asam_eta (official default 0.01)"),
+    "asam_scope": HParam("weights", _choice("weights", "all"),
+                         "ASAM scales tensors named *weight* (>= 2 dims if unnamed; official) or all (davda54)"),
     "preconditioner": HParam("none", _choice("none", "adam", "ema_sq", "fisher"),
                              "preconditioner of the perturbation"),
     "precond_beta": HParam(0.999, _float(0.0, 1.0, high_open=True), "EMA factor of ema_sq / fisher"),
@@ -110,14 +112,21 @@ HPARAMS: Mapping[str, HParam] = {
     # balancer
     "mu0": HParam(0.1, _float(0.0), "balancer strength at step 0"),
     "schedule": HParam("constant", _choice(*SCHEDULES), "schedule of mu over total_steps"),
+    "bar_norm": HParam("global", _choice("global", "pair"),
+                       "||g|| in the balancer: global over all parameters (SAM's) or per pair"),
+    "bar_scale": HParam("adam", _choice("adam", "none"),
+                        "AdamW base: scale c by ||g/(sqrt(v)+eps)|| / ||g|| per pair (adam) or not (none)"),
     "total_steps": HParam(None, _int(1, optional=True), "horizon T of the schedules"),
     # IRE
     "kappa": HParam(2.0, _float(0.0), "boost of the flat directions"),
     "gamma": HParam(0.8, _float(0.0, 1.0, low_open=True), "fraction of coordinates boosted"),
     "ire_interval": HParam(10, _int(1), "steps between curvature estimates (K)"),
     "curvature": HParam("fisher", _choice("fisher", "grad_sq", "adam"), "diagonal curvature estimate"),
-    "warmup": HParam(0, _int(0), "steps before the first curvature estimate"),
-    "kappa_decay": HParam(False, _bool, "kappa_t = kappa * lr_t / lr_max"),
+    "warmup": HParam(None, _int(0, optional=True),
+                     "steps without IRE; default a third of total_steps, as the official runs (0 without total_steps)"),
+    "kappa_decay": HParam(False, _bool, "kappa_t = kappa * lr_t / lr_peak, lr_peak the configured lr"),
+    "ire_ties": HParam("exact", _choice("exact", "official"),
+                       "mask size: exactly round(gamma p), ties by position, or int(gamma p) plus all ties (official)"),
 }
 
 BASE_COMMON = frozenset({"base", "lr", "weight_decay", "grad_clip"})
@@ -125,9 +134,10 @@ BASE_ONLY = {"sgd": frozenset({"momentum", "nesterov"}), "adamw": frozenset({"be
 BASE_NAMES = BASE_COMMON | BASE_ONLY["sgd"] | BASE_ONLY["adamw"]
 PERTURB_NAMES = frozenset({"rho", "rho_schedule", "preconditioner", "precond_beta", "precond_eps",
                            "precond_normalize", "total_steps"})
-ASAM_NAMES = frozenset({"asam_eta"})
-BALANCER_NAMES = frozenset({"mu0", "schedule", "total_steps"})
-IRE_NAMES = frozenset({"kappa", "gamma", "ire_interval", "curvature", "warmup", "kappa_decay"})
+ASAM_NAMES = frozenset({"asam_eta", "asam_scope"})
+BALANCER_NAMES = frozenset({"mu0", "schedule", "total_steps", "bar_norm", "bar_scale"})
+IRE_NAMES = frozenset({"kappa", "gamma", "ire_interval", "curvature", "warmup", "kappa_decay", "ire_ties",
+                       "total_steps"})
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
 
 

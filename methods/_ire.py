@@ -1,33 +1,63 @@
 """IRE: boost the update along the flattest coordinates (METHODS.md, "IRE").
 
-Every K steps a diagonal curvature h is estimated and the mask marks exactly round(γ·p) coordinates
-with the smallest h, one global threshold over all parameters, ties broken by position (stable
-sort). After each base step Δ = θ_new − θ_old, θ ← θ_new + κ · mask ⊙ Δ.
+Every K steps after the IRE warm-up a diagonal curvature h is estimated and the mask marks the
+coordinates with the smallest h, one global threshold over all parameters. After each base step
+Δ = θ_new − θ_old, θ ← θ_new + κ · mask ⊙ Δ.
+
+Defaults follow the official code (wmz9/IRE-algorithm-framework):
+- warm-up: IRE starts late, after a third of `total_steps` (ViT-S/ImageNet: IRE from epoch 100 of
+  300; CIFAR: `IRE_start_epoch` 70 of 200); no mask and no boost before. And never a boost while the
+  learning rate is still warming up (the official loop boosts only after `warmup_iters`): the lr
+  warm-up lasts until every group's lr has reached its configured peak or stopped rising.
+- κ decay (`kappa_decay`): κ_t = κ · η_t / η_peak with η_peak the configured lr (`prog * lr / base_lr`).
+- mask ties (`ire_ties`): "exact" (default) marks exactly round(γ·p) coordinates, ties broken by
+  position (stable), so the mask size never depends on ties: on the valley L = (1 + u²)v²/2 both
+  curvatures reach 0 once v underflows, and a tie rule that takes both would boost v and diverge.
+  "official" marks the int(γ·p) smallest plus every coordinate tied at the threshold (h ≤ h_(k)),
+  as the official `update_mask` (its γ > 0.5 branch selects from the top, one coordinate more).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+START_FRACTION = 1 / 3  # official runs: IRE from epoch 100 of 300 (ViT), 70 of 200 (CIFAR)
 
-def flat_mask(curvature: Sequence[Tensor], gamma: float) -> list[Tensor]:
-    """Boolean masks (one per parameter) of the round(γ·p) smallest-curvature coordinates."""
+
+def ire_start(hparams: Mapping[str, Any]) -> int:
+    """Steps without IRE: `warmup` if set, else a third of `total_steps` (0 without a horizon)."""
+    if hparams.get("warmup") is not None:
+        return int(hparams["warmup"])
+    total = hparams.get("total_steps")
+    return int(round(START_FRACTION * total)) if total else 0
+
+
+def _kth_smallest(flat: Tensor, k: int) -> Tensor:
+    # a selection, not a sort (numpy's introselect is about 2x faster than torch.kthvalue on CPU)
+    kth = np.partition(flat.cpu().numpy(), k - 1)[k - 1]
+    return torch.tensor(float(kth), dtype=flat.dtype, device=flat.device)
+
+
+def flat_mask(curvature: Sequence[Tensor], gamma: float, ties: str = "exact") -> list[Tensor]:
+    """Boolean masks (one per parameter) of the smallest-curvature coordinates (see `ire_ties` above)."""
     flat = torch.cat([h.detach().reshape(-1).float() for h in curvature])
-    count = int(math.floor(gamma * flat.numel() + 0.5))
+    exact = ties == "exact"
+    count = int(math.floor(gamma * flat.numel() + 0.5)) if exact else int(gamma * flat.numel())
     chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     if count:
-        # a selection, not a sort: everything below the count-th smallest value, then ties by position
-        # (numpy's introselect is about 2x faster than torch.kthvalue on CPU, which CUDA lacks anyway)
-        kth = np.partition(flat.cpu().numpy(), count - 1)[count - 1]
-        threshold = torch.tensor(float(kth), dtype=flat.dtype, device=flat.device)
-        chosen = flat < threshold
-        ties = torch.nonzero(flat == threshold).flatten()[: count - int(chosen.sum())]
-        chosen[ties] = True
+        threshold = _kth_smallest(flat, count)
+        if exact:  # everything below the threshold, then ties by position up to the count
+            chosen = flat < threshold
+            tied = torch.nonzero(flat == threshold).flatten()[: count - int(chosen.sum())]
+            chosen[tied] = True
+        else:
+            chosen = flat <= threshold
     return [m.view_as(h) for m, h in zip(chosen.split([h.numel() for h in curvature]), curvature, strict=True)]
 
 

@@ -5,27 +5,28 @@ Order within `step(closure)` (METHODS.md):
   2. perturbation: ε from (preconditioned) g; g̃ = ∇L(θ+ε) (or, for `functional`, J(θ+ε)ᵀ ∂ℓ/∂z(θ));
      θ restored exactly.
   3. balancer: scale each pair (x, y) using g.
-  4. IRE: every K steps after warm-up, a new flat-direction mask from the curvature estimate.
+  4. IRE: every K steps after its warm-up, a new flat-direction mask from the curvature estimate.
   5. base step (SGD or AdamW, weight decay there only) with g̃ (clipped if asked);
-     IRE then adds κ · mask ⊙ Δ.
+     IRE then adds κ · mask ⊙ Δ, once the lr warm-up is over (each group's lr has reached its
+     configured peak or stopped rising).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods._balancer import balance
+from methods._balancer import adam_ratio, balance
 from methods._errors import ConfigError
 from methods._hparams import schedule_factor
-from methods._ire import boost, boost_weights, flat_mask
+from methods._ire import boost, boost_weights, flat_mask, ire_start
 from methods._pairs import Pair
 from methods._passes import RngSnapshot, frozen_batchnorm, logits_of
-from methods._perturbation import perturbation
+from methods._perturbation import global_norm, is_weight, perturbation
 from methods._preconditioner import adam_second_moment, apply_inverse, update_ema
 from methods._registry import MethodInfo
 
@@ -52,7 +53,7 @@ class SharpOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: Sequence[Tensor] | Sequence[dict[str, Any]], *, info: MethodInfo,
                  hparams: dict[str, Any], pairs: Sequence[Pair] = (),
-                 batchnorms: Sequence[nn.Module] = ()) -> None:
+                 batchnorms: Sequence[nn.Module] = (), names: Mapping[int, str] | None = None) -> None:
         super().__init__(params, {"lr": hparams["lr"]})
         self.info = info
         self.method = info.name
@@ -71,11 +72,17 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._scope = (sorted({i for pair in self._pair_index for i in pair})
                        if info.preset.perturb_scope == "pairs" else list(range(len(self._params))))
         self._scope_params = [self._params[i] for i in self._scope]  # what the perturbation moves
+        names = names or {}
+        self._asam_scaled = [hparams.get("asam_scope") == "all" or is_weight(names.get(id(p)), p)
+                             for p in self._scope_params]  # ASAM: T = |θ| + η here, 1 elsewhere
         self._cuda = sorted({p.device for p in self._params if p.device.type == "cuda"}, key=str)
         self._generator = torch.Generator().manual_seed(0)  # label sampling; never touches the global RNG
         self._step = 0
         self._precond_steps = 0
-        self._max_lr = [g["lr"] for g in self.param_groups]
+        self._peak_lr = [g["lr"] for g in self.param_groups]  # the configured lr: IRE's κ decay reference
+        self._lr_warm = False  # IRE: whether the lr warm-up is over (no boost before, as in the official code)
+        self._last_lr: list[float] = []  # each group's lr at the previous step
+        self._ire_warmup = ire_start(hparams) if info.preset.ire else 0
         group_of = {id(p): k for k, g in enumerate(self.param_groups) for p in g["params"]}
         self._group = [group_of[id(p)] for p in self._params]  # param index -> param group index
         self._buffers: dict[str, list[Tensor]] = {}  # scratch copies of θ, allocated once (see _copy_of)
@@ -118,26 +125,37 @@ class SharpOptimizer(torch.optim.Optimizer):
         scope = self._scope_params
         if kind == "adam":
             return apply_inverse(grads, adam_second_moment(self.base, scope), hp["precond_eps"])
+        stats = [self.state[p].setdefault("precond_v", torch.zeros_like(p)) for p in scope]
+        # like `adam`, P comes from the previous steps' statistics: this step's square joins afterwards
+        correction = 1.0 - hp["precond_beta"] ** self._precond_steps
+        previous = torch._foreach_div(stats, correction) if self._precond_steps else None
+        out = apply_inverse(grads, previous, hp["precond_eps"])
         if kind == "ema_sq":
             squares = torch._foreach_mul(grads, grads)
         else:  # one sampled-label pass per step, restricted to the perturbed scope
             fisher = self._fisher_squares(closure, rng, "preconditioner 'fisher'")
             squares = [fisher[i] for i in self._scope]
-        stats = [self.state[p].setdefault("precond_v", torch.zeros_like(p)) for p in scope]
         update_ema(stats, squares, hp["precond_beta"])
         self._precond_steps += 1
-        correction = 1.0 - hp["precond_beta"] ** self._precond_steps
-        return apply_inverse(grads, torch._foreach_div(stats, correction), hp["precond_eps"])
+        return out
+
+    def scheduled_rho(self) -> float:
+        """ρ of the next step: rho · s(t/T) under rho_schedule; 0 for methods that do not perturb."""
+        hp = self.hparams
+        if self.info.preset.perturbation == "none":
+            return 0.0
+        return hp["rho"] * schedule_factor(hp["rho_schedule"], self._step, hp["total_steps"])
 
     def _perturbed_grads(self, closure: Closure, grads: list[Tensor], output_grad: Tensor | None,
                          rng: RngSnapshot) -> list[Tensor]:
         hp = self.hparams
         scope = self._scope_params
         scope_grads = [grads[i] for i in self._scope]
-        rho = hp["rho"] * schedule_factor(hp["rho_schedule"], self._step, hp["total_steps"])
+        rho = self.scheduled_rho()
         eps = perturbation(self.info.preset.perturbation, scope, scope_grads,
                            self._preconditioned(scope_grads, closure, rng), rho=rho,
-                           asam_eta=hp.get("asam_eta", 0.0), normalize_by_grad=hp["precond_normalize"] == "grad")
+                           asam_eta=hp.get("asam_eta", 0.0), normalize_by_grad=hp["precond_normalize"] == "grad",
+                           scaled=self._asam_scaled)
         saved = self._copy_of("perturb_restore", scope)
         with torch.no_grad():
             torch._foreach_add_(scope, eps)
@@ -157,7 +175,13 @@ class SharpOptimizer(torch.optim.Optimizer):
         mu = hp["mu0"] * schedule_factor(hp["schedule"], self._step, hp["total_steps"])
         pair_grads = [(grads[i], grads[j]) for i, j in self._pair_index]
         lrs = [self.param_groups[self._group[i]]["lr"] for i, _ in self._pair_index]
-        balance(self.info.preset.balancer, self._pairs, pair_grads, lrs, mu)
+        norm = global_norm(grads) if hp["bar_norm"] == "global" else None
+        scales = None
+        if hp["base"] == "adamw" and hp["bar_scale"] == "adam":
+            v = adam_second_moment(self.base, [t for pair in self._pairs for t in pair])
+            if v is not None:  # before AdamW's first step its update is ±lr: ratio 1 / |g| per coordinate
+                scales = [adam_ratio(g, v[2 * k:2 * k + 2], hp["eps"]) for k, g in enumerate(pair_grads)]
+        balance(self.info.preset.balancer, self._pairs, pair_grads, lrs, mu, norm, scales)
 
     def _estimate_mask(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> None:
         kind = self.hparams["curvature"]
@@ -167,14 +191,15 @@ class SharpOptimizer(torch.optim.Optimizer):
             curvature = adam_second_moment(self.base, self._params) or torch._foreach_mul(grads, grads)
         else:
             curvature = torch._foreach_mul(grads, grads)
-        for p, mask in zip(self._params, flat_mask(curvature, self.hparams["gamma"]), strict=True):
+        masks = flat_mask(curvature, self.hparams["gamma"], ties=self.hparams["ire_ties"])
+        for p, mask in zip(self._params, masks, strict=True):
             self.state[p]["ire_mask"] = mask.to(p.dtype)  # stored as 0/1 in θ's dtype
         self._boost = None
 
     def _is_estimate_step(self) -> bool:
         hp = self.hparams
-        return self.info.preset.ire and self._step >= hp["warmup"] and \
-            (self._step - hp["warmup"]) % hp["ire_interval"] == 0
+        return self.info.preset.ire and self._step >= self._ire_warmup and \
+            (self._step - self._ire_warmup) % hp["ire_interval"] == 0
 
     # ------------------------------------------------------------------ the step
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
@@ -205,14 +230,21 @@ class SharpOptimizer(torch.optim.Optimizer):
         if hp["grad_clip"] is not None:
             torch.nn.utils.clip_grad_norm_(self._params, hp["grad_clip"])
 
-        boosting = preset.ire and "ire_mask" in self.state[self._params[0]]
+        self._lr_warm = self._lr_warm or self._lr_warmup_over()
+        boosting = preset.ire and self._lr_warm and "ire_mask" in self.state[self._params[0]]
         theta_old = self._copy_of("ire_theta_old", self._params) if boosting else []
         self.base.step()
         if boosting:
             boost(self._params, theta_old, self._boost_weights())
-        self._max_lr = [max(m, g["lr"]) for m, g in zip(self._max_lr, self.param_groups, strict=True)]
+        self._last_lr = [g["lr"] for g in self.param_groups]
         self._step += 1
         return loss.detach()
+
+    def _lr_warmup_over(self) -> bool:
+        """Whether the lr warm-up is over: every group's lr has reached its configured peak or stopped rising."""
+        last = self._last_lr or [0.0] * len(self.param_groups)
+        return all(g["lr"] >= peak * (1 - 1e-9) or (self._last_lr and g["lr"] <= prev)
+                   for g, peak, prev in zip(self.param_groups, self._peak_lr, last, strict=True))
 
     def _copy_of(self, name: str, tensors: list[Tensor]) -> list[Tensor]:
         """`tensors` copied into the buffer `name`, kept across steps: no allocation on the hot path."""
@@ -233,11 +265,11 @@ class SharpOptimizer(torch.optim.Optimizer):
         return self._boost[1]
 
     def _kappas(self) -> list[float]:
-        """κ per parameter; with kappa_decay, κ · η_t / η_max of the parameter's group."""
+        """κ per parameter; with kappa_decay, κ · η_t / η_peak, η_peak the group's configured lr."""
         kappa = self.hparams["kappa"]
         if not self.hparams["kappa_decay"]:
             return [kappa] * len(self._params)
-        ratios = [g["lr"] / max(m, g["lr"]) for g, m in zip(self.param_groups, self._max_lr, strict=True)]
+        ratios = [g["lr"] / peak for g, peak in zip(self.param_groups, self._peak_lr, strict=True)]
         return [kappa * ratios[k] for k in self._group]
 
     # ------------------------------------------------------------------ state
@@ -249,7 +281,9 @@ class SharpOptimizer(torch.optim.Optimizer):
             "base": self.base.state_dict(),
             "step": self._step,
             "precond_steps": self._precond_steps,
-            "max_lr": list(self._max_lr),
+            "peak_lr": list(self._peak_lr),
+            "lr_warm": self._lr_warm,
+            "last_lr": list(self._last_lr),
             "counts": dict(self.counts),
             "generator": self._generator.get_state(),
             "per_param": {i: {k: v.clone() for k, v in self.state[p].items()}
@@ -264,7 +298,9 @@ class SharpOptimizer(torch.optim.Optimizer):
         self.param_groups = self.base.param_groups
         self._step = state_dict["step"]
         self._precond_steps = state_dict["precond_steps"]
-        self._max_lr = list(state_dict["max_lr"])
+        self._peak_lr = list(state_dict["peak_lr"])
+        self._lr_warm = state_dict["lr_warm"]
+        self._last_lr = list(state_dict["last_lr"])
         self.counts = dict(state_dict["counts"])
         self._generator.set_state(state_dict["generator"])
         self.state.clear()

@@ -2,8 +2,11 @@
 
 `adam` reads the base AdamW's bias-corrected second moment (from the previous base step);
 `ema_sq` keeps its own EMA of g² (works with SGD); `fisher` keeps an EMA of the squared gradient
-of the loss on labels sampled from the model's own predictions. Before any statistics exist,
-P is the identity.
+of the loss on labels sampled from the model's own predictions.
+
+One rule for all three: P at step t is built from statistics of steps before t only, so the
+current g² never enters its own preconditioner (AdamW's v̂ is from the previous base step; the
+EMAs take this step's square after P is applied). Before any statistics exist, P is the identity.
 """
 
 from __future__ import annotations

@@ -184,7 +184,8 @@ for _info in (
                search_space=_space("adamw")),
     MethodInfo("sam", "SAM: gradient at the worst-case point within radius rho", FORET,
                Preset(perturbation="sam"), "sgd", search_space=_space("sgd", rho=_log(0.01, 0.5))),
-    MethodInfo("asam", "ASAM: SAM with the perturbation scaled by |theta| (scale-invariant sharpness)", KWON,
+    MethodInfo("asam", "ASAM (official rule): SAM with the perturbation scaled by T = |w| + asam_eta on weights, "
+               "T = 1 on biases (scale-invariant sharpness)", KWON,
                Preset(perturbation="asam"), "sgd", defaults={"rho": 0.5},
                search_space=_space("sgd", rho=_log(0.05, 2.0))),
     MethodInfo("psam", "Preconditioned SAM: perturbation along AdamW's preconditioned gradient", SINGH,
@@ -195,9 +196,13 @@ for _info in (
     MethodInfo("pfsam", "Preconditioned Functional-SAM: Functional-SAM with AdamW's preconditioner", SINGH,
                Preset(perturbation="functional"), "adamw", defaults={"preconditioner": "adam"},
                search_space=_space("adamw", rho=_log(0.01, 0.5), preconditioner=_cat("adam", "ema_sq"))),
-    MethodInfo("obar", "oBAR: SAM's balancedness drift as the gradient of mu_t D^2 / 4, one gradient per step",
+    MethodInfo("obar", "oBAR (reconstructed from SAM's drift; the paper's Algorithm 3 was unavailable): before "
+               "the base step x *= 1 + lr*c, y *= 1 - lr*c with c = -mu_t ||g|| D / (|x|^2 + |y|^2)^2, SAM's "
+               "overparametrized-regime drift; one gradient per step",
                LI, Preset(balancer="obar"), "adamw", search_space=_space("adamw", **BALANCER_SPACE)),
-    MethodInfo("nbar", "nBAR: SAM's balancedness drift from the gradient norms of each pair, one gradient per step",
+    MethodInfo("nbar", "nBAR (reconstructed from SAM's drift; the paper's Algorithm 2 was unavailable): before "
+               "the base step x *= 1 + lr*c, y *= 1 - lr*c with c = mu_t (|g_x|^2 - |g_y|^2) / (||g|| (|x|^2 + "
+               "|y|^2)), SAM's first-order drift, ||g|| global; one gradient per step",
                LI, Preset(balancer="nbar"), "adamw", search_space=_space("adamw", **BALANCER_SPACE)),
     MethodInfo("lora_sam", "SAM restricted to the trainable LoRA parameters (BAR's baseline)", LI,
                Preset(perturbation="sam", perturb_scope="pairs"), "adamw",

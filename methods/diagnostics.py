@@ -7,7 +7,7 @@ parameters to differentiate by:
     from methods.diagnostics import lambda_max, hessian_trace, sam_edge
     closure = lambda: loss_fn(model(x_eval), y_eval)
     lam = lambda_max(closure, model=model)            # power iteration on Hessian-vector products
-    tr = hessian_trace(closure, model=model)          # Hutchinson, Rademacher vectors
+    tr = hessian_trace(closure, model=model)          # Hutchinson: tr.trace ± tr.stderr
     ratio = lam / sam_edge(grad_norm(closure, model=model), lr=0.1, rho=0.05)
 
 With `model=`, the model is put in eval mode for the measurement (dropout off, BatchNorm on its
@@ -22,12 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["balancedness", "grad_norm", "hessian_trace", "hvp_function", "lambda_max", "sam_edge"]
+__all__ = ["TraceEstimate", "balancedness", "grad_norm", "hessian_trace", "hvp_function", "lambda_max", "sam_edge",
+           "sam_edge_applies"]
 
 LossFn = Callable[[], Any]
 HvpMode = str  # "auto" | "autograd" | "fd"
@@ -60,6 +61,36 @@ def sam_edge(grad_norm: float | Tensor, lr: float, rho: float) -> float:
     if g == 0:
         return 0.0
     return 4.0 / (lr * (1.0 + math.sqrt(1.0 + 8.0 * rho / (lr * g))))
+
+
+def sam_edge_applies(optimizer: Any, *, full_batch: bool) -> str | None:
+    """None when the SAM edge describes this run, else why it does not (a short sentence).
+
+    The edge is derived for full-batch, momentum-free gradient descent with plain SAM (ρ > 0) or
+    without a perturbation (GD: 2/η). Any other base, momentum (GD with momentum β sits near
+    2(1+β)/η), weight decay, clipping, preconditioner, perturbation variant, balancer or IRE changes
+    the dynamics it is derived from. `optimizer` is a `methods` optimizer (reads `.info`, `.hparams`).
+    """
+    info, hp = getattr(optimizer, "info", None), getattr(optimizer, "hparams", None)
+    if info is None or hp is None:
+        return "not a sharptune optimizer"
+    preset = info.preset
+    reasons = [
+        (not full_batch, "mini-batch training"),
+        (hp.get("base") != "sgd", f"base {hp.get('base')}"),
+        (hp.get("momentum", 0.0) != 0.0, f"momentum {hp.get('momentum')} (GD with momentum β sits near 2(1+β)/η)"),
+        (preset.perturbation not in ("none", "sam"), f"perturbation {preset.perturbation}"),
+        (hp.get("preconditioner", "none") != "none", f"preconditioner {hp.get('preconditioner')}"),
+        (preset.perturb_scope != "all", "perturbation restricted to the LoRA pairs"),
+        (preset.balancer != "none", f"balancer {preset.balancer}"),
+        (preset.ire, "IRE boost"),
+        (bool(hp.get("weight_decay")), f"weight decay {hp.get('weight_decay')}"),
+        (hp.get("grad_clip") is not None, "gradient clipping"),
+    ]
+    found = [why for bad, why in reasons if bad]
+    if not found:
+        return None
+    return f"{info.name}: " + ", ".join(found) + "; the SAM edge holds for full-batch, momentum-free GD/SAM only"
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -247,23 +278,44 @@ def lambda_max(loss_fn: LossFn, params: Iterable[Tensor] | None = None, *, model
     return value
 
 
-def hessian_trace(loss_fn: LossFn, params: Iterable[Tensor] | None = None, *, model: nn.Module | None = None,
-                  tol: float = 1e-3, max_samples: int = 100, seed: int = 0, mode: HvpMode = "auto",
-                  fd_step: float = FD_STEP) -> float:
-    """Tr(H) by Hutchinson's estimator: the running mean of vᵀ H v over Rademacher vectors v.
+class TraceEstimate(NamedTuple):
+    """Hutchinson's estimate of Tr(H): the mean of vᵀ H v, its standard error s / √n, and n."""
 
-    Stops when the running mean changes by less than tol (relative) from one sample to the next,
-    or after `max_samples` samples.
+    trace: float
+    stderr: float
+    samples: int
+
+
+def hessian_trace(loss_fn: LossFn, params: Iterable[Tensor] | None = None, *, model: nn.Module | None = None,
+                  rtol: float = 0.05, min_samples: int = 10, max_samples: int = 1000, seed: int = 0,
+                  mode: HvpMode = "auto", fd_step: float = FD_STEP) -> TraceEstimate:
+    """Tr(H) by Hutchinson's estimator: the mean of vᵀ H v over Rademacher vectors v, with its standard error.
+
+    Stops on the standard error, not on the change of the running mean (which stops after a handful of
+    samples): after at least `min_samples` samples, once s / √n ≤ rtol · |mean| (s the sample standard
+    deviation), or after `max_samples`. `rtol = 0` with `min_samples = max_samples` is a fixed count.
+    The default puts the estimate within 3 standard errors, 15 %, of Tr(H).
     """
+    if not 1 <= min_samples <= max_samples or rtol < 0:
+        raise ValueError(f"need 1 <= min_samples <= max_samples and rtol >= 0; got {min_samples}, {max_samples}, "
+                         f"{rtol}")
     params = _params(params, model)
     generator = torch.Generator().manual_seed(seed)
+    samples: list[float] = []
     with _eval_mode(model):
         hvp, _ = hvp_function(loss_fn, params, mode=mode, fd_step=fd_step)
-        total, mean = 0.0, 0.0
-        for k in range(1, max_samples + 1):
+        while len(samples) < max_samples:
             v = _random(params, generator, rademacher=True)
-            total += _dot(v, hvp(v))
-            previous, mean = mean, total / k
-            if k > 1 and abs(mean - previous) <= tol * abs(mean):
+            samples.append(_dot(v, hvp(v)))
+            if len(samples) >= min_samples and _stderr(samples) <= rtol * abs(math.fsum(samples) / len(samples)):
                 break
-    return mean
+    return TraceEstimate(math.fsum(samples) / len(samples), _stderr(samples), len(samples))
+
+
+def _stderr(samples: Sequence[float]) -> float:
+    """s / √n with the unbiased sample variance; 0 for a single sample."""
+    n = len(samples)
+    if n < 2:
+        return 0.0
+    mean = math.fsum(samples) / n
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in samples) / (n - 1) / n)

@@ -112,3 +112,15 @@ def test_report_command_and_unknown_name(fake_experiment: FakeExperiment, tmp_pa
     assert main(["report", "nope", "--storage", str(fake_experiment.storage)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "known: demo-exp" in err[0]
+
+
+def test_diagnostics_say_why_a_method_has_no_sam_edge(fake_experiment: FakeExperiment, tmp_path: Path) -> None:
+    store = ExperimentStore.open(fake_experiment.name, storage=fake_experiment.storage)
+    data = collect(store)
+    with_edge = _sections(render_report(data, tmp_path / "a").read_text())["diagnostics"][1]
+    assert "No SAM edge" not in with_edge
+    no_edge = {m: {k: v for k, v in h.items() if m != "sam" or k not in ("diag/sam_edge", "diag/lambda_over_edge")}
+               for m, h in data.histories.items()}
+    section = _sections(render_report(_strip(data, histories=no_edge), tmp_path / "b").read_text())["diagnostics"]
+    assert section[0] == "ok"
+    assert "No SAM edge for sam:" in section[1] and "full-batch, momentum-free" in section[1]

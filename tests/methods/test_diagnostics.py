@@ -54,7 +54,9 @@ def test_hessian_trace_is_exact_for_a_diagonal_hessian(device):
     # For diagonal H, vᵀHv = Σ H_ii v_i² = Tr(H) for every Rademacher v.
     diag = [4.0, 3.0, 0.5, 0.25, -1.0, 2.0]
     loss_fn, params = _quadratic(torch.diag(torch.tensor(diag, dtype=torch.float64)), device)
-    assert hessian_trace(loss_fn, params) == pytest.approx(sum(diag), rel=1e-12)
+    estimate = hessian_trace(loss_fn, params)
+    assert estimate.trace == pytest.approx(sum(diag), rel=1e-12)
+    assert estimate.stderr == pytest.approx(0.0, abs=1e-12) and estimate.samples == 10  # stops at min_samples
 
 
 def test_hessian_trace_estimates_a_dense_hessian():
@@ -62,8 +64,10 @@ def test_hessian_trace_estimates_a_dense_hessian():
     loss_fn, params = _quadratic(h)
     off = (h - torch.diag(torch.diag(h))).square().sum().item()
     std_100 = math.sqrt(2 * off / 100)  # Hutchinson's standard deviation after 100 samples
-    estimate = hessian_trace(loss_fn, params, tol=0.0)  # tol 0: all 100 samples
-    assert abs(estimate - 8.6) < 3 * std_100
+    estimate = hessian_trace(loss_fn, params, rtol=0.0, min_samples=100, max_samples=100)  # a fixed count
+    assert estimate.samples == 100
+    assert abs(estimate.trace - 8.6) < 3 * std_100
+    assert 0.5 * std_100 < estimate.stderr < 2 * std_100  # the reported standard error is Hutchinson's
 
 
 def test_finite_difference_fallback_agrees_with_double_backward():
@@ -78,8 +82,8 @@ def test_finite_difference_fallback_agrees_with_double_backward():
     exact = lambda_max(loss_fn, model=model, tol=1e-10)
     fd = lambda_max(loss_fn, model=model, tol=1e-10, mode="fd")
     assert fd == pytest.approx(exact, rel=1e-5)
-    assert hessian_trace(loss_fn, model=model, mode="fd", tol=0.0, max_samples=10) == pytest.approx(
-        hessian_trace(loss_fn, model=model, tol=0.0, max_samples=10), rel=1e-5)
+    assert hessian_trace(loss_fn, model=model, mode="fd", rtol=0.0, max_samples=10).trace == pytest.approx(
+        hessian_trace(loss_fn, model=model, rtol=0.0, max_samples=10).trace, rel=1e-5)
     for p, b in zip(model.parameters(), before, strict=True):  # θ restored exactly after ±h v
         assert torch.equal(p, b)
 
@@ -113,7 +117,7 @@ def test_auto_mode_falls_back_to_finite_differences_when_double_backward_fails(p
     wrong = hvp_function(loss_fn, [theta], mode="autograd")[0]([torch.ones(3, dtype=torch.float64)])
     assert torch.equal(wrong[0], torch.zeros(3, dtype=torch.float64))  # what forcing double backward gives
     assert lambda_max(loss_fn, [theta], tol=1e-10) == pytest.approx(7.0, rel=1e-6)
-    assert hessian_trace(loss_fn, [theta]) == pytest.approx(11.0, rel=1e-6)
+    assert hessian_trace(loss_fn, [theta]).trace == pytest.approx(11.0, rel=1e-6)
 
 
 class _NoDoubleBackward(torch.autograd.Function):
@@ -173,7 +177,7 @@ def test_grad_norm_and_zero_hessian():
 
     assert grad_norm(linear, [w]) == pytest.approx(5.0)
     assert lambda_max(linear, [w]) == 0.0
-    assert hessian_trace(linear, [w]) == 0.0
+    assert hessian_trace(linear, [w]) == (0.0, 0.0, 10)
 
 
 @pytest.mark.parametrize("g, lr, rho", [(1.0, 0.1, 0.05), (0.01, 0.5, 0.2), (30.0, 1e-3, 1.0), (2.5, 2.0, 1e-4)])
@@ -203,3 +207,71 @@ def test_balancedness_on_known_tensors():
     assert balancedness([(torch.ones(2), torch.ones(2))]) == {"mean": 0.0, "max": 0.0}
     with pytest.raises(ValueError):
         balancedness([])
+
+
+def _mlp_and_exact_trace(seed: int = 0):
+    """A small tanh MLP with cross-entropy, and Tr(H) from the full Hessian (torch.autograd.functional.hessian)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 12), nn.Tanh(), nn.Linear(12, 3)).double()
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(48, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (48,), generator=g)
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def of_flat(v):
+        params = dict(zip(names, torch.split(v, [math.prod(s) for s in shapes]), strict=True))
+        params = {n: t.reshape(s) for (n, t), s in zip(params.items(), shapes, strict=True)}
+        return nn.functional.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
+
+    exact = torch.autograd.functional.hessian(of_flat, flat).trace().item()
+    return model, (lambda: nn.functional.cross_entropy(model(x), y)), exact
+
+
+def test_hessian_trace_within_15_percent_for_every_seed_with_defaults():
+    model, loss_fn, exact = _mlp_and_exact_trace()
+    errors = []
+    for seed in range(5):
+        estimate = hessian_trace(loss_fn, model=model, seed=seed)
+        errors.append((estimate.trace - exact) / exact)
+        assert abs(estimate.trace - exact) < 0.15 * abs(exact), f"seed {seed}: {estimate} vs exact {exact:.4f}"
+        assert abs(estimate.trace - exact) < 4 * estimate.stderr  # the standard error is honest
+        assert estimate.stderr <= 0.05 * abs(estimate.trace) or estimate.samples == 1000
+    print(f"\nexact Tr(H) = {exact:.4f}; relative errors over seeds 0-4: "
+          + ", ".join(f"{e:+.3f}" for e in errors))
+
+
+@pytest.mark.parametrize("method, hp, full_batch, applies", [
+    ("sgd", {"momentum": 0.0}, True, True),  # GD: 2/η
+    ("sam", {"momentum": 0.0}, True, True),
+    ("sam", {"momentum": 0.0}, False, False),  # mini-batch
+    ("sam", {"momentum": 0.9}, True, False),
+    ("sam", {"base": "adamw"}, True, False),
+    ("asam", {"momentum": 0.0}, True, False),
+    ("fsam", {"momentum": 0.0}, True, False),
+    ("sam", {"momentum": 0.0, "preconditioner": "ema_sq"}, True, False),
+    ("sam", {"momentum": 0.0, "weight_decay": 1e-4}, True, False),
+    ("sam_ire", {"momentum": 0.0}, True, False),
+])
+def test_sam_edge_applies_to_full_batch_momentum_free_gd_and_plain_sam_only(method, hp, full_batch, applies):
+    from methods import build_optimizer
+    from methods.diagnostics import sam_edge_applies
+
+    opt = build_optimizer([nn.Parameter(torch.zeros(3))], method, **hp)
+    why = sam_edge_applies(opt, full_batch=full_batch)
+    assert (why is None) == applies, why
+    assert sam_edge_applies(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), full_batch=True) is not None
+
+
+def test_scheduled_rho_is_the_radius_of_the_next_step():
+    from methods import build_optimizer
+
+    w = nn.Parameter(torch.ones(2))
+    opt = build_optimizer([w], "sam", rho=0.2, rho_schedule="linear", total_steps=4, momentum=0.0)
+    seen = []
+    for _ in range(3):
+        seen.append(opt.scheduled_rho())
+        opt.step(lambda: ((w ** 2).sum(), None))
+    assert seen == pytest.approx([0.2, 0.15, 0.1])
+    assert build_optimizer([w], "sgd").scheduled_rho() == 0.0

@@ -56,11 +56,15 @@ def _norm(tensors):
     return torch.sqrt(sum((t * t).sum() for t in tensors))
 
 
-def _perturbed_grad(model, theta, x, y, kind, rho, eta=0.0, precond=None, precond_eps=1e-8):
-    """g̃ of METHODS.md steps 1-3 for perturbation `kind`; `precond` is v̂ (None: identity)."""
+def _perturbed_grad(model, theta, x, y, kind, rho, eta=0.01, precond=None, precond_eps=1e-8, scope="weights"):
+    """g̃ of METHODS.md steps 1-3 for perturbation `kind`; `precond` is v̂ (None: identity).
+
+    ASAM: T = |θ| + eta on the tensors named *weight* (scope "weights") or on all of them ("all"), 1 elsewhere.
+    """
     g = _grad(model, theta, x, y)
     if kind == "asam":
-        t = {n: theta[n].detach().abs() + eta for n in theta}
+        t = {n: theta[n].detach().abs() + eta if scope == "all" or "weight" in n else torch.ones_like(theta[n])
+             for n in theta}
         eps = {n: rho * t[n] ** 2 * g[n] / (_norm([t[k] * g[k] for k in g]) + NORM_EPS) for n in g}
     else:
         d = g if precond is None else {n: g[n] / (precond[n].sqrt() + precond_eps) for n in g}
@@ -86,8 +90,10 @@ def _run(method, model, batches, **hp):
 
 @pytest.mark.parametrize("kind, method, extra", [
     ("sam", "sam", {}),
-    ("asam", "asam", {"asam_eta": 0.0}),
-    ("asam", "asam", {"asam_eta": 0.01}),
+    ("asam", "asam", {}),  # official: weights only, eta 0.01
+    ("asam", "asam", {"asam_eta": 0.1}),
+    ("asam", "asam", {"asam_scope": "all", "asam_eta": 0.0}),  # davda54
+    ("asam", "asam", {"asam_scope": "all", "asam_eta": 0.01}),
     ("functional", "fsam", {}),
 ])
 def test_sgd_based_update_equals_the_formula(kind, method, extra):
@@ -99,7 +105,8 @@ def test_sgd_based_update_equals_the_formula(kind, method, extra):
     theta = _leaf(dict(reference.named_parameters()))
     buffer = None
     for x, y in _batches():
-        g_tilde = _perturbed_grad(reference, theta, x, y, kind, rho, eta=extra.get("asam_eta", 0.0))
+        g_tilde = _perturbed_grad(reference, theta, x, y, kind, rho, eta=extra.get("asam_eta", 0.01),
+                                  scope=extra.get("asam_scope", "weights"))
         d = {n: g_tilde[n] + wd * theta[n].detach() for n in theta}  # SGD's L2 decay, never perturbed
         buffer = d if buffer is None else {n: momentum * buffer[n] + d[n] for n in d}
         theta = _leaf({n: theta[n].detach() - lr * buffer[n] for n in theta})
@@ -136,15 +143,16 @@ def test_ema_sq_preconditioner_with_sgd_equals_the_formula():
     lr, rho, beta, peps = 0.1, 0.05, 0.9, 1e-8
     model = _net()
     reference = copy.deepcopy(model)
-    got = _run("sam", model, _batches(), lr=lr, rho=rho, momentum=0.0, preconditioner="ema_sq",
+    got = _run("sam", model, _batches() * 2, lr=lr, rho=rho, momentum=0.0, preconditioner="ema_sq",
                precond_beta=beta, precond_eps=peps)
     theta = _leaf(dict(reference.named_parameters()))
     ema = {n: torch.zeros_like(p) for n, p in theta.items()}
-    for t, (x, y) in enumerate(_batches(), start=1):
+    for t, (x, y) in enumerate(_batches() * 2, start=1):  # four steps: the EMA of two squares enters
         g = _grad(reference, theta, x, y)
-        ema = {n: beta * ema[n] + (1 - beta) * g[n] ** 2 for n in g}  # own EMA of g², this step included
-        v_hat = {n: ema[n] / (1 - beta ** t) for n in ema}
+        # P from the EMA of the previous steps' g² (identity at the first step); this step's g² joins after
+        v_hat = None if t == 1 else {n: ema[n] / (1 - beta ** (t - 1)) for n in ema}
         g_tilde = _perturbed_grad(reference, theta, x, y, "sam", rho, precond=v_hat, precond_eps=peps)
+        ema = {n: beta * ema[n] + (1 - beta) * g[n] ** 2 for n in g}
         theta = _leaf({n: theta[n].detach() - lr * g_tilde[n] for n in theta})
     for n in theta:
         torch.testing.assert_close(got[n].detach(), theta[n].detach(), **TOL)
@@ -185,32 +193,40 @@ def test_dropout_mask_is_replayed_so_rho_zero_sam_is_sgd():
         torch.testing.assert_close(a, b, **TOL)
 
 
+@pytest.mark.parametrize("norm", ["global", "pair"])
 @pytest.mark.parametrize("method", ["obar", "nbar"])
-def test_balancer_step_equals_the_formula(method):
+def test_balancer_step_equals_the_formula(method, norm):
+    """METHODS.md, "Balancer": c from the gradient before the step, ‖g‖ global (a bias z outside the pair
+    counts) or the pair's own; x ← (1 + ηc) x, y ← (1 − ηc) y, then the base step."""
     lr, mu0 = 0.05, 0.3
     torch.manual_seed(0)
     x = nn.Parameter(torch.randn(5, 2, dtype=torch.float64))
     y = nn.Parameter(0.3 * torch.randn(2, 4, dtype=torch.float64))
+    z = nn.Parameter(torch.randn(4, dtype=torch.float64))
     target = torch.randn(5, 4, dtype=torch.float64)
-    x_ref, y_ref = x.detach().clone(), y.detach().clone()
-    opt = build_optimizer([x, y], method, pairs=[(x, y)], base="sgd", lr=lr, momentum=0.0, mu0=mu0,
-                          schedule="linear", total_steps=4)
+    refs = [x.detach().clone(), y.detach().clone(), z.detach().clone()]
+    opt = build_optimizer([x, y, z], method, pairs=[(x, y)], base="sgd", lr=lr, momentum=0.0, mu0=mu0,
+                          schedule="linear", total_steps=4, bar_norm=norm)
+
+    def loss(x_, y_, z_):
+        return 0.5 * (x_ @ y_ + z_ - target).square().sum()
+
     for t in range(2):
-        opt.step(lambda: (0.5 * (x @ y - target).square().sum(), None))
-        xr, yr = x_ref.clone().requires_grad_(), y_ref.clone().requires_grad_()
-        gx, gy = torch.autograd.grad(0.5 * (xr @ yr - target).square().sum(), [xr, yr])
+        opt.step(lambda: (loss(x, y, z), None))
+        leaves = [r.clone().requires_grad_() for r in refs]
+        gx, gy, gz = torch.autograd.grad(loss(*leaves), leaves)
         mu = mu0 * (1 - t / 4)  # linear schedule
-        sx, sy = x_ref.square().sum(), y_ref.square().sum()
+        sx, sy = refs[0].square().sum(), refs[1].square().sum()
+        gx2, gy2 = gx.square().sum(), gy.square().sum()
+        g_norm = torch.sqrt(gx2 + gy2 + (gz.square().sum() if norm == "global" else 0.0))
         if method == "obar":
-            c = -mu * (sx - sy)
+            c = -mu * g_norm * (sx - sy) / (sx + sy) ** 2
         else:
-            gx2, gy2 = gx.square().sum(), gy.square().sum()
-            c = mu * (gx2 - gy2) / (torch.sqrt(gx2 + gy2) * (sx + sy))
+            c = mu * (gx2 - gy2) / (g_norm * (sx + sy))
         # balance with the gradient taken before it, then the base step with that same gradient
-        x_ref = (1 + lr * c) * x_ref - lr * gx
-        y_ref = (1 - lr * c) * y_ref - lr * gy
-        torch.testing.assert_close(x.detach(), x_ref, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(y.detach(), y_ref, rtol=1e-10, atol=1e-12)
+        refs = [(1 + lr * c) * refs[0] - lr * gx, (1 - lr * c) * refs[1] - lr * gy, refs[2] - lr * gz]
+        for got, ref in zip((x, y, z), refs, strict=True):
+            torch.testing.assert_close(got.detach(), ref, rtol=1e-10, atol=1e-12)
 
 
 def test_ire_step_equals_the_formula():

@@ -19,16 +19,22 @@ def balancedness(pairs: Sequence[tuple[Tensor, Tensor]]) -> dict[str, float]:
     return {"diag/balancedness_mean": result["mean"], "diag/balancedness_max": result["max"]}
 
 
-def sharpness(loss_fn: Callable[[], Tensor], model: nn.Module, optimizer: Any, *, seed: int,
+def sharpness(loss_fn: Callable[[], Tensor], model: nn.Module, optimizer: Any, *, seed: int, full_batch: bool,
               trace: bool = False) -> dict[str, float]:
-    """λ_max, the SAM edge for the optimizer's lr and ρ (ρ = 0 unless it perturbs), their ratio, Tr(H)."""
+    """λ_max; the SAM edge at the scheduled ρ and λ_max / edge where the edge applies; Tr(H) ± its error.
+
+    The edge holds for full-batch, momentum-free GD or plain SAM only (`diagnostics.sam_edge_applies`);
+    elsewhere nothing is logged for it, and the report says why it is missing.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    lam = diagnostics.lambda_max(loss_fn, params, model=model, seed=seed)
-    norm = diagnostics.grad_norm(loss_fn, params, model=model)
-    rho = float(getattr(optimizer, "hparams", {}).get("rho") or 0.0)
-    edge = diagnostics.sam_edge(norm, float(optimizer.param_groups[0]["lr"]), rho)
-    out = {"diag/lambda_max": lam, "diag/sam_edge": edge,
-           "diag/lambda_over_edge": lam / edge if edge > 0 else float("inf")}
+    out = {"diag/lambda_max": diagnostics.lambda_max(loss_fn, params, model=model, seed=seed)}
+    if diagnostics.sam_edge_applies(optimizer, full_batch=full_batch) is None:
+        norm = diagnostics.grad_norm(loss_fn, params, model=model)
+        edge = diagnostics.sam_edge(norm, float(optimizer.param_groups[0]["lr"]), optimizer.scheduled_rho())
+        out["diag/sam_edge"] = edge
+        out["diag/lambda_over_edge"] = out["diag/lambda_max"] / edge if edge > 0 else float("inf")
     if trace:
-        out["diag/hessian_trace"] = diagnostics.hessian_trace(loss_fn, params, model=model, seed=seed)
+        estimate = diagnostics.hessian_trace(loss_fn, params, model=model, seed=seed)
+        out["diag/hessian_trace"] = estimate.trace
+        out["diag/hessian_trace_stderr"] = estimate.stderr
     return out

@@ -127,10 +127,11 @@ class MnistMLP(Workload):
         return metrics
 
     def diagnostics(self, optimizer: Any) -> dict[str, float]:
-        """λ_max, the SAM edge and their ratio (and Tr(H) if asked) on a fixed training batch."""
+        """λ_max (the SAM edge and their ratio where the edge applies; Tr(H) if asked) on a fixed training batch."""
         n = self.options.diag_examples
         x, y = self.x_train[:n], self.y_train[:n]
 
         def loss_fn() -> Tensor:
             return self._loss(self.model(x), y)
-        return _diag.sharpness(loss_fn, self.model, optimizer, seed=self.seed, trace=self.options.hessian_trace)
+        return _diag.sharpness(loss_fn, self.model, optimizer, seed=self.seed, full_batch=self.options.full_batch,
+                               trace=self.options.hessian_trace)
