@@ -149,7 +149,9 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[No
         os.environ.setdefault(key, value)
     import ray
 
-    logging.getLogger("ray.tune.tune").addFilter(_no_ray_resume_advice)
+    tune_logger = logging.getLogger("ray.tune.tune")
+    if _no_ray_resume_advice not in tune_logger.filters:
+        tune_logger.addFilter(_no_ray_resume_advice)
     if ray.is_initialized():  # a caller (tests, notebooks) owns the session
         yield
         return
