@@ -76,7 +76,7 @@ def run(spec: Any, points: list[dict[str, Any]], scheduler: Any, name: str, stor
     """One Ray Tune run over `points`; what it spent and the best completed accuracy."""
     from ray import tune
 
-    from tuner.experiment import make_trainable
+    from tuner.run.experiment import make_trainable
     from tuner.trainable import COMPLETED, outcome
 
     start = time.perf_counter()
@@ -107,7 +107,7 @@ def main() -> None:
     import ray
     from ray.tune.schedulers import FIFOScheduler
 
-    from tuner.experiment import make_scheduler
+    from tuner.run.experiment import make_scheduler
     from tuner.spec import load_spec
 
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)

@@ -73,7 +73,7 @@ import json, sys
 import ray
 from ray import tune
 from tuner.spec import load_spec
-from tuner.experiment import trial_setup
+from tuner.run.experiment import trial_setup
 from tuner.trainable import train_trial
 
 spec_path, points_path, storage = sys.argv[1:4]

@@ -1,7 +1,7 @@
 """The comparison dashboard: which method wins, how robustly, at what cost.
 
     from dashboards.report import build_report     # HTML + PNGs, logged to the parent run
-    from dashboards.summary import tag_winners     # parent-run summary and best-run tags only (no plots)
+    from tuner.results.winners import tag_winners     # parent-run summary and best-run tags only (no plots)
 
 Submodules are imported on demand so that the runner can tag winners without loading matplotlib.
 """
@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
 
         return build_report
     if name == "tag_winners":
-        from dashboards.summary import tag_winners
+        from tuner.results.winners import tag_winners
 
         return tag_winners
     raise AttributeError(f"module 'dashboards' has no attribute {name!r}")

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuner.robust import RobustResult
-from tuner.store import errors_by_method
+from tuner.results.robust import RobustResult
+from tuner.results.store import errors_by_method
 
 STEP_TIME = "cost/step_time_ms"
 PEAK_MEM = "cost/peak_mem_mb"

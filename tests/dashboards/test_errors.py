@@ -12,8 +12,8 @@ from fake_experiment import ERRORED, FakeExperiment
 from mlflow.tracking import MlflowClient
 from ray.exceptions import RayTaskError
 
-from tuner.store import ExperimentStore, errors_by_method
-from tuner.tracking import (
+from tuner.results.store import ExperimentStore, errors_by_method
+from tuner.run.tracking import (
     ERROR_TAG,
     EXPERIMENT_KIND_TAG,
     MODEL_TRAINING,

@@ -15,7 +15,7 @@ from torch import nn
 
 from methods import build_optimizer, load_config
 from tuner.cli import main
-from tuner.store import parse_param
+from tuner.results.store import parse_param
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,10 @@ from mlflow.tracking import MlflowClient
 
 from dashboards.data import ReportData, collect
 from dashboards.report import render_report
-from dashboards.summary import tag_winners
 from tuner.cli import main
-from tuner.robust import mean_interval
-from tuner.store import ExperimentStore
+from tuner.results.robust import mean_interval
+from tuner.results.store import ExperimentStore
+from tuner.results.winners import tag_winners
 
 SECTIONS = ("summary", "best_so_far", "pareto", "robustness", "ecdf", "hyperparameters", "diagnostics")
 

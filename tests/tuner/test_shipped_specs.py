@@ -21,8 +21,8 @@ import yaml
 from e2e import ROOT
 
 from tuner.cli import main
-from tuner.experiment import QUIET_ENV
-from tuner.store import ExperimentStore
+from tuner.results.store import ExperimentStore
+from tuner.run.experiment import QUIET_ENV
 from tuner.workloads import resolve_options
 
 SPACES = ROOT / "search_spaces"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tuner.errors import UserError
 
-STATE_FILE = "sharptune.json"  # written by tuner.experiment
+STATE_FILE = "sharptune.json"  # written by tuner.run.experiment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """One line per experiment: name, status, phase, trials (completed/pruned/diverged/errored), start."""
-    from tuner.experiment import read_state, shown_status
+    from tuner.run.experiment import read_state, shown_status
 
     root = Path(args.storage).expanduser().resolve()
     if not root.is_dir():

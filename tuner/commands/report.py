@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tuner.commands.export import add_store_arguments
-from tuner.store import ExperimentStore
+from tuner.results.store import ExperimentStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -2,7 +2,7 @@
 
 It opens the experiment's training-runs table, not MLflow 3's GenAI overview: the URL asks for the
 "Model training" workflow (`?workflowType=machine_learning`) and the saved view `sharptune-trials`
-(`viewStateShareKey`, an experiment tag written by `tuner.tracking.set_ui_tags`, added here to
+(`viewStateShareKey`, an experiment tag written by `tuner.run.tracking.set_ui_tags`, added here to
 experiments made before it existed): best runs first on the spec's metric, with the metric, method,
 phase, status and error line as columns.
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tuner.commands.export import add_store_arguments
 from tuner.errors import RuntimeFailure, UserError
-from tuner.store import DB_NAME, ExperimentStore, known_experiments
-from tuner.tracking import RUNS_VIEW, set_ui_tags
+from tuner.results.store import DB_NAME, ExperimentStore, known_experiments
+from tuner.run.tracking import RUNS_VIEW, set_ui_tags
 
 READY_TIMEOUT_S = 120.0
 

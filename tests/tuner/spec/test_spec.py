@@ -10,7 +10,7 @@ import yaml
 from methods import get_method
 from tuner.spec import SpecError, load_spec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHIPPED = sorted((REPO / "search_spaces").glob("*.yaml"))
 
 MINIMAL = """

@@ -75,7 +75,7 @@ def test_mlflow_one_parent_one_child_per_trial(smoke: dict) -> None:
 def test_asha_stops_trials_and_optuna_sees_pruned(smoke: dict) -> None:
     from optuna.trial import TrialState
 
-    from tuner.searcher import load_study
+    from tuner.run.searcher import load_study
 
     study = load_study(smoke["dir"], "smoke")
     states = [t.state for t in study.trials]

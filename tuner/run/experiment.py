@@ -28,8 +28,8 @@ from typing import Any
 import yaml
 
 from tuner.errors import RuntimeFailure, UserError
-from tuner.progress import Progress, fmt_duration, fmt_value
-from tuner.tracking import exception_line
+from tuner.run.progress import Progress, fmt_duration, fmt_value
+from tuner.run.tracking import exception_line
 from tuner.trainable import (
     COMPLETED,
     DIVERGED,
@@ -197,7 +197,7 @@ class Experiment:
                             f"{self.spec.storage_path}` or change `name:` in {self.spec.path}")
 
     def check_tracking(self, fresh: bool) -> None:
-        from tuner.tracking import check_tracking, experiment_name
+        from tuner.run.tracking import check_tracking, experiment_name
 
         exp_id = check_tracking(self.spec.tracking_uri, self.spec.name, self.dir)
         if fresh:
@@ -211,7 +211,7 @@ class Experiment:
                                 "change `name:` in the spec")
 
     def _tracker(self, phase: str) -> Any:
-        from tuner.tracking import MlflowTracker
+        from tuner.run.tracking import MlflowTracker
 
         time_attr = self.spec.scheduler.time_attr if self.spec.scheduler.name != "fifo" else "cost/grad_evals"
         return MlflowTracker(tracking_uri=self.spec.tracking_uri, name=self.spec.name,
@@ -233,7 +233,7 @@ class Experiment:
     def _search_tuner(self) -> Any:
         from ray import tune
 
-        from tuner.searcher import build_search
+        from tuner.run.searcher import build_search
 
         spec = self.spec
         tracker = self._tracker("search")
@@ -333,7 +333,7 @@ class Experiment:
                         source_spec=spec.path, started=time.time(), pid=os.getpid(), host=socket.gethostname())
         else:
             write_state(self.dir, status="running", pid=os.getpid(), host=socket.gethostname(), resumed=time.time())
-        from tuner.tracking import close_dangling
+        from tuner.run.tracking import close_dangling
 
         self.tracker = self._tracker("search")
         interrupted = False
@@ -444,7 +444,7 @@ class Experiment:
 
     def _record_winners(self) -> None:
         """Robust winners (seed intervals when confirmed) onto the parent run and the best runs' tags."""
-        from dashboards.summary import tag_winners
+        from tuner.results.winners import tag_winners
 
         try:
             tag_winners(self.spec.name, tracking_uri=self.spec.tracking_uri, storage=self.spec.storage_path,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.progress import TrialView, eta_seconds, fmt_duration, remaining_evals
+from tuner.run.progress import TrialView, eta_seconds, fmt_duration, remaining_evals
 
 
 def view(evals: float, finished: bool = False) -> TrialView:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from tuner.tracking import error_line
+from tuner.run.tracking import error_line
 from tuner.trainable import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, trial_point
 
 EVALS = "cost/grad_evals"

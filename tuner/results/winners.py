@@ -14,8 +14,8 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 
 from dashboards.tables import method_table, summary_csv
-from tuner.robust import RobustResult, robust_winners
-from tuner.store import ExperimentStore
+from tuner.results.robust import RobustResult, robust_winners
+from tuner.results.store import ExperimentStore
 
 BEST, RANK = "sharptune.best", "sharptune.rank"
 

@@ -20,8 +20,8 @@ import yaml
 from methods import ConfigError
 from tuner.errors import UserError
 from tuner.hparams import HORIZON, optimizer_hparams, split_values
-from tuner.robust import robust_winners
-from tuner.store import ExperimentStore
+from tuner.results.robust import robust_winners
+from tuner.results.store import ExperimentStore
 
 FORMATS = ("yaml", "json")
 
@@ -38,7 +38,7 @@ def _sharptune_version() -> str:
     version = _version("sharptune")
     if version != "not installed":
         return version
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     if pyproject.is_file():
         if sys.version_info >= (3, 11):
             import tomllib

@@ -18,7 +18,7 @@ from tuner.cli import main
 
 BAD = Path(__file__).parent / "bad_specs"
 FILES = sorted(BAD.glob("*.yaml"))
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _expected(path: Path) -> str:

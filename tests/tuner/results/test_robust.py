@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from tuner.robust import mean_interval, robust_winners, sensitivity, t_quantile
+from tuner.results.robust import mean_interval, robust_winners, sensitivity, t_quantile
 
 # two-sided 95 % Student-t critical values from any statistics table
 T_TABLE = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 9: 2.2622, 29: 2.0452}

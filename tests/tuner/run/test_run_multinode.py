@@ -15,7 +15,7 @@ def test_trials_run_on_both_nodes(tmp_path: Path) -> None:
     from mlflow import MlflowClient
     from ray.cluster_utils import Cluster
 
-    from tuner.experiment import Experiment
+    from tuner.run.experiment import Experiment
     from tuner.spec import load_spec
 
     path = smoke_spec(tmp_path, name="multinode", scheduler={"name": "fifo"},

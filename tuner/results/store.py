@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 from tuner.errors import UserError
 
 PREFIX = "sharptune/"
-ERROR_TAG = "sharptune.error"  # written by tuner.tracking on an errored trial's run: `Type: message` (first line)
+ERROR_TAG = "sharptune.error"  # written by tuner.run.tracking on an errored trial's run: `Type: message` (first line)
 DB_NAME = "mlflow.db"
 DEFAULT_STORAGE = "results"
 

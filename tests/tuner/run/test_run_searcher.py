@@ -19,7 +19,7 @@ def make_spec(tmp_path: Path, **changes: object):
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp", "qmc", "nsga2"])
 def test_every_sampler_suggests_plain_configs(tmp_path: Path, sampler: str) -> None:
-    from tuner.searcher import SharpSearch
+    from tuner.run.searcher import SharpSearch
 
     search = SharpSearch(make_spec(tmp_path, sampler={"name": sampler, "seed": 3}), tmp_path / "j")
     config = search.suggest("t1")
@@ -29,7 +29,7 @@ def test_every_sampler_suggests_plain_configs(tmp_path: Path, sampler: str) -> N
 
 
 def test_multi_objective_study(tmp_path: Path) -> None:
-    from tuner.searcher import SharpSearch
+    from tuner.run.searcher import SharpSearch
 
     spec = make_spec(tmp_path, sampler={"name": "nsga2", "seed": 0},
                      objectives=[{"name": "eval/loss", "goal": "minimize"},
@@ -43,7 +43,7 @@ def test_multi_objective_study(tmp_path: Path) -> None:
 
 
 def test_outcomes_and_pickle_round_trip(tmp_path: Path) -> None:
-    from tuner.searcher import SharpSearch
+    from tuner.run.searcher import SharpSearch
 
     search = SharpSearch(make_spec(tmp_path), tmp_path / "j")
     for tid in ("done", "stopped", "nan", "crash", "open"):

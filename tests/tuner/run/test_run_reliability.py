@@ -73,7 +73,7 @@ def test_faulty_run_completes(faulty: dict) -> None:
 def test_diverged_trial_is_marked_and_failed_in_optuna(faulty: dict) -> None:
     from optuna.trial import TrialState
 
-    from tuner.searcher import load_study
+    from tuner.run.searcher import load_study
 
     _, children, _ = store(faulty["dir"], "rel")
     search = [r for r in children if r.data.tags["sharptune.phase"] == "search"]
@@ -127,7 +127,7 @@ def _descendants(pid: int) -> list[int]:
 def test_driver_sigkill_then_resume(tmp_path: Path) -> None:
     from optuna.trial import TrialState
 
-    from tuner.searcher import load_study
+    from tuner.run.searcher import load_study
 
     path = smoke_spec(tmp_path, name="killed", scheduler={"name": "fifo"},
                       budget={"num_samples": 5, "max_concurrent_trials": 2, "trial_grad_evals": 300, "eval_every": 10})
