@@ -2,7 +2,7 @@
 
     python benchmarks/asha.py [--configs 16] [--grad-evals 2000] [--seeds 0 1 2]
 
-The configs are drawn once, by the spec's own Optuna space (`tuner.space.build_define`, random sampler,
+The configs are drawn once, by the spec's own Optuna space (`tuner.run.optuna_space.build_define`, random sampler,
 fixed seed): sgd and sam on the MNIST MLP with log-uniform learning rates and SAM radii. Both runs hand
 Ray Tune exactly that list (`param_space={"_point": grid_search(points)}`) with the platform's trainable,
 two trials at a time; one run uses the platform's ASHA scheduler (clock `cost/grad_evals`, so SAM pays
@@ -64,7 +64,7 @@ def sample_points(spec: Any, n: int) -> list[dict[str, Any]]:
     """`n` configs from the spec's define-by-run space, as the platform's searcher would draw them."""
     import optuna
 
-    from tuner.space import build_define
+    from tuner.run.optuna_space import build_define
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=spec.seed))

@@ -24,8 +24,8 @@ from typing import Any
 from methods import build_optimizer
 from tuner.errors import UserError
 from tuner.hparams import split_values, trial_hparams
-from tuner.space import is_active
-from tuner.spec import Param, Spec
+from tuner.space import Param, is_active
+from tuner.spec import Spec
 from tuner.workloads import create_workload, resolve_options
 
 MAX_BRANCHES = 20_000  # categorical combinations enumerated per method before covering them

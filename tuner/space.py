@@ -1,38 +1,97 @@
-"""A validated spec as an Optuna define-by-run space: first the method, then only that method's parameters.
+"""The search-space vocabulary: a parameter (`Param`), when it applies (`is_active`), and the grid it spans.
 
-Names Optuna sees: `method`; `<method>/<name>` for a method's hyperparameters, so each method keeps its
-own distribution under its own name (sgd's lr range is not adamw's, and a sampler must never see one
-name change distribution); plain `<name>` for workload options, which every method shares. The config a
-trial gets back uses plain names: `{"method": "sam", "lr": 0.03, "rho": 0.1, "snr": 2.0}`.
+A parameter is a float or int range (`low`, `high` inclusive, `log`, `step`), a list of choices
+(`categorical`) or a fixed `value`, maybe conditional (`when: {param: [values]}`; `method` selects
+methods). A method's space is an ordered mapping `name -> Param` in which each parameter comes after
+the ones its `when:` reads, with `defaults` giving the value of every name the trial does not sample.
 
-The grid sampler cannot walk a conditional space (Optuna's GridSampler takes one product of all names),
-so for `sampler: grid` the space is one categorical `grid_point` over the explicit list from
-`grid_points(spec)`: the union over methods of each method's own product of values.
+This module knows neither Optuna (`tuner.run.optuna_space` speaks to the sampler) nor the spec
+(`tuner.spec` builds spaces from YAML and a method's defaults).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from methods import get_method
+from tuner.values import is_number as _is_number
+from tuner.values import plain as _plain
+from tuner.values import same_value as _same
 
-if TYPE_CHECKING:
-    import optuna
-
-    from tuner.spec import Param, Spec
-
-GRID_PARAM = "grid_point"
-
-
-def optuna_name(method: str, name: str) -> str:
-    """The name Optuna stores: per method for hyperparameters, shared for workload options."""
-    return f"{method}/{name}" if name in get_method(method).hyperparameters else name
+MAX_GRID_POINTS = 10**6  # enumeration stops past this many configs (a spec allows far fewer)
 
 
-def method_parameters(spec: Spec, method: str) -> list[str]:
-    """Plain names a method can receive from this spec (searched or fixed), in sampling order."""
-    return list(spec.space[method])
+@dataclass(frozen=True, eq=False)
+class Param:
+    """One parameter of the space: a range, a list of choices, or a fixed value, maybe conditional."""
+
+    name: str
+    type: str  # float | int | categorical | fixed
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    values: tuple[Any, ...] = ()
+    value: Any = None
+    when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    line: int | None = None  # where the spec wrote it; None for a method's default
+    origin: str = "spec"  # spec | method default
+
+    @property
+    def path(self) -> str:
+        return f"parameters.{self.name}"
+
+    def candidates(self) -> tuple[Any, ...] | None:
+        """Every value it can take when that is a finite list (grid search), else None."""
+        if self.type == "fixed":
+            return (self.value,)
+        if self.type == "categorical":
+            return self.values
+        if self.type == "int":
+            return tuple(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.step is None:
+            return None
+        count = int(round((self.high - self.low) / self.step))
+        return tuple(round(self.low + i * self.step, 12) for i in range(count + 1))
+
+    def probes(self) -> tuple[Any, ...]:
+        """Values worth checking against a method: the ends, a non-integer middle, every choice."""
+        if self.type == "fixed":
+            return (self.value,)
+        if self.type == "categorical":
+            return self.values
+        if self.type == "int":
+            return (int(self.low), int(self.high))
+        middle = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
+        return (self.low, middle, self.high)
+
+    def contains(self, value: Any) -> bool:
+        """Can the parameter take `value`? (answers `when:` lists)."""
+        if self.type in ("fixed", "categorical"):
+            return any(_same(value, v) for v in self.probes())
+        if not _is_number(value):
+            return False
+        return self.low <= value <= self.high and (self.type == "float" or float(value).is_integer())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec vocabulary again (what `parameters` accepts)."""
+        if self.type == "fixed":
+            out: dict[str, Any] = {"value": _plain(self.value)}
+        elif self.type == "categorical":
+            out = {"type": "categorical", "values": list(self.values)}
+        else:
+            out = {"type": self.type, "low": self.low, "high": self.high}
+            if self.log:
+                out["log"] = True
+            if self.step is not None:
+                out["step"] = self.step
+        if self.when:
+            out["when"] = {k: list(v) for k, v in self.when.items()}
+        return out
+
+
 
 
 def is_active(p: Param, method: str, chosen: Mapping[str, Any], own: Mapping[str, Param],
@@ -52,58 +111,6 @@ def is_active(p: Param, method: str, chosen: Mapping[str, Any], own: Mapping[str
     return True
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal, and a boolean only ever equals a boolean (YAML `true` is not `1`)."""
-    return a == b and isinstance(a, bool) == isinstance(b, bool)
-
-
-def _suggest_float(trial: optuna.Trial, name: str, p: Param) -> float:
-    return trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
-
-
-def _suggest_int(trial: optuna.Trial, name: str, p: Param) -> int:
-    return trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
-
-
-def _suggest_categorical(trial: optuna.Trial, name: str, p: Param) -> Any:
-    return trial.suggest_categorical(name, list(p.values))
-
-
-def _fixed(trial: optuna.Trial, name: str, p: Param) -> Any:
-    return p.value
-
-
-SUGGEST: Mapping[str, Callable[[optuna.Trial, str, Param], Any]] = {
-    "float": _suggest_float, "int": _suggest_int, "categorical": _suggest_categorical, "fixed": _fixed,
-}
-
-
-def sample_method(trial: optuna.Trial, spec: Spec, method: str) -> dict[str, Any]:
-    """One method's parameters for this trial (conditionals applied), as `{"method": m, **plain names}`."""
-    own = spec.space[method]
-    chosen: dict[str, Any] = {}
-    for name, p in own.items():
-        if is_active(p, method, chosen, own, spec.defaults[method]):
-            chosen[name] = SUGGEST[p.type](trial, optuna_name(method, name), p)
-    return {"method": method, **chosen}
-
-
-def build_define(spec: Spec) -> Callable[[optuna.Trial], dict[str, Any]]:
-    """The define-by-run function for Ray's OptunaSearch (or `study.ask()`): trial -> config."""
-    if spec.sampler.name == "grid":
-        points = grid_points(spec)
-
-        def define_grid(trial: optuna.Trial) -> dict[str, Any]:
-            return dict(points[trial.suggest_categorical(GRID_PARAM, list(range(len(points))))])
-        return define_grid
-
-    methods = list(spec.methods)
-
-    def define(trial: optuna.Trial) -> dict[str, Any]:
-        return sample_method(trial, spec, trial.suggest_categorical("method", methods))
-    return define
-
-
 def _enumerate(method: str, own: Mapping[str, Param], defaults: Mapping[str, Any],
                limit: int) -> list[dict[str, Any]]:
     points: list[dict[str, Any]] = [{}]
@@ -121,16 +128,14 @@ def _enumerate(method: str, own: Mapping[str, Param], defaults: Mapping[str, Any
 
 
 def count_grid_points(methods: tuple[str, ...], space: Mapping[str, Mapping[str, Param]],
-                      defaults: Mapping[str, Mapping[str, Any]], limit: int = 10**6) -> int:
+                      defaults: Mapping[str, Mapping[str, Any]], limit: int = MAX_GRID_POINTS) -> int:
     """How many configs the grid holds (stops counting past `limit`); used while validating."""
     return sum(len(_enumerate(m, space[m], defaults[m], limit)) for m in methods)
 
 
-def grid_points(spec: Spec) -> list[dict[str, Any]]:
-    """Every config of a grid spec, method by method; each is a product of that method's values only."""
-    return [p for m in spec.methods for p in _enumerate(m, spec.space[m], spec.defaults[m], 10**6)]
 
 
-def grid_search_space(spec: Spec) -> dict[str, list[int]]:
-    """What to give `optuna.samplers.GridSampler` for a grid spec (indices into `grid_points`)."""
-    return {GRID_PARAM: list(range(len(grid_points(spec))))}
+def grid_configs(methods: tuple[str, ...], space: Mapping[str, Mapping[str, Param]],
+                 defaults: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every config of a grid, method by method; each is a product of that method's values only."""
+    return [p for m in methods for p in _enumerate(m, space[m], defaults[m], MAX_GRID_POINTS)]

@@ -20,7 +20,7 @@ import math
 import pickle
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.storages import JournalStorage
@@ -29,10 +29,9 @@ from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from tuner.run.optuna_space import build_define, grid_search_space
+from tuner.spec import Spec
 from tuner.trainable import COMPLETED, ERRORED, PRUNED, outcome
-
-if TYPE_CHECKING:
-    from tuner.spec import Spec
 
 logger = logging.getLogger(__name__)
 JOURNAL_FILE = "optuna.journal"
@@ -49,8 +48,6 @@ class SpaceFn:
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         if self._define is None:
-            from tuner.space import build_define
-
             self._define = build_define(self.spec)
         return self._define(trial)
 
@@ -75,8 +72,6 @@ def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
         if name == "qmc":
             return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
         if name == "grid":
-            from tuner.space import grid_search_space
-
             return _RayGridSampler(grid_search_space(spec), seed=seed)
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)

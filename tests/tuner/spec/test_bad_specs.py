@@ -85,9 +85,9 @@ HEAVY = "sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow'))"
 
 def test_spec_modules_import_no_ray_and_no_mlflow(tmp_path: Path) -> None:
     script = ("import json, sys\n"
-              "import tuner.spec, tuner.space, tuner.commands.validate\n"
+              "import tuner.spec, tuner.space, tuner.run.optuna_space, tuner.commands.validate\n"
               f"spec = tuner.spec.load_spec({str(REPO / 'search_spaces' / 'smoke.yaml')!r})\n"
-              "tuner.space.build_define(spec)\n"
+              "tuner.run.optuna_space.build_define(spec)\n"
               f"print(json.dumps({HEAVY}))\n")
     assert _run_isolated(script, tmp_path) == []
 

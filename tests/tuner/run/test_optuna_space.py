@@ -10,10 +10,10 @@ import pytest
 from methods import get_method
 from tuner.hparams import optimizer_hparams
 from tuner.hparams import split_values as split_config
-from tuner.space import GRID_PARAM, build_define, grid_points, grid_search_space, method_parameters
+from tuner.run.optuna_space import GRID_PARAM, build_define, grid_points, grid_search_space
 from tuner.spec import load_spec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SPACES = REPO / "search_spaces"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -68,8 +68,8 @@ def test_names_per_method_keep_distributions_apart() -> None:
 
 def test_method_parameters_helper() -> None:
     spec = load_spec(SPACES / "smoke.yaml")
-    assert method_parameters(spec, "sgd") == ["lr", "momentum"]
-    assert method_parameters(spec, "sam") == ["lr", "rho", "momentum"]
+    assert list(spec.space["sgd"]) == ["lr", "momentum"]
+    assert list(spec.space["sam"]) == ["lr", "rho", "momentum"]
 
 
 def test_grid_is_one_product_per_method() -> None:

@@ -1,0 +1,86 @@
+"""A validated spec as an Optuna define-by-run space: first the method, then only that method's parameters.
+
+Names Optuna sees: `method`; `<method>/<name>` for a method's hyperparameters, so each method keeps its
+own distribution under its own name (sgd's lr range is not adamw's, and a sampler must never see one
+name change distribution); plain `<name>` for workload options, which every method shares. The config a
+trial gets back uses plain names: `{"method": "sam", "lr": 0.03, "rho": 0.1, "snr": 2.0}`.
+
+The grid sampler cannot walk a conditional space (Optuna's GridSampler takes one product of all names),
+so for `sampler: grid` the space is one categorical `grid_point` over the explicit list from
+`grid_points(spec)`: the union over methods of each method's own product of values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+
+from methods import get_method
+from tuner.space import Param, grid_configs, is_active
+from tuner.spec import Spec
+
+GRID_PARAM = "grid_point"
+
+
+def optuna_name(method: str, name: str) -> str:
+    """The name Optuna stores: per method for hyperparameters, shared for workload options."""
+    return f"{method}/{name}" if name in get_method(method).hyperparameters else name
+
+
+def _suggest_float(trial: optuna.Trial, name: str, p: Param) -> float:
+    return trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
+
+
+def _suggest_int(trial: optuna.Trial, name: str, p: Param) -> int:
+    return trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+
+
+def _suggest_categorical(trial: optuna.Trial, name: str, p: Param) -> Any:
+    return trial.suggest_categorical(name, list(p.values))
+
+
+def _fixed(trial: optuna.Trial, name: str, p: Param) -> Any:
+    return p.value
+
+
+SUGGEST: Mapping[str, Callable[[optuna.Trial, str, Param], Any]] = {
+    "float": _suggest_float, "int": _suggest_int, "categorical": _suggest_categorical, "fixed": _fixed,
+}
+
+
+def sample_method(trial: optuna.Trial, spec: Spec, method: str) -> dict[str, Any]:
+    """One method's parameters for this trial (conditionals applied), as `{"method": m, **plain names}`."""
+    own = spec.space[method]
+    chosen: dict[str, Any] = {}
+    for name, p in own.items():
+        if is_active(p, method, chosen, own, spec.defaults[method]):
+            chosen[name] = SUGGEST[p.type](trial, optuna_name(method, name), p)
+    return {"method": method, **chosen}
+
+
+def build_define(spec: Spec) -> Callable[[optuna.Trial], dict[str, Any]]:
+    """The define-by-run function for Ray's OptunaSearch (or `study.ask()`): trial -> config."""
+    if spec.sampler.name == "grid":
+        points = grid_points(spec)
+
+        def define_grid(trial: optuna.Trial) -> dict[str, Any]:
+            return dict(points[trial.suggest_categorical(GRID_PARAM, list(range(len(points))))])
+        return define_grid
+
+    methods = list(spec.methods)
+
+    def define(trial: optuna.Trial) -> dict[str, Any]:
+        return sample_method(trial, spec, trial.suggest_categorical("method", methods))
+    return define
+
+
+def grid_points(spec: Spec) -> list[dict[str, Any]]:
+    """Every config of a grid spec, method by method; each is a product of that method's values only."""
+    return grid_configs(spec.methods, spec.space, spec.defaults)
+
+
+def grid_search_space(spec: Spec) -> dict[str, list[int]]:
+    """What to give `optuna.samplers.GridSampler` for a grid spec (indices into `grid_points`)."""
+    return {GRID_PARAM: list(range(len(grid_points(spec))))}

@@ -1,0 +1,185 @@
+"""The typed spec: frozen dataclasses with every default filled, and the tables the reader checks against.
+
+Nothing here reads a file; `tuner.spec._reader` and `tuner.spec._sections` build these from YAML.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tuner.errors import UserError
+from tuner.space import Param
+from tuner.values import plain as _plain
+
+MAX_GRID_POINTS = 10_000
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+SCALAR_TYPES = (str, int, float, bool, type(None))
+
+# sampler name -> can it optimise several objectives at once?
+SAMPLERS: Mapping[str, bool] = {
+    "tpe": True, "random": True, "cmaes": False, "gp": True, "qmc": True, "grid": True, "nsga2": True,
+}
+# scheduler name -> the keys it takes besides `name`
+SCHEDULERS: Mapping[str, tuple[str, ...]] = {
+    "asha": ("time_attr", "grace_period", "reduction_factor", "max_t"),
+    "hyperband": ("time_attr", "reduction_factor", "max_t"),
+    "median": ("time_attr", "grace_period"),
+    "fifo": (),
+}
+# time_attr -> whether max_t may default to budget.trial_grad_evals (counters of passes scale with it)
+TIME_ATTRS: Mapping[str, bool] = {
+    "cost/grad_evals": True, "cost/fwd_passes": True, "cost/bwd_passes": True, "step": True,
+    "training_iteration": False, "cost/wall_s": False, "time_total_s": False,
+}
+TIME_UNITS: Mapping[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql")
+PARAM_TYPES = ("float", "int", "categorical")
+MAX_CPU, MAX_GPU = 512.0, 64.0
+
+
+
+class SpecError(UserError):
+    """A bad spec: one line `FILE:LINE: FIELD: problem (allowed: …)`."""
+
+    def __init__(self, file: str, line: int | None, field_path: str, problem: str,
+                 allowed: str | None = None) -> None:
+        where = f"{file}:{line}" if line else file
+        text = f"{where}: {field_path}: {problem}" if field_path else f"{where}: {problem}"
+        if allowed:
+            text += f" (allowed: {allowed})"
+        super().__init__(" ".join(text.split()))
+        self.file, self.line, self.field, self.problem = file, line, field_path, problem
+
+
+# --- the typed model ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Objective:
+    """A metric and its direction."""
+
+    name: str
+    goal: str  # maximize | minimize
+
+    @property
+    def mode(self) -> str:
+        """Ray Tune's spelling of the goal."""
+        return "max" if self.goal == "maximize" else "min"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "goal": self.goal}
+
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    options: Mapping[str, Any]  # resolved by tuner.workloads.resolve_options (defaults filled)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    name: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    name: str
+    time_attr: str = "cost/grad_evals"
+    grace_period: int | None = None
+    reduction_factor: float | None = None
+    max_t: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **{k: getattr(self, k) for k in SCHEDULERS[self.name]}}
+
+
+@dataclass(frozen=True)
+class Budget:
+    num_samples: int
+    max_concurrent_trials: int
+    time_s: float | None  # wall-clock limit of the whole search; None: none
+    trial_grad_evals: int  # budget of one trial, in gradient evaluations
+    eval_every: int  # steps between reports
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"num_samples": self.num_samples, "max_concurrent_trials": self.max_concurrent_trials,
+                "time": self.time_s, "trial_grad_evals": self.trial_grad_evals, "eval_every": self.eval_every}
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float
+    gpu: float
+
+
+@dataclass(frozen=True)
+class Confirm:
+    top_k: int
+    seeds: tuple[int, ...]
+    label_noise: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"top_k": self.top_k, "seeds": list(self.seeds), "label_noise": list(self.label_noise)}
+
+
+@dataclass(frozen=True, eq=False)
+class Spec:
+    """A validated experiment; `space[method]` is what the tuner samples for that method."""
+
+    path: str  # absolute path of the spec file
+    name: str
+    description: str
+    metric: Objective
+    workload: Workload
+    methods: tuple[str, ...]
+    parameters: Mapping[str, Param]  # as written in the spec
+    space: Mapping[str, Mapping[str, Param]]  # per method: defaults + overrides, filtered, in sampling order
+    defaults: Mapping[str, Mapping[str, Any]]  # per method: value of each name when not sampled (for `when`)
+    sampler: Sampler
+    scheduler: Scheduler
+    budget: Budget
+    resources: Resources
+    seed: int
+    tracking_uri: str
+    storage_path: str
+    objectives: tuple[Objective, ...]
+    confirm: Confirm | None
+    max_failures: int
+
+    @property
+    def experiment_dir(self) -> str:
+        """Where this experiment keeps its results: `<storage>/<name>`."""
+        return os.path.join(self.storage_path, self.name)
+
+    def to_dict(self, include_space: bool = True) -> dict[str, Any]:
+        """Resolved config as plain data; with include_space=False it loads again as the same spec."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "metric": self.metric.to_dict(),
+            "workload": {"name": self.workload.name, "options": _plain(dict(self.workload.options))},
+            "methods": list(self.methods),
+            "parameters": {k: p.to_dict() for k, p in self.parameters.items()},
+            "sampler": {"name": self.sampler.name, "seed": self.sampler.seed},
+            "scheduler": self.scheduler.to_dict(),
+            "budget": self.budget.to_dict(),
+            "resources": {"cpu": self.resources.cpu, "gpu": self.resources.gpu},
+            "seed": self.seed,
+            "tracking": {"uri": self.tracking_uri},
+            "storage": {"path": self.storage_path},
+            "objectives": [o.to_dict() for o in self.objectives] or None,
+            "confirm": self.confirm.to_dict() if self.confirm else None,
+            "max_failures": self.max_failures,
+        }
+        if include_space:
+            out["space"] = {m: {k: p.to_dict() for k, p in s.items()} for m, s in self.space.items()}
+        return out
+
+
+
+TOP_KEYS = ("name", "description", "metric", "workload", "methods", "parameters", "sampler", "scheduler",
+            "budget", "resources", "seed", "tracking", "storage", "objectives", "confirm", "max_failures")
