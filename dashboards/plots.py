@@ -21,6 +21,7 @@ from dashboards.colors import method_color  # noqa: E402
 from dashboards.data import ReportData, winner_runs  # noqa: E402
 from dashboards.tables import searched_params  # noqa: E402
 from tuner.results.robust import mean_interval  # noqa: E402
+from tuner.values import goal_sign  # noqa: E402
 
 
 class NoData(Exception):
@@ -44,7 +45,7 @@ def best_so_far(data: ReportData) -> Figure:
         raise NoData(f"no search trials with a finite {data.metric}")
     has_wall = "cost/wall_s" in search
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
-    sign = 1.0 if data.goal == "maximize" else -1.0
+    sign = goal_sign(data.goal)
     for method, group in search.groupby("method"):
         group = group.sort_values("start_time")
         values = group[data.metric].astype(float).to_numpy()
@@ -94,7 +95,7 @@ def pareto(data: ReportData) -> Figure:
         yerr = [[row["mean"] - low], [high - row["mean"]]] if math.isfinite(low) else None
         ax.errorbar(row["overhead"], row["mean"], yerr=yerr, fmt="o", ms=8, capsize=4,
                     color=method_color(row["method"]), label=f"{row['method']} ({row['overhead']:.2f}×)")
-    sign = 1.0 if data.goal == "maximize" else -1.0
+    sign = goal_sign(data.goal)
     bound = "low" if sign > 0 else "high"
     robust = [row[bound] if math.isfinite(row[bound]) else row["mean"] for _, row in table.iterrows()]
     front, best = [], -math.inf

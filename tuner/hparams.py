@@ -7,8 +7,8 @@ horizon, which the spec cannot know: a budget counts gradient evaluations, a sch
 and a 2-pass method takes half the steps of a 1-pass one (DESIGN.md section 5).
 
 Every consumer takes this path: the spec check, the preflight, the Ray trainable, the confirmation
-phase and the export. A check that resolves hyperparameters any other way proves nothing about the
-trial it checks.
+phase, the results table (`tuner.results.store`) and the export. A check that resolves
+hyperparameters any other way proves nothing about the trial it checks.
 """
 
 from __future__ import annotations
@@ -17,15 +17,24 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from methods import get_method
+from methods import HPARAMS, ConfigError, get_method
 
 HORIZON = "total_steps"
+
+
+def hyperparameter_names(method: Any) -> frozenset[str]:
+    """The names `build_optimizer` takes for `method`; every known name for a method this version lacks
+    (results written by an older version still split: its runs logged only names the method took)."""
+    try:
+        return get_method(method).hyperparameters
+    except ConfigError:
+        return frozenset(HPARAMS)
 
 
 def split_values(values: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A trial's public values -> (method, optimizer hyperparameters, workload option overrides)."""
     method = values["method"]
-    accepted = get_method(method).hyperparameters
+    accepted = hyperparameter_names(method)
     hparams = {k: v for k, v in values.items() if k in accepted}
     overrides = {k: v for k, v in values.items() if k != "method" and k not in accepted}
     return method, hparams, overrides

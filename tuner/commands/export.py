@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from tuner.layout import DEFAULT_STORAGE
 from tuner.results.export import FORMATS, dump_config, format_for, winning_config
-from tuner.results.store import DEFAULT_STORAGE, ExperimentStore
+from tuner.results.store import ExperimentStore
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,25 +10,22 @@ import datetime as dt
 from pathlib import Path
 
 from tuner.errors import UserError
-
-STATE_FILE = "sharptune.json"  # written by tuner.run.experiment
+from tuner.layout import DEFAULT_STORAGE, experiment_folders, read_state, shown_status
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `list` subcommand."""
     parser = subparsers.add_parser("list", help="list experiments with status and trial counts")
-    parser.add_argument("--storage", default="results", help="results folder (default: results)")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="results folder (default: %(default)s)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """One line per experiment: name, status, phase, trials (completed/pruned/diverged/errored), start."""
-    from tuner.run.experiment import read_state, shown_status
-
     root = Path(args.storage).expanduser().resolve()
     if not root.is_dir():
         raise UserError(f"no results folder {root} (pass --storage DIR)")
-    folders = sorted(p.parent for p in root.glob(f"*/{STATE_FILE}"))
+    folders = experiment_folders(root)
     if not folders:
         print(f"no experiments in {root}")
         return 0

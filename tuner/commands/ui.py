@@ -22,7 +22,8 @@ from pathlib import Path
 
 from tuner.commands.export import add_store_arguments
 from tuner.errors import RuntimeFailure, UserError
-from tuner.results.store import DB_NAME, ExperimentStore, known_experiments
+from tuner.layout import DB_NAME
+from tuner.results.store import ExperimentStore, known_experiments
 from tuner.run.tracking import RUNS_VIEW, set_ui_tags
 
 READY_TIMEOUT_S = 120.0

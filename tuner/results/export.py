@@ -19,7 +19,7 @@ import yaml
 
 from methods import ConfigError
 from tuner.errors import UserError
-from tuner.hparams import HORIZON, optimizer_hparams, split_values
+from tuner.hparams import HORIZON, optimizer_hparams
 from tuner.results.robust import robust_winners
 from tuner.results.store import ExperimentStore
 
@@ -57,10 +57,11 @@ def _plain(value: Any) -> Any:
 
 
 def _optimizer_hparams(method: str, values: dict[str, Any], trial_grad_evals: int | None) -> dict[str, Any]:
-    """What `build_optimizer` takes, resolved along the trial's own path (defaults and horizon filled)."""
-    _, hparams, _ = split_values({**values, "method": method})
+    """What `build_optimizer` takes, resolved along the trial's own path (defaults and horizon filled).
+
+    `values` are a config's hyperparameters as the results table split them (`tuner.hparams.split_values`)."""
     try:
-        resolved = optimizer_hparams(method, hparams, trial_grad_evals)
+        resolved = optimizer_hparams(method, values, trial_grad_evals)
     except ConfigError as exc:
         raise UserError(f"cannot export {method}: {exc}") from None
     return {k: _plain(v) for k, v in sorted(resolved.items())}

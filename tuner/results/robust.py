@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tuner.values import goal_sign as _sign
+
 LEVEL = 0.95
 NEAR_BEST = 0.01  # "within 1 % of that method's best"
 UNFINISHED = ("errored", "interrupted")  # runs that ended for reasons other than their config
@@ -128,12 +130,6 @@ class RobustResult:
     note: str
     configs: pd.DataFrame  # one row per (method, config_key), best first within a method
     methods: pd.DataFrame  # one row per method (its winner + divergence + sensitivity), overall rank order
-
-
-def _sign(goal: str) -> float:
-    if goal not in ("maximize", "minimize"):
-        raise ValueError(f"goal must be maximize or minimize, got {goal!r}")
-    return 1.0 if goal == "maximize" else -1.0
 
 
 def _rank_key(row: pd.Series, sign: float) -> float:

@@ -1,8 +1,8 @@
 """Read side of MLflow for one sharptune experiment (the layout in docs/DESIGN.md section 4).
 
-Reports and exports only read what the runner wrote; this module is the one place that knows where
-an experiment lives (`sqlite:///<storage>/<name>/mlflow.db` unless a tracking URI is given) and how
-child runs become a tidy table (one row per trial, typed hyperparameters, final metric values).
+Reports and exports only read what the runner wrote (the names are `tuner.layout`'s); this module turns
+child runs into a tidy table (one row per trial, typed hyperparameters split from workload overrides
+by `tuner.hparams.split_values`, final metric values).
 """
 
 from __future__ import annotations
@@ -24,24 +24,8 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from tuner.errors import UserError
-
-PREFIX = "sharptune/"
-ERROR_TAG = "sharptune.error"  # written by tuner.run.tracking on an errored trial's run: `Type: message` (first line)
-DB_NAME = "mlflow.db"
-DEFAULT_STORAGE = "results"
-
-try:  # the hyperparameter names tell sampled settings apart from workload overrides (label_noise, snr)
-    from methods import HPARAMS as _HPARAMS
-
-    HYPERPARAMETER_NAMES: frozenset[str] = frozenset(_HPARAMS)
-except ImportError:  # pragma: no cover - methods is part of this package
-    HYPERPARAMETER_NAMES = frozenset()
-
-
-def default_tracking_uri(storage: str | Path, name: str) -> str:
-    """The runner's default store for `name`: an absolute SQLite URI under the storage folder."""
-    return f"sqlite:///{(Path(storage).expanduser().resolve() / name / DB_NAME).as_posix()}"
-
+from tuner.hparams import split_values
+from tuner.layout import DB_NAME, DEFAULT_STORAGE, ERROR_TAG, MLFLOW_PREFIX, default_tracking_uri, experiment_name
 
 def known_experiments(storage: str | Path) -> list[str]:
     """Experiment names that have a default store under `storage` (folders holding mlflow.db)."""
@@ -105,14 +89,14 @@ class ExperimentStore:
             tracking_uri = default_tracking_uri(storage, name)
         client = MlflowClient(tracking_uri)
         try:
-            exp = client.get_experiment_by_name(PREFIX + name)
+            exp = client.get_experiment_by_name(experiment_name(name))
             others = [] if exp is not None else [
-                e.name.removeprefix(PREFIX) for e in client.search_experiments(view_type=ViewType.ALL)
-                if e.name.startswith(PREFIX)]
+                e.name.removeprefix(MLFLOW_PREFIX) for e in client.search_experiments(view_type=ViewType.ALL)
+                if e.name.startswith(MLFLOW_PREFIX)]
         except mlflow.exceptions.MlflowException as exc:
             raise UserError(f"cannot read the MLflow store at {tracking_uri}: {str(exc).splitlines()[0]}") from None
         if exp is None:
-            raise UserError(f"no experiment {PREFIX + name!r} at {tracking_uri} "
+            raise UserError(f"no experiment {experiment_name(name)!r} at {tracking_uri} "
                             f"(known: {', '.join(sorted(others)) or 'none'})")
         return cls(name, tracking_uri, exp.experiment_id, storage / name, client)
 
@@ -206,10 +190,7 @@ def trials_frame(runs: pd.DataFrame) -> pd.DataFrame:
         params = {c[len("params."):]: parse_param(run[c]) for c in param_cols
                   if isinstance(run[c], str)}
         method = _text(run, "tags.sharptune.method") or params.get("method")
-        params.pop("method", None)
-        names = HYPERPARAMETER_NAMES or frozenset(params)
-        hparams = {k: v for k, v in params.items() if k in names}
-        conditions = {k: v for k, v in params.items() if k not in names}
+        _, hparams, conditions = split_values({**params, "method": method})
         seed = parse_param(_text(run, "tags.sharptune.seed"))
         row = {
             "run_id": run["run_id"], "method": method,

@@ -1,7 +1,8 @@
 """Put the winners where the MLflow UI shows them: parent-run metrics, summary.csv, best-run tags.
 
-`tag_winners` is what the runner calls at the end of `run` (no plotting, no matplotlib); the report
-calls `write_summary` with the table it has already computed.
+`winners` is the one computation of the winners (robust winners, then the per-method table): the
+runner prints it and `tag_winners` records it at the end of `run`, so the printed winner is the tagged
+one; the report calls `write_summary` with the table it has already computed. No plotting here.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pathlib import Path
 import pandas as pd
 from mlflow.entities import Metric, RunTag
 
-from dashboards.tables import method_table, summary_csv
+from tuner.layout import MLFLOW_BATCH, now_ms
 from tuner.results.robust import RobustResult, robust_winners
 from tuner.results.store import ExperimentStore
+from tuner.results.table import method_table, summary_csv
 
 BEST, RANK = "sharptune.best", "sharptune.rank"
 
@@ -65,17 +67,26 @@ def write_summary(store: ExperimentStore, table: pd.DataFrame, robust: RobustRes
         values[f"overhead/{m}"] = row["overhead"]
         values[f"divergence_rate/{m}"] = row["divergence_rate"]
         values[f"sensitivity/{m}"] = row["sensitivity"]
-    now = int(pd.Timestamp.now().timestamp() * 1000)
+    now = now_ms()
     metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if v is not None and math.isfinite(v)]
     tags = [RunTag("sharptune.winner", str(table["method"].iloc[0]))] if len(table) else []
     tags.append(RunTag("sharptune.winner_source", robust.source))
-    for i in range(0, max(len(metrics), 1), 900):
-        client.log_batch(pid, metrics=metrics[i:i + 900], tags=tags if i == 0 else [])
+    for i in range(0, max(len(metrics), 1), MLFLOW_BATCH):
+        client.log_batch(pid, metrics=metrics[i:i + MLFLOW_BATCH], tags=tags if i == 0 else [])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "summary.csv"
         path.write_text(summary_csv(table), encoding="utf-8")
         client.log_artifact(pid, str(path))
     store.runs(refresh=True)
+
+
+def winners(store: ExperimentStore, metric: str | None = None,
+            goal: str | None = None) -> tuple[pd.DataFrame, RobustResult, pd.DataFrame]:
+    """(per-method table in rank order, robust winners, trials) of an experiment: the one computation."""
+    metric, goal = store.objective(metric, goal)
+    trials = store.trials()
+    robust = robust_winners(trials, metric, goal)
+    return method_table(trials, robust), robust, trials
 
 
 def tag_winners(name: str, *, tracking_uri: str | None = None, storage: str | Path | None = None,
@@ -85,9 +96,6 @@ def tag_winners(name: str, *, tracking_uri: str | None = None, storage: str | Pa
     The runner calls this at the end of `run`, so the parent run shows the winners without a report.
     """
     store = ExperimentStore.open(name, tracking_uri=tracking_uri, storage=storage)
-    metric, goal = store.objective(metric, goal)
-    trials = store.trials()
-    robust = robust_winners(trials, metric, goal)
-    table = method_table(trials, robust)
+    table, robust, trials = winners(store, metric, goal)
     write_summary(store, table, robust, trials)
     return table

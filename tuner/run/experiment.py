@@ -13,23 +13,42 @@ to the experiment folder and no trial runs until both are ready.
 from __future__ import annotations
 
 import json
-import logging
-import math
 import os
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
+from mlflow import MlflowClient
+from ray import tune
 
-from tuner.errors import RuntimeFailure, UserError
+from tuner.errors import UserError
+from tuner.layout import (
+    CONFIRM_DIR,
+    DEFAULT_STORAGE,
+    RAY_STATE_FILE,
+    RESOLVED_FILE,
+    SPEC_FILE,
+    STATE_FILE,
+    driver_alive,
+    experiment_folders,
+    experiment_name,
+    prune_checkpoints,
+    read_state,
+    shown_status,
+    write_state,
+)
+from tuner.results.store import ExperimentStore
+from tuner.results.winners import winners, write_summary
 from tuner.run.progress import Progress, fmt_duration, fmt_value
-from tuner.run.tracking import exception_line
+from tuner.run.ray_parts import make_scheduler, ray_session
+from tuner.run.searcher import build_search
+from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling, exception_line
+from tuner.spec import Spec, load_spec
 from tuner.trainable import (
     COMPLETED,
     DIVERGED,
@@ -42,56 +61,7 @@ from tuner.trainable import (
     train_trial,
     trial_point,
 )
-
-STATE_FILE = "sharptune.json"
-SPEC_FILE = "spec.yaml"
-RESOLVED_FILE = "resolved_spec.yaml"  # with each method's space: what `validate` prints
-CONFIRM_DIR = "confirm"
-QUIET_ENV = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "HF_HUB_OFFLINE": "1",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_MAX_PENDING_TRIALS_PG": "1",
-}
-
-
-# --- experiment folder state ---------------------------------------------------------------------
-def read_state(experiment_dir: str | Path) -> dict[str, Any]:
-    """`sharptune.json` of an experiment ({} when absent or unreadable)."""
-    try:
-        return json.loads((Path(experiment_dir) / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def write_state(experiment_dir: str | Path, **changes: Any) -> dict[str, Any]:
-    """Update `sharptune.json` atomically (a killed driver never leaves half a file)."""
-    path = Path(experiment_dir) / STATE_FILE
-    state = {**read_state(experiment_dir), **changes, "updated": time.time()}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-    return state
-
-
-def driver_alive(state: Mapping[str, Any]) -> bool:
-    """Is the driver that wrote `state` still running (same host, live pid)?"""
-    if state.get("host") != socket.gethostname() or not state.get("pid"):
-        return False
-    try:
-        os.kill(int(state["pid"]), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def shown_status(state: Mapping[str, Any]) -> str:
-    """Status for people: a `running` experiment whose driver is gone was interrupted."""
-    status = str(state.get("status", "unknown"))
-    if status == "running" and not driver_alive(state):
-        return "interrupted"
-    return status
+from tuner.values import goal_sign, is_number
 
 
 # --- pieces given to Ray ---------------------------------------------------------------------------
@@ -112,72 +82,15 @@ def trial_setup(spec: Any) -> dict[str, Any]:
 
 def make_trainable(spec: Any) -> Any:
     """`train_trial` with the spec's setup and per-trial resources (needs Ray initialised)."""
-    from ray import tune
-
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     return tune.with_resources(tune.with_parameters(train_trial, setup=trial_setup(spec)), resources)
-
-
-def make_scheduler(spec: Any) -> Any:
-    """ASHA / HyperBand / median stopping / FIFO on the spec's clock (`cost/grad_evals` by default)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
-
-    s, metric, mode = spec.scheduler, spec.metric.name, spec.metric.mode
-    if s.name == "asha":
-        return ASHAScheduler(time_attr=s.time_attr, metric=metric, mode=mode, max_t=s.max_t,
-                             grace_period=s.grace_period, reduction_factor=s.reduction_factor)
-    if s.name == "hyperband":
-        return HyperBandScheduler(time_attr=s.time_attr, metric=metric, mode=mode, max_t=s.max_t,
-                                  reduction_factor=s.reduction_factor)
-    if s.name == "median":
-        return MedianStoppingRule(time_attr=s.time_attr, metric=metric, mode=mode, grace_period=s.grace_period,
-                                  min_samples_required=3)
-    return FIFOScheduler()
-
-
-def _no_ray_resume_advice(record: logging.LogRecord) -> bool:
-    """On Ctrl-C Ray advises `Tuner.restore(...)`; our own resume line is the one to follow."""
-    text = record.getMessage()
-    return not ("Tuner.restore(" in text or text.startswith("Stop signal received"))
-
-
-# --- Ray session -------------------------------------------------------------------------------------
-@contextmanager
-def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
-    """Attach to `address` (or RAY_ADDRESS), else start a private local Ray; always shut our Ray down."""
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    import ray
-
-    tune_logger = logging.getLogger("ray.tune.tune")
-    if _no_ray_resume_advice not in tune_logger.filters:
-        tune_logger.addFilter(_no_ray_resume_advice)
-    if ray.is_initialized():  # a caller (tests, notebooks) owns the session
-        yield
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    try:
-        if address:
-            ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
-        else:
-            # Ray 2.60 turns token authentication on for a new local cluster (good) and warns that it did
-            # on every start; keep stderr for errors (RAY_AUTH_MODE must be set before ray is imported).
-            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
-                     _node_ip_address="127.0.0.1")
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise RuntimeFailure(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 # --- the runner --------------------------------------------------------------------------------------
 class Experiment:
     """One experiment's run or resume (see module docstring for the folder layout)."""
 
-    def __init__(self, spec: Any, *, address: str | None = None, out: Any = None) -> None:
+    def __init__(self, spec: Spec, *, address: str | None = None, out: Any = None) -> None:
         self.spec = spec
         self.dir = Path(spec.experiment_dir)
         self.address = address
@@ -190,19 +103,15 @@ class Experiment:
     # --- checks before anything starts ----------------------------------------------------------
     def refuse_existing(self) -> None:
         """Same name twice: ask for `resume` or a new name instead of mixing two runs."""
-        if (self.dir / STATE_FILE).exists() or (self.dir / "tuner.pkl").exists():
+        if (self.dir / STATE_FILE).exists() or (self.dir / RAY_STATE_FILE).exists():
             status = shown_status(read_state(self.dir))
             raise UserError(f"experiment {self.spec.name!r} already exists in {self.dir} (status: {status}); "
                             f"continue it with `python -m tuner resume {self.spec.name} --storage "
                             f"{self.spec.storage_path}` or change `name:` in {self.spec.path}")
 
     def check_tracking(self, fresh: bool) -> None:
-        from tuner.run.tracking import check_tracking, experiment_name
-
         exp_id = check_tracking(self.spec.tracking_uri, self.spec.name, self.dir)
         if fresh:
-            from mlflow import MlflowClient
-
             parents = MlflowClient(self.spec.tracking_uri).search_runs(
                 [exp_id], "tags.`sharptune.role` = 'parent'", max_results=1)
             if parents:
@@ -211,16 +120,12 @@ class Experiment:
                                 "change `name:` in the spec")
 
     def _tracker(self, phase: str) -> Any:
-        from tuner.run.tracking import MlflowTracker
-
         time_attr = self.spec.scheduler.time_attr if self.spec.scheduler.name != "fifo" else "cost/grad_evals"
         return MlflowTracker(tracking_uri=self.spec.tracking_uri, name=self.spec.name,
                              spec=self.spec.to_dict(include_space=True), experiment_dir=str(self.dir),
                              time_attr=time_attr, phase=phase, seed=self.spec.seed)
 
     def _run_config(self, name: str, storage: Path, callbacks: list[Any]) -> Any:
-        from ray import tune
-
         return tune.RunConfig(
             name=name, storage_path=str(storage.resolve()), verbose=0, callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=self.spec.max_failures),
@@ -231,10 +136,6 @@ class Experiment:
 
     # --- phases ---------------------------------------------------------------------------------
     def _search_tuner(self) -> Any:
-        from ray import tune
-
-        from tuner.run.searcher import build_search
-
         spec = self.spec
         tracker = self._tracker("search")
         progress = Progress(metric=spec.metric.name, goal=spec.metric.goal, total=spec.budget.num_samples,
@@ -246,8 +147,6 @@ class Experiment:
                           run_config=self._run_config(spec.name, Path(spec.storage_path), [tracker, progress]))
 
     def _confirm_tuner(self, points: list[dict[str, Any]]) -> Any:
-        from ray import tune
-
         progress = Progress(metric=self.spec.metric.name, goal=self.spec.metric.goal, total=len(points),
                             budget=self.spec.budget.trial_grad_evals, phase="confirm")
         tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=self.spec.budget.max_concurrent_trials,
@@ -259,12 +158,12 @@ class Experiment:
     def confirm_points(self, results: Any) -> list[dict[str, Any]]:
         """Top-k completed configs per method x every seed x every noise level (seeds paired)."""
         confirm, spec = self.spec.confirm, self.spec
-        sign = 1.0 if spec.metric.goal == "maximize" else -1.0
+        sign = goal_sign(spec.metric.goal)
         by_method: dict[str, list[tuple[float, dict[str, Any], str]]] = {}
         for r in results:
             metrics = r.metrics or {}
             value = metrics.get(spec.metric.name)
-            if outcome(metrics, r.error is not None) != COMPLETED or not _finite(value):
+            if outcome(metrics, r.error is not None) != COMPLETED or not is_number(value):
                 continue
             params = public_params(trial_point(r.config))
             by_method.setdefault(params["method"], []).append((sign * value, params, metrics.get("trial_id", "")))
@@ -333,8 +232,6 @@ class Experiment:
                         source_spec=spec.path, started=time.time(), pid=os.getpid(), host=socket.gethostname())
         else:
             write_state(self.dir, status="running", pid=os.getpid(), host=socket.gethostname(), resumed=time.time())
-        from tuner.run.tracking import close_dangling
-
         self.tracker = self._tracker("search")
         interrupted = False
         try:
@@ -357,22 +254,19 @@ class Experiment:
             self.say(f"interrupted: state saved in {self.dir}\n"
                      f"resume with: python -m tuner resume {spec.name} --storage {spec.storage_path}")
             return 130
-        self.summarize(search, confirm)
         self.tracker.end_parent("FINISHED", {})
-        self._record_winners()
+        self.summarize(search, confirm, self._record_winners())
         counts = _counts(search)
         write_state(self.dir, status="completed", phase="done", trials=counts)
         prune_checkpoints(self.dir)
         return 0
 
     def _fit_search(self, resume: bool) -> Any:
-        from ray import tune
-
-        if resume and (self.dir / "tuner.pkl").exists():
+        if resume and (self.dir / RAY_STATE_FILE).exists():
             tuner = tune.Tuner.restore(str(self.dir), trainable=make_trainable(self.spec), resume_errored=True)
         elif resume:  # the driver died before Ray saved anything: start the search afresh
             tuner = self._search_tuner()
-        elif (self.dir / "tuner.pkl").exists():
+        elif (self.dir / RAY_STATE_FILE).exists():
             tuner = tune.Tuner.restore(str(self.dir), trainable=make_trainable(self.spec), resume_unfinished=False)
             return tuner.get_results()
         else:
@@ -380,10 +274,8 @@ class Experiment:
         return tuner.fit()
 
     def _fit_confirm(self, search: Any, resume: bool) -> Any:
-        from ray import tune
-
         folder = self.dir / CONFIRM_DIR
-        if resume and (folder / "tuner.pkl").exists():
+        if resume and (folder / RAY_STATE_FILE).exists():
             tuner = tune.Tuner.restore(str(folder), trainable=make_trainable(self.spec), resume_errored=True)
             return tuner.fit()
         points = self.confirm_points(search)
@@ -401,34 +293,28 @@ class Experiment:
         return unfinished > 0 or (num_samples is not None and len(results) < num_samples)
 
     # --- the end --------------------------------------------------------------------------------
-    def summarize(self, search: Any, confirm: Any) -> None:
-        """Print the best config per method, its cost and where the MLflow store is."""
+    def summarize(self, search: Any, confirm: Any, table: pd.DataFrame | None) -> None:
+        """Print each method's winner (the one tagged in MLflow), its trial tally and where the store is."""
         spec = self.spec
-        sign = 1.0 if spec.metric.goal == "maximize" else -1.0
-        best: dict[str, Any] = {}
         counts: dict[str, dict[str, int]] = {}
         for r in search:
-            metrics = r.metrics or {}
             method = trial_point(r.config).get("method", "?")
-            status = outcome(metrics, r.error is not None)
-            counts.setdefault(method, dict.fromkeys(OUTCOMES, 0))[status] += 1
-            value = metrics.get(spec.metric.name)
-            if status != COMPLETED or not _finite(value):
-                continue
-            if method not in best or sign * value > sign * best[method].metrics[spec.metric.name]:
-                best[method] = r
-        self.say(f"\nsummary of {spec.name} ({spec.metric.name}, {spec.metric.goal}):")
-        self.say(f"{'method':<14}{'best':>12}{'grad_evals':>12}{'wall_s':>9}  {'trials c/p/d/e':<16}config")
-        for method in spec.methods:
+            counts.setdefault(method, dict.fromkeys(OUTCOMES, 0))[outcome(r.metrics or {}, r.error is not None)] += 1
+        rows = {} if table is None else {row["method"]: row for _, row in table.iterrows() if row["config_key"]}
+        source = "" if table is None or not len(table) else f"; winners from the {table['source'].iloc[0]} runs"
+        self.say(f"\nsummary of {spec.name} ({spec.metric.name}, {spec.metric.goal}{source}):")
+        self.say(f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}config")
+        ordered = [*rows, *(m for m in spec.methods if m not in rows)]
+        for method in ordered:
             c = counts.get(method, dict.fromkeys(OUTCOMES, 0))
             tally = f"{c[COMPLETED]}/{c[PRUNED]}/{c[DIVERGED]}/{c[ERRORED]}"
-            if method in best:
-                m = best[method].metrics
-                config = {k: v for k, v in public_params(trial_point(best[method].config)).items() if k != "method"}
-                self.say(f"{method:<14}{fmt_value(m[spec.metric.name]):>12}{fmt_value(m.get('cost/grad_evals')):>12}"
-                         f"{fmt_value(m.get('cost/wall_s')):>9}  {tally:<16}{json.dumps(config, default=str)}")
+            if method in rows:
+                row = rows[method]
+                interval = f"[{fmt_value(row['low'])}, {fmt_value(row['high'])}]" if is_number(row["low"]) else "-"
+                self.say(f"{method:<14}{int(row['rank']):>5}{fmt_value(row['mean']):>12}{interval:>22}  {tally:<16}"
+                         f"{json.dumps(row['hparams'], default=str)}")
             else:
-                self.say(f"{method:<14}{'-':>12}{'-':>12}{'-':>9}  {tally:<16}(no completed trial)")
+                self.say(f"{method:<14}{'-':>5}{'-':>12}{'-':>22}  {tally:<16}(no completed trial)")
         errors: dict[str, list[str]] = {}
         for r in [*search, *(confirm or [])]:
             if r.error is not None:
@@ -437,38 +323,30 @@ class Experiment:
             self.say(f"errored: {method}: {len(lines)} trial(s); first error: {lines[0]}")
         if confirm is not None:
             self.say(f"confirmation: {len(confirm)} runs ({confirm.num_errors} errored); "
-                     "`python -m tuner report` ranks them by the seed interval")
-        self.say(f"MLflow: {spec.tracking_uri} (experiment sharptune/{spec.name}); results in {self.dir}")
+                     "`python -m tuner report` draws the comparison")
+        self.say(f"MLflow: {spec.tracking_uri} (experiment {experiment_name(spec.name)}); results in {self.dir}")
         if spec.tracking_uri.startswith("sqlite:"):
             self.say(f"browse: python -m tuner ui {spec.name} --storage {spec.storage_path}")
 
-    def _record_winners(self) -> None:
-        """Robust winners (seed intervals when confirmed) onto the parent run and the best runs' tags."""
-        from tuner.results.winners import tag_winners
+    def _record_winners(self) -> pd.DataFrame | None:
+        """Robust winners (seed intervals when confirmed) onto the parent run and the best runs' tags.
 
+        Returns the table that was tagged (what `summarize` prints); None when the store cannot be read.
+        """
+        spec = self.spec
         try:
-            tag_winners(self.spec.name, tracking_uri=self.spec.tracking_uri, storage=self.spec.storage_path,
-                        metric=self.spec.metric.name, goal=self.spec.metric.goal)
+            store = ExperimentStore.open(spec.name, tracking_uri=spec.tracking_uri, storage=spec.storage_path)
+            table, robust, trials = winners(store, spec.metric.name, spec.metric.goal)
         except Exception as exc:  # the search is done and stored; a summary failure must not hide that
+            self.say(f"warning: could not read the winners from MLflow ({exc}); "
+                     f"`python -m tuner report {spec.name}` retries")
+            return None
+        try:
+            write_summary(store, table, robust, trials)
+        except Exception as exc:  # as above: the table is still right, only the tags are missing
             self.say(f"warning: could not record the winners in MLflow ({exc}); "
-                     f"`python -m tuner report {self.spec.name}` retries")
-
-
-def prune_checkpoints(experiment_dir: Path) -> int:
-    """After a completed experiment nothing resumes: keep only each trial's newest checkpoint."""
-    import shutil
-
-    removed = 0
-    for trial_dir in experiment_dir.glob("**/train_trial_*"):
-        checkpoints = sorted(p for p in trial_dir.glob("checkpoint_*") if p.is_dir())
-        for old in checkpoints[:-1]:
-            shutil.rmtree(old, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                     f"`python -m tuner report {spec.name}` retries")
+        return table
 
 
 def _counts(results: Any) -> dict[str, int]:
@@ -480,26 +358,17 @@ def _counts(results: Any) -> dict[str, int]:
 
 
 # --- entry points for the commands ------------------------------------------------------------------
-def run_spec(path: str, *, address: str | None = None) -> int:
-    """`python -m tuner run SPEC`."""
-    from tuner.spec import load_spec
-
-    return Experiment(load_spec(path), address=address).run(resume=False)
-
-
 def find_experiment(name_or_path: str, storage: str | None) -> Path:
     """An experiment folder from a name (under `storage`), a folder, or the spec file that made it."""
     candidate = Path(name_or_path).expanduser()
     if candidate.is_dir() and (candidate / STATE_FILE).exists():
         return candidate.resolve()
     if candidate.is_file():
-        from tuner.spec import load_spec
-
         return Path(load_spec(candidate).experiment_dir)
-    root = Path(storage or "results").expanduser().resolve()
+    root = Path(storage or DEFAULT_STORAGE).expanduser().resolve()
     folder = root / name_or_path
     if not (folder / STATE_FILE).exists():
-        known = sorted(p.parent.name for p in root.glob(f"*/{STATE_FILE}")) if root.is_dir() else []
+        known = [p.name for p in experiment_folders(root)]
         raise UserError(f"no experiment {name_or_path!r} in {root} (known: {', '.join(known) or 'none'}); "
                         "pass --storage DIR, the experiment folder, or its spec file")
     return folder
@@ -507,8 +376,6 @@ def find_experiment(name_or_path: str, storage: str | None) -> Path:
 
 def resume_experiment(name_or_path: str, *, storage: str | None = None, address: str | None = None) -> int:
     """`python -m tuner resume NAME`: continue the search (then confirmation) where it stopped."""
-    from tuner.spec import load_spec
-
     folder = find_experiment(name_or_path, storage)
     state = read_state(folder)
     if state.get("status") == "completed":

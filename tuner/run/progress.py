@@ -26,6 +26,7 @@ from ray.tune import Callback
 
 from tuner.run.tracking import error_line
 from tuner.trainable import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, trial_point
+from tuner.values import goal_sign
 
 EVALS = "cost/grad_evals"
 DEFAULT_EVERY_S = 15.0
@@ -114,7 +115,7 @@ class Progress(Callback):
             print(line, flush=True)
 
     def _better(self, a: float, b: float) -> bool:
-        return a > b if self.goal == "maximize" else a < b
+        return goal_sign(self.goal) * (a - b) > 0
 
     # --- the numbers -----------------------------------------------------------------------------
     def views(self, trials: Sequence[Any]) -> list[TrialView]:

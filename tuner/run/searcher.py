@@ -16,7 +16,6 @@ values against `training_iteration`; and it keeps the study in memory. `SharpSea
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 import warnings
 from pathlib import Path
@@ -32,6 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 from tuner.run.optuna_space import build_define, grid_search_space
 from tuner.spec import Spec
 from tuner.trainable import COMPLETED, ERRORED, PRUNED, outcome
+from tuner.values import is_number as _finite
 
 logger = logging.getLogger(__name__)
 JOURNAL_FILE = "optuna.journal"
@@ -198,10 +198,6 @@ class SharpSearch(OptunaSearch):
                 self._ot_study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
                 logger.info("optuna: trial %d was asked before the driver stopped; marked FAIL", frozen.number)
         self._needs_cleanup = False
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def build_search(spec: Spec, experiment_dir: str | Path) -> ConcurrencyLimiter:

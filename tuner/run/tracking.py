@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -21,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
 from tuner.errors import RuntimeFailure
+from tuner.layout import ERROR_TAG, MLFLOW_BATCH, experiment_name, now_ms
 from tuner.trainable import (
     COMPLETED,
     DIVERGED,
@@ -35,24 +37,17 @@ from tuner.trainable import (
     public_params,
     trial_point,
 )
+from tuner.values import is_number
 
-PREFIX = "sharptune/"
 STEP_KEY = "cost/grad_evals"
 INTERRUPTED = "interrupted"  # a trial the driver left unfinished; `resume` continues it
 RUN_STATUS = {COMPLETED: "FINISHED", PRUNED: "KILLED", DIVERGED: "FAILED", ERRORED: "FAILED", INTERRUPTED: "KILLED"}
-ERROR_TAG = "sharptune.error"  # an errored trial's run: `Type: first line of the message` of its last error
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which UI an experiment belongs to
 MODEL_TRAINING = "custom_model_development"  # its "Machine learning" kind (the other is genai_development)
 RUNS_VIEW = "sharptune-trials"  # the saved view `tuner ui` opens: tag mlflow.sharedViewState.<RUNS_VIEW>
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 FLUSH_SECONDS = 2.0
 FLUSH_ROWS = 200
-_MAX_BATCH = 900  # MLflow takes at most 1000 metrics per log_batch
-
-
-def experiment_name(name: str) -> str:
-    """The MLflow experiment of a sharptune experiment."""
-    return PREFIX + name
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -137,7 +132,7 @@ def set_ui_tags(client: Any, experiment_id: str, metric: str | None, goal: str |
     except (ValueError, AttributeError):
         current = None
     if current != state:
-        now = int(time.time() * 1000)
+        now = now_ms()
         label = f"sharptune trials by {metric}" if metric else "sharptune trials"
         client.set_experiment_tag(experiment_id, key, json.dumps(
             {"name": label, "createdAt": now, "updatedAt": now, "state": state}))
@@ -174,8 +169,6 @@ def _clip(text: str, limit: int = 500) -> str:
 
 def check_tracking(tracking_uri: str, name: str, experiment_dir: str | Path) -> str:
     """Reach and write the store before anything starts; RuntimeFailure with the reason otherwise."""
-    from mlflow import MlflowClient
-
     if tracking_uri.startswith("sqlite:///"):
         folder = Path(tracking_uri[len("sqlite:///"):]).parent
         try:
@@ -237,8 +230,6 @@ class MlflowTracker(Callback):
     @property
     def client(self) -> Any:
         if self._client is None:
-            from mlflow import MlflowClient
-
             self._client = MlflowClient(self.tracking_uri)
             self._experiment_id = ensure_experiment(self._client, self.name,
                                                     artifact_location(self.tracking_uri, self.experiment_dir))
@@ -268,8 +259,6 @@ class MlflowTracker(Callback):
         return self._parent_id
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
         items = [Param(k, _param_text(v)) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i:i + 100])
@@ -339,15 +328,12 @@ class MlflowTracker(Callback):
         self.child(trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        from mlflow.entities import Metric
-
         run = self.child(trial)
         step = result.get(STEP_KEY, result.get("training_iteration", 0))
-        if not isinstance(step, (int, float)) or not math.isfinite(step) or int(step) <= run.last_step:
+        if not is_number(step) or int(step) <= run.last_step:
             return  # a retried trial re-reports steps its run already holds
         run.last_step = int(step)
-        stamp = int(result.get("timestamp", time.time()) * 1000) if isinstance(result.get("timestamp"), (int, float)) \
-            else int(time.time() * 1000)
+        stamp = int(result["timestamp"] * 1000) if isinstance(result.get("timestamp"), (int, float)) else now_ms()
         for key, value in result.items():
             if key.startswith(METRIC_PREFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool):
                 run.rows.append(Metric(key, float(value), stamp, int(step)))
@@ -391,7 +377,7 @@ class MlflowTracker(Callback):
         """Write every buffered metric row, one `log_batch` per run (chunked at MLflow's limit)."""
         for run in self._open.values():
             while run.rows:
-                chunk, run.rows = run.rows[:_MAX_BATCH], run.rows[_MAX_BATCH:]
+                chunk, run.rows = run.rows[:MLFLOW_BATCH], run.rows[MLFLOW_BATCH:]
                 self.client.log_batch(run.run_id, metrics=chunk)
         self._last_flush = time.monotonic()
 
@@ -411,31 +397,24 @@ class MlflowTracker(Callback):
         self._terminate(run.run_id, status, tags)
 
     def _terminate(self, run_id: str, status: str, tags: Mapping[str, str]) -> None:
-        from mlflow.entities import RunTag
-
         all_tags = [RunTag("sharptune.status", status), *(RunTag(k, v) for k, v in tags.items())]
         self.client.log_batch(run_id, tags=all_tags)
         self.client.set_terminated(run_id, status=RUN_STATUS[status])
 
     def end_parent(self, status: str = "FINISHED", metrics: Mapping[str, float] | None = None) -> None:
         """Terminate the parent run (FINISHED, KILLED when interrupted, FAILED), with summary metrics."""
-        from mlflow.entities import Metric
-
         parent = self.parent_run_id()
         if metrics:
-            stamp = int(time.time() * 1000)
+            stamp = now_ms()
             rows = [Metric(k, float(v), stamp, 0) for k, v in metrics.items() if isinstance(v, (int, float))]
-            for i in range(0, len(rows), _MAX_BATCH):
-                self.client.log_batch(parent, metrics=rows[i:i + _MAX_BATCH])
+            for i in range(0, len(rows), MLFLOW_BATCH):
+                self.client.log_batch(parent, metrics=rows[i:i + MLFLOW_BATCH])
         self.client.set_terminated(parent, status=status)
         self._parent_id = None
 
 
 def close_dangling(tracking_uri: str, name: str, keep: str | None = None) -> int:
     """Terminate every run still RUNNING but `keep` (a driver killed mid-write left them); returns the count."""
-    from mlflow import MlflowClient
-    from mlflow.entities import RunTag
-
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment_name(name))
     if exp is None:

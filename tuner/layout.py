@@ -1,0 +1,106 @@
+"""Where an experiment lives, written once: its folder, its state file, its MLflow names.
+
+The runner writes this layout (`tuner.run`), the results read it (`tuner.results`), the spec fills its
+defaults from it (`tuner.spec`) and `list` reads the state without Ray or MLflow. Stdlib only.
+
+    <storage>/<name>/           DEFAULT_STORAGE is ./results, relative to the spec file in a spec
+      sharptune.json            STATE_FILE: status, phase, driver pid and host, trial counts
+      spec.yaml                 SPEC_FILE: the spec as given (what `resume` reloads)
+      resolved_spec.yaml        RESOLVED_FILE: with each method's space (what `validate` prints)
+      mlflow.db                 DB_NAME: the default tracking store (`default_tracking_uri`)
+      optuna.journal            the study (tuner.run.searcher)
+      confirm/                  CONFIRM_DIR: Ray's state of the confirmation phase
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STORAGE = "results"
+STATE_FILE = "sharptune.json"
+SPEC_FILE = "spec.yaml"
+RESOLVED_FILE = "resolved_spec.yaml"  # with each method's space: what `validate` prints
+CONFIRM_DIR = "confirm"
+RAY_STATE_FILE = "tuner.pkl"  # Ray's own: a folder holding it can be restored
+DB_NAME = "mlflow.db"
+
+MLFLOW_PREFIX = "sharptune/"  # MLflow experiment of sharptune experiment NAME: sharptune/NAME
+ERROR_TAG = "sharptune.error"  # an errored trial's run: `Type: first line of the message` of its last error
+MLFLOW_BATCH = 900  # MLflow takes at most 1000 metrics per log_batch
+
+
+def experiment_name(name: str) -> str:
+    """The MLflow experiment of a sharptune experiment."""
+    return MLFLOW_PREFIX + name
+
+
+def default_tracking_uri(storage: str | Path, name: str) -> str:
+    """The default store for `name`: an absolute SQLite URI under the storage folder."""
+    return f"sqlite:///{(Path(storage).expanduser().resolve() / name / DB_NAME).as_posix()}"
+
+
+def now_ms() -> int:
+    """MLflow's clock (milliseconds since the epoch) for rows that carry no timestamp of their own."""
+    return int(time.time() * 1000)
+
+
+# --- the state file ---------------------------------------------------------------------------------
+def read_state(experiment_dir: str | Path) -> dict[str, Any]:
+    """`sharptune.json` of an experiment ({} when absent or unreadable)."""
+    try:
+        return json.loads((Path(experiment_dir) / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(experiment_dir: str | Path, **changes: Any) -> dict[str, Any]:
+    """Update `sharptune.json` atomically (a killed driver never leaves half a file)."""
+    path = Path(experiment_dir) / STATE_FILE
+    state = {**read_state(experiment_dir), **changes, "updated": time.time()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+    return state
+
+
+def driver_alive(state: Mapping[str, Any]) -> bool:
+    """Is the driver that wrote `state` still running (same host, live pid)?"""
+    if state.get("host") != socket.gethostname() or not state.get("pid"):
+        return False
+    try:
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def shown_status(state: Mapping[str, Any]) -> str:
+    """Status for people: a `running` experiment whose driver is gone was interrupted."""
+    status = str(state.get("status", "unknown"))
+    if status == "running" and not driver_alive(state):
+        return "interrupted"
+    return status
+
+
+def experiment_folders(storage: str | Path) -> list[Path]:
+    """Experiment folders under `storage` (those holding a state file), by name."""
+    root = Path(storage).expanduser()
+    return sorted(p.parent for p in root.glob(f"*/{STATE_FILE}")) if root.is_dir() else []
+
+
+def prune_checkpoints(experiment_dir: Path) -> int:
+    """After a completed experiment nothing resumes: keep only each trial's newest checkpoint."""
+    removed = 0
+    for trial_dir in experiment_dir.glob("**/train_trial_*"):
+        checkpoints = sorted(p for p in trial_dir.glob("checkpoint_*") if p.is_dir())
+        for old in checkpoints[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+    return removed

@@ -1,0 +1,76 @@
+"""The Ray pieces of a run: a quiet, owned Ray session and the spec's trial scheduler.
+
+The trainable itself (`trial_setup`, `make_trainable`) stays in `tuner.run.experiment` for now.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ray
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+
+from tuner.errors import RuntimeFailure
+
+QUIET_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_OFFLINE": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_MAX_PENDING_TRIALS_PG": "1",
+}
+
+
+
+def make_scheduler(spec: Any) -> Any:
+    """ASHA / HyperBand / median stopping / FIFO on the spec's clock (`cost/grad_evals` by default)."""
+    s, metric, mode = spec.scheduler, spec.metric.name, spec.metric.mode
+    if s.name == "asha":
+        return ASHAScheduler(time_attr=s.time_attr, metric=metric, mode=mode, max_t=s.max_t,
+                             grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    if s.name == "hyperband":
+        return HyperBandScheduler(time_attr=s.time_attr, metric=metric, mode=mode, max_t=s.max_t,
+                                  reduction_factor=s.reduction_factor)
+    if s.name == "median":
+        return MedianStoppingRule(time_attr=s.time_attr, metric=metric, mode=mode, grace_period=s.grace_period,
+                                  min_samples_required=3)
+    return FIFOScheduler()
+
+
+def _no_ray_resume_advice(record: logging.LogRecord) -> bool:
+    """On Ctrl-C Ray advises `Tuner.restore(...)`; our own resume line is the one to follow."""
+    text = record.getMessage()
+    return not ("Tuner.restore(" in text or text.startswith("Stop signal received"))
+
+
+@contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
+    """Attach to `address` (or RAY_ADDRESS), else start a private local Ray; always shut our Ray down."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    tune_logger = logging.getLogger("ray.tune.tune")
+    if _no_ray_resume_advice not in tune_logger.filters:
+        tune_logger.addFilter(_no_ray_resume_advice)
+    if ray.is_initialized():  # a caller (tests, notebooks) owns the session
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        if address:
+            ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+        else:
+            # Ray 2.60 turns token authentication on for a new local cluster (good) and warns that it did
+            # on every start; keep stderr for errors (RAY_AUTH_MODE must be set before ray is imported).
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+                     _node_ip_address="127.0.0.1")
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise RuntimeFailure(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
