@@ -300,7 +300,7 @@ class Experiment:
         for r in search:
             method = trial_point(r.config).get("method", "?")
             counts.setdefault(method, dict.fromkeys(OUTCOMES, 0))[outcome(r.metrics or {}, r.error is not None)] += 1
-        rows = {} if table is None else {row["method"]: row for _, row in table.iterrows() if row["config_key"]}
+        rows = {} if table is None else {row["method"]: row for _, row in table.iterrows() if len(row["run_ids"])}
         source = "" if table is None or not len(table) else f"; winners from the {table['source'].iloc[0]} runs"
         self.say(f"\nsummary of {spec.name} ({spec.metric.name}, {spec.metric.goal}{source}):")
         self.say(f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}config")

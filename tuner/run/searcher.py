@@ -98,6 +98,13 @@ def _objectives(spec: Spec) -> tuple[str | list[str], str | list[str]]:
     return spec.metric.name, spec.metric.mode
 
 
+# Everything of Ray's OptunaSearch that is not public API and that SharpSearch relies on, in one place;
+# tests/tuner/run/test_ray_private_surface.py fails loudly when a Ray upgrade changes any of it.
+RAY_PRIVATE_METHOD = "_suggest_from_define_by_run_func"  # (func, ot_trial) -> config; overridden below
+RAY_PRIVATE_FIELDS = ("_ot_trials", "_ot_study", "_storage", "_sampler", "_study_name", "_mode",
+                      "_completed_trials")  # read, and re-created on unpickling
+
+
 class SharpSearch(OptunaSearch):
     """OptunaSearch that tells PRUNED/FAIL honestly and keeps its study in a journal file."""
 

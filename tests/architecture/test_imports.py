@@ -1,0 +1,132 @@
+"""The package import graph of methods/, tuner/ and dashboards/: acyclic, and the runner never reaches the
+presentation package. Imports inside functions count (the AST of every module is walked)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("methods", "tuner", "dashboards")
+MAX_LINES = 450
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Our modules `name` imports anywhere in its body (relative imports resolved, packages of `from`)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                out.add(target)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: _imports(name, path, known) for name, path in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as a path, or None (iterative depth-first search, three colours)."""
+    colour = dict.fromkeys(graph, 0)
+    for start in graph:
+        if colour[start]:
+            continue
+        stack = [(start, iter(sorted(graph[start])))]
+        path = [start]
+        colour[start] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                colour[node] = 2
+                stack.pop()
+                path.pop()
+            elif colour[child] == 1:
+                return path[path.index(child):] + [child]
+            elif colour[child] == 0:
+                colour[child] = 1
+                stack.append((child, iter(sorted(graph[child]))))
+                path.append(child)
+    return None
+
+
+def _without_package_parents(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Importing `a.b.c` runs `a/__init__` and `a/b/__init__` first; a package's own __init__ importing its
+    submodules is how packages re-export, so edges from a module to the packages that contain it are kept
+    out of the cycle check (they are not imports of each other's code)."""
+    return {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in graph.items()}
+
+
+def test_the_walker_sees_imports_inside_functions() -> None:
+    graph = _graph()
+    # tuner.commands.report imports dashboards.report inside its handler (matplotlib only when asked)
+    assert "dashboards.report" in graph["tuner.commands.report"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_no_import_cycle() -> None:
+    cycle = _cycle(_without_package_parents(_graph()))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_no_package_level_cycle() -> None:
+    """Between subpackages too (tuner.spec, tuner.run, tuner.results, ...): the data flows one way."""
+    def package(m: str) -> str:
+        parts = m.split(".")
+        return ".".join(parts[:2]) if len(parts) > 2 or (parts[0] == "tuner" and len(parts) == 2) else m
+
+    graph: dict[str, set[str]] = {}
+    for m, targets in _without_package_parents(_graph()).items():
+        graph.setdefault(package(m), set()).update(package(t) for t in targets if package(t) != package(m))
+    for targets in list(graph.values()):
+        for t in targets:
+            graph.setdefault(t, set())
+    cycle = _cycle(graph)
+    assert cycle is None, "package import cycle: " + " -> ".join(cycle or [])
+
+
+def test_only_the_cli_imports_dashboards() -> None:
+    offenders = sorted(m for m, targets in _graph().items()
+                       if m.startswith("tuner") and not m.startswith(("tuner.commands", "tuner.cli"))
+                       and any(t.split(".")[0] == "dashboards" for t in targets))
+    assert offenders == []
+
+
+def test_methods_import_nothing_of_the_tuner() -> None:
+    offenders = sorted(m for m, targets in _graph().items()
+                       if m.startswith("methods") and any(t.split(".")[0] != "methods" for t in targets))
+    assert offenders == []
+
+
+@pytest.mark.parametrize("package", ["tuner", "dashboards"])
+def test_no_module_is_too_long(package: str) -> None:
+    waived = {"tuner.training", "tuner.trainable"}  # trial-time work, reorganised with the trial/ package
+    long = {m: n for m, p in _modules().items() if m.startswith(package) and m not in waived
+            and (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}

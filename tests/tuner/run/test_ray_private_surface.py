@@ -1,0 +1,33 @@
+"""SharpSearch leans on a few private parts of Ray's OptunaSearch (listed in `tuner.run.searcher`).
+If a Ray upgrade renames or reshapes any of them, this fails first, naming what changed."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from e2e import smoke_spec
+from ray.tune.search.optuna import OptunaSearch
+
+from tuner.run.searcher import RAY_PRIVATE_FIELDS, RAY_PRIVATE_METHOD, SharpSearch
+from tuner.spec import load_spec
+
+
+def test_ray_still_has_the_overridden_method_with_the_same_signature() -> None:
+    stock = getattr(OptunaSearch, RAY_PRIVATE_METHOD, None)
+    assert stock is not None, f"Ray's OptunaSearch no longer has {RAY_PRIVATE_METHOD}: SharpSearch's override is dead"
+    assert list(inspect.signature(stock).parameters) == ["self", "func", "ot_trial"], \
+        f"Ray changed {RAY_PRIVATE_METHOD}'s signature: {inspect.signature(stock)}"
+    assert RAY_PRIVATE_METHOD in SharpSearch.__dict__
+
+
+def test_ray_still_calls_the_overridden_method_from_suggest() -> None:
+    assert RAY_PRIVATE_METHOD in inspect.getsource(OptunaSearch.suggest), \
+        f"OptunaSearch.suggest no longer calls {RAY_PRIVATE_METHOD}: configs may carry Optuna's method/name keys"
+
+
+def test_ray_still_has_the_private_fields(tmp_path: Path) -> None:
+    search = SharpSearch(load_spec(smoke_spec(tmp_path)), tmp_path / "journal")
+    search.suggest("t1")
+    missing = [name for name in RAY_PRIVATE_FIELDS if name not in search.__dict__]
+    assert missing == [], f"Ray's OptunaSearch no longer sets {missing}: SharpSearch's pickling must change"
