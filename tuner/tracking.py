@@ -28,6 +28,7 @@ from tuner.trainable import (
     COMPLETED,
     DIVERGED,
     ERRORED,
+    FILLED_KEY,
     METRIC_PREFIXES,
     NODE_KEY,
     PRUNED,
@@ -348,8 +349,10 @@ class MlflowTracker(Callback):
         run.last_step = int(step)
         stamp = int(result.get("timestamp", time.time()) * 1000) if isinstance(result.get("timestamp"), (int, float)) \
             else int(time.time() * 1000)
+        filled = set(str(result.get(FILLED_KEY) or "").split(","))  # NaN only for Ray's metric check
         for key, value in result.items():
-            if key.startswith(METRIC_PREFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key.startswith(METRIC_PREFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and key not in filled:
                 run.rows.append(Metric(key, float(value), stamp, int(step)))
         if not run.node_tagged and isinstance(result.get(NODE_KEY), str):
             self.client.set_tag(run.run_id, "sharptune.node_id", result[NODE_KEY])
