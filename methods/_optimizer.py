@@ -77,6 +77,7 @@ class SharpOptimizer(torch.optim.Optimizer):
                              for p in self._scope_params]  # ASAM: T = |θ| + η here, 1 elsewhere
         self._cuda = sorted({p.device for p in self._params if p.device.type == "cuda"}, key=str)
         self._generator = torch.Generator().manual_seed(0)  # label sampling; never touches the global RNG
+        self._device_generators: dict[str, torch.Generator] = {}  # the same on accelerators, one per device
         self._step = 0
         self._precond_steps = 0
         self._peak_lr = [g["lr"] for g in self.param_groups]  # the configured lr: IRE's κ decay reference
@@ -111,10 +112,19 @@ class SharpOptimizer(torch.optim.Optimizer):
             _, outputs = self._forward(closure)
             logits = logits_of(outputs, what)
             flat = logits.reshape(-1, logits.shape[-1])
-            probs = torch.softmax(flat.detach().float(), dim=-1).cpu()
-            labels = torch.multinomial(probs, 1, generator=self._generator).squeeze(-1).to(flat.device)
+            probs = torch.softmax(flat.detach().float(), dim=-1)  # sampled where it lies: no host copy
+            labels = torch.multinomial(probs, 1, generator=self._label_generator(probs.device)).squeeze(-1)
             grads = self._grad(F.cross_entropy(flat, labels), self._params)
         return torch._foreach_mul(grads, grads)
+
+    def _label_generator(self, device: torch.device) -> torch.Generator:
+        """The label-sampling generator on `device`: each device's is seeded 0 and saved in `state_dict`."""
+        if device.type == "cpu":
+            return self._generator
+        key = str(device)
+        if key not in self._device_generators:
+            self._device_generators[key] = torch.Generator(device=device).manual_seed(0)
+        return self._device_generators[key]
 
     # ------------------------------------------------------------------ parts
     def _preconditioned(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot) -> list[Tensor]:
@@ -286,6 +296,7 @@ class SharpOptimizer(torch.optim.Optimizer):
             "last_lr": list(self._last_lr),
             "counts": dict(self.counts),
             "generator": self._generator.get_state(),
+            "device_generators": {k: g.get_state() for k, g in self._device_generators.items()},
             "per_param": {i: {k: v.clone() for k, v in self.state[p].items()}
                           for i, p in enumerate(self._params) if self.state.get(p)},
         }
@@ -303,6 +314,8 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._last_lr = list(state_dict["last_lr"])
         self.counts = dict(state_dict["counts"])
         self._generator.set_state(state_dict["generator"])
+        for key, state in state_dict.get("device_generators", {}).items():
+            self._label_generator(torch.device(key)).set_state(state)
         self.state.clear()
         self._boost = None
         for i, entries in state_dict["per_param"].items():

@@ -1,13 +1,20 @@
 """The Ray Tune function trainable: one trial = one workload + one optimizer + the shared Trainer.
 
 The driver hands every trial the same `setup` (workload, budget, seed: plain data from the spec) and
-Ray hands it the sampled `config`. The trial reports every `eval_every` steps (never every step) with
-a checkpoint, so a trial whose process dies resumes exactly from its last report. The report protocol
-(what the searcher, the tracker and the progress lines read) lives here:
+Ray hands it the sampled `config`. The trial reports every `eval_every` steps (never every step). It
+evaluates the full validation split where the scheduler reads the primary metric (`setup["eval_plan"]`,
+see `tuner.training.EvalPlan`), a fixed subset at `CURVE_POINTS` curve points (`eval_subset/...`), and
+nothing in between. It checkpoints at those scheduler points and at least every `CHECKPOINT_S`
+seconds, so a trial whose process dies resumes exactly from its last checkpoint (re-running, with the
+same seed and batches, the steps after it). The report protocol (what the searcher, the tracker and
+the progress lines read) lives here:
 
 - `COMPLETE_KEY = 1.0` on the report that spent the whole budget (ASHA may stop a trial on that very
   report, so the marker must ride on it, not on a later one);
 - `DIVERGED_KEY = 1.0` on the last report of a diverged trial, which then ends normally (no retry);
+- `FILLED_KEY`: the required metrics a report did not compute, comma-separated; they are NaN there
+  only because Ray insists every report carries them (ASHA never reads them: it reads the first
+  report at or past each rung, which evaluates the full split), and the tracker does not log them;
 - anything else that ends a trial is a prune (scheduler, time budget) or an error (an exception).
 """
 
@@ -27,8 +34,11 @@ CHECKPOINT_FILE = "trainer.pt"
 COMPLETE_KEY = "sharptune/complete"
 DIVERGED_KEY = "diverged"
 NODE_KEY = "sharptune/node_id"
+FILLED_KEY = "sharptune/filled"
+CURVE_POINTS = 12  # subset-evaluated curve points per trial
+CHECKPOINT_S = 60.0  # longest wall time between checkpoints besides the scheduler points
 FAULT_ENV = "SHARPTUNE_FAULT"  # tests only: JSON {"kill_at_grad_evals": N, "marker": PATH[, "method": M]}
-METRIC_PREFIXES = ("eval/", "train/", "cost/", "diag/")
+METRIC_PREFIXES = ("eval/", "eval_subset/", "train/", "cost/", "diag/")
 
 COMPLETED, PRUNED, DIVERGED, ERRORED = "completed", "pruned", "diverged", "errored"
 OUTCOMES = (COMPLETED, PRUNED, DIVERGED, ERRORED)
@@ -73,6 +83,27 @@ def build_trial(setup: Mapping[str, Any], point: Mapping[str, Any]) -> tuple[Any
     return workload, optimizer, seed
 
 
+def trial_plan(setup: Mapping[str, Any]) -> Any:
+    """The trial's `EvalPlan` from `setup["eval_plan"]`, curve points spaced over its budget (None: no plan)."""
+    from tuner.training import EvalPlan
+
+    if "eval_plan" not in setup:
+        return None
+    plan = dict(setup["eval_plan"])
+    plan.setdefault("curve_every", int(setup["trial_grad_evals"]) / CURVE_POINTS)
+    return EvalPlan.from_dict(plan)
+
+
+def with_required(report: Mapping[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
+    """The report with every required metric present: NaN where it was not computed, named in FILLED_KEY."""
+    filled = [k for k in required if k not in report]
+    metrics: dict[str, Any] = {k: math.nan for k in filled}
+    metrics.update(report)
+    if filled:
+        metrics[FILLED_KEY] = ",".join(filled)
+    return metrics
+
+
 def _maybe_fault(fault: Mapping[str, Any] | None, method: str, grad_evals: float) -> None:
     """Tests only: kill this process once (the marker file proves it happened) to exercise retries."""
     if not fault or grad_evals < float(fault["kill_at_grad_evals"]):
@@ -102,7 +133,8 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     point = trial_point(config)
     workload, optimizer, _ = build_trial(setup, point)
     budget = int(setup["trial_grad_evals"])
-    trainer = Trainer(workload, optimizer, eval_every=int(setup["eval_every"]), max_grad_evals=budget)
+    trainer = Trainer(workload, optimizer, eval_every=int(setup["eval_every"]), max_grad_evals=budget,
+                      plan=trial_plan(setup))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         try:
@@ -119,11 +151,11 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     node_id = ray.get_runtime_context().get_node_id()
     fault = setup.get("fault")
     last: dict[str, Any] | None = None
+    saved_at = time.monotonic()
     try:
         for report in trainer.run():
             _maybe_fault(fault, point["method"], last["cost/grad_evals"] if last else -1.0)
-            metrics: dict[str, Any] = {k: report.get(k, math.nan) for k in required}
-            metrics.update(report)
+            metrics = with_required(report, required)
             metrics[NODE_KEY] = node_id
             if report.get(DIVERGED_KEY) == 1.0:
                 last = metrics
@@ -131,9 +163,13 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
                 continue
             if metrics["cost/grad_evals"] >= budget:
                 metrics[COMPLETE_KEY] = 1.0
-            with tempfile.TemporaryDirectory(prefix="sharptune-ckpt-") as folder:
-                torch.save(trainer.state_dict(), Path(folder) / CHECKPOINT_FILE)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            if trainer.last_at_point or time.monotonic() - saved_at >= CHECKPOINT_S:
+                with tempfile.TemporaryDirectory(prefix="sharptune-ckpt-") as folder:
+                    torch.save(trainer.state_dict(), Path(folder) / CHECKPOINT_FILE)
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+                saved_at = time.monotonic()
+            else:
+                tune.report(metrics)
             last = metrics
     except Diverged:
         return  # the diverged report is out; ending normally keeps Ray from retrying a hopeless config

@@ -4,6 +4,14 @@
 of DESIGN.md. It stops at a compute-fair budget (`cost/grad_evals >= max_grad_evals`, so SAM gets half
 the steps of SGD) or a step count. Diagnostics and evaluation run off the step clock. A non-finite
 loss, gradient or parameter ends the run: a last report with `diverged = 1.0`, then `Diverged`.
+
+Evaluation happens where it is used (`EvalPlan`): the full validation split on the reports a scheduler
+reads (the first report at or past each of its points, and the last report), the workload's fixed
+subset at the curve points in between (`eval_subset/...`, labelled with `eval_subset/examples`), and
+nothing on the other reports. Without a plan every report evaluates the full split.
+
+On an accelerator the step loop never waits on the device: the loss stays there until a report, and
+finiteness is accumulated on the device and read every `CHECK_EVERY` steps and at each report.
 """
 
 from __future__ import annotations
@@ -14,12 +22,19 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from methods import _device
 from tuner.errors import RuntimeFailure
+
+CURVE_POINTS = 12  # subset-evaluated curve points per trial that `trial_setup` asks for
+CHECK_EVERY = 16  # accelerator path: steps between reads of the finiteness flags (one sync each)
+CLOCKS = ("cost/grad_evals", "cost/fwd_passes", "cost/bwd_passes", "step")  # counters a plan can be on
+FULL, SUBSET, NONE = "full", "subset", "none"
 
 
 class Diverged(RuntimeFailure):
@@ -28,6 +43,46 @@ class Diverged(RuntimeFailure):
     def __init__(self, step: int, what: str) -> None:
         super().__init__(f"diverged at step {step}: {what}")
         self.step, self.what = step, what
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """Which reports evaluate the full validation split, which the fixed curve subset, which nothing.
+
+    `full_at`: points on the report counter `clock` (the scheduler's `time_attr`) where a scheduler
+    reads the primary metric (ASHA's rungs and `max_t`); the first report at or past each point, and
+    the last report, evaluate the full split. `None`: every report does. `curve_every`: spacing on
+    `cost/grad_evals` of the curve points evaluated on the subset in between (`None`: no curve points).
+    """
+
+    clock: str = "cost/grad_evals"
+    full_at: tuple[float, ...] | None = None
+    curve_every: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> EvalPlan:
+        """From `to_dict()` (plain data, as `trial_setup` hands it to every trial)."""
+        if not data:
+            return cls()
+        full, curve = data.get("full_at"), data.get("curve_every")
+        clock = str(data.get("clock", "cost/grad_evals"))
+        if clock not in CLOCKS:
+            full = None  # a clock the trial cannot see ahead (wall time, Ray's iteration): full everywhere
+        return cls(clock, None if full is None else tuple(sorted(float(p) for p in full)),
+                   None if curve is None else float(curve))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"clock": self.clock, "full_at": None if self.full_at is None else list(self.full_at),
+                "curve_every": self.curve_every}
+
+    def at_point(self, before: float, now: float) -> bool:
+        """Whether a report moving the clock from `before` to `now` is one a scheduler reads."""
+        return self.full_at is None or any(before < p <= now for p in self.full_at)
+
+    def at_curve(self, before: float, now: float) -> bool:
+        """Whether a report moving `cost/grad_evals` from `before` to `now` passes a curve point."""
+        return self.curve_every is not None and \
+            math.floor(now / self.curve_every) > math.floor(before / self.curve_every)
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -46,18 +101,21 @@ class Trainer:
     """Runs `workload` with `optimizer` (a `methods` optimizer) and reports metrics.
 
     `grad_clip` is handed to the optimizer (its `grad_clip` hyperparameter clips the final gradient
-    before the base update, METHODS.md); `diag_every=None` computes diagnostics at every report.
+    before the base update, METHODS.md). `diag_every` puts diagnostics on the step clock; without it
+    they run at every report, or, with a `plan`, at the reports a scheduler reads and the curve points.
+    After each report `last_at_point` says whether it was one a scheduler reads (trial checkpoints go
+    there) and `seconds` holds the time spent evaluating and in diagnostics, for benchmarks.
     """
 
     def __init__(self, workload: Any, optimizer: Any, *, eval_every: int, max_grad_evals: float | None = None,
                  max_steps: int | None = None, diag_every: int | None = None,
-                 grad_clip: float | None = None) -> None:
+                 grad_clip: float | None = None, plan: EvalPlan | None = None) -> None:
         if max_grad_evals is None and max_steps is None:
             raise ValueError("Trainer needs max_grad_evals or max_steps (or both)")
         if eval_every < 1 or (diag_every is not None and diag_every < 1):
             raise ValueError("eval_every and diag_every must be >= 1")
         self.workload, self.optimizer = workload, optimizer
-        self.eval_every, self.diag_every = eval_every, diag_every
+        self.eval_every, self.diag_every, self.plan = eval_every, diag_every, plan
         self.max_grad_evals, self.max_steps = max_grad_evals, max_steps
         if grad_clip is not None:
             current = optimizer.hparams.get("grad_clip")
@@ -67,11 +125,17 @@ class Trainer:
         self.step = 0
         self._wall = 0.0  # seconds spent in earlier run() calls (and before a resume)
         self._train_s = 0.0  # seconds inside optimizer steps, all runs: the share of a trial spent training
-        self._losses: list[float] = []
+        self._losses: list[torch.Tensor] = []  # detached, on the device until a report
         self._times: list[float] = []
+        self._events: list[tuple[Any, Any]] = []  # CUDA: (start, end) of the steps since the last settle
         self._diag: dict[str, float] = {}
+        self._clock = {"plan": 0.0, "curve": 0.0}  # the plan's clocks at the last report
         self._params = [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
         self._device = next(iter(workload.model.parameters())).device
+        self._host_free = _device.on_accelerator(self._device)
+        self._flags: torch.Tensor | None = None  # accelerator path: any non-finite loss, grad, param so far
+        self.last_at_point = True
+        self.seconds = {"eval": 0.0, "eval_subset": 0.0, "diag": 0.0}
 
     # ------------------------------------------------------------------ loop
     def _done(self) -> bool:
@@ -79,55 +143,106 @@ class Trainer:
         return (self.max_steps is not None and self.step >= self.max_steps) or \
             (self.max_grad_evals is not None and grad_evals >= self.max_grad_evals)
 
-    def _sync(self) -> None:
-        if self._device.type == "cuda":
-            torch.cuda.synchronize(self._device)
-
-    def _one_step(self) -> float:
+    def _one_step(self) -> torch.Tensor:
         batch = self.workload.next_batch()
         closure = self.workload.closure(batch)
-        self._sync()
-        start = time.perf_counter()
-        loss = self.optimizer.step(closure)
-        self._sync()
-        elapsed = time.perf_counter() - start
-        self._times.append(elapsed * 1e3)
-        self._train_s += elapsed
+        if self._device.type == "cuda":  # timed on the device: no wait here, read at the next report
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            loss = self.optimizer.step(closure)
+            end.record()
+            self._events.append((start, end))
+        else:
+            begin = time.perf_counter()
+            loss = self.optimizer.step(closure)
+            elapsed = time.perf_counter() - begin
+            self._times.append(elapsed * 1e3)
+            self._train_s += elapsed
         self.step += 1
-        return float(loss)
+        return loss.detach()
 
-    def _non_finite(self, loss: float) -> str | None:
-        if not math.isfinite(loss):
-            return f"loss is {loss}"
-        with torch.no_grad():  # two fused norms and one sync per step: this runs on every step
+    def _settle(self) -> None:
+        """Fold the device-timed steps into the step times (one wait, at a report)."""
+        if self._events:
+            self._events[-1][1].synchronize()
+            for start, end in self._events:
+                ms = start.elapsed_time(end)
+                self._times.append(ms)
+                self._train_s += ms / 1e3
+            self._events = []
+
+    def _finiteness(self, loss: torch.Tensor) -> torch.Tensor:
+        """Not-finite flags of (loss, gradient norm, parameter norm), computed on the device."""
+        with torch.no_grad():
             grads = [p.grad for p in self._params if p.grad is not None]
             grad_norm = _norm_sum(grads) if grads else torch.zeros((), device=self._device)
-            grad_ok, param_ok = torch.isfinite(torch.stack([grad_norm, _norm_sum(self._params)])).tolist()
-        if not grad_ok:
+            return ~torch.isfinite(torch.stack([loss.float().reshape(()), grad_norm, _norm_sum(self._params)]))
+
+    def _non_finite(self, loss: torch.Tensor, *, read: bool) -> str | None:
+        """What became non-finite, if anything; on the accelerator path only read when `read`."""
+        flags = self._finiteness(loss)
+        if self._host_free:
+            self._flags = flags if self._flags is None else self._flags | flags
+            if not read:
+                return None
+            flags, self._flags = self._flags, None
+        bad_loss, bad_grad, bad_param = flags.tolist()
+        if bad_loss:
+            return f"loss is {float(loss)}"
+        if bad_grad:
             return "gradient norm is not finite"
-        if not param_ok:
+        if bad_param:
             return "a parameter is not finite"
         return None
 
-    def _report(self, wall_start: float, *, final_diag: bool = True) -> dict[str, float]:
+    def _evaluate(self, kind: str) -> dict[str, float]:
+        if kind == NONE:
+            return {}
+        begin = time.perf_counter()
+        with torch.inference_mode():
+            metrics = self.workload.evaluate(subset=True) if kind == SUBSET else self.workload.evaluate()
+        if kind == SUBSET:
+            metrics = {"eval_subset/" + k.removeprefix("eval/"): v for k, v in metrics.items()}
+            metrics["eval_subset/examples"] = float(self.workload.eval_subset)
+        self.seconds["eval_subset" if kind == SUBSET else "eval"] += time.perf_counter() - begin
+        return metrics
+
+    def _diagnostics(self) -> None:
+        begin = time.perf_counter()
+        self._diag = self.workload.diagnostics(self.optimizer)
+        self.seconds["diag"] += time.perf_counter() - begin
+
+    def _report(self, wall_start: float, *, final_diag: bool = True, final: bool = True) -> dict[str, float]:
         """Evaluation, diagnostics and cost since the last report (evaluation is off the step clock)."""
-        if self.diag_every is None and final_diag:
-            self._diag = self.workload.diagnostics(self.optimizer)
+        self._settle()
         counts = self.optimizer.counts
         report = {
             "step": float(self.step),
-            "train/loss": statistics.fmean(self._losses) if self._losses else math.nan,
-            **self.workload.evaluate(),
-            **self._diag,
+            "train/loss": float(torch.stack([x.double() for x in self._losses]).mean())
+            if self._losses else math.nan,
             "cost/grad_evals": float(counts["grad_evals"]),
             "cost/fwd_passes": float(counts["fwd"]),
             "cost/bwd_passes": float(counts["bwd"]),
+        }
+        plan = self.plan or EvalPlan()
+        now = {"plan": report.get(plan.clock, 0.0), "curve": report["cost/grad_evals"]}
+        at_point = final or self.plan is None or plan.at_point(self._clock["plan"], now["plan"])
+        at_curve = self.plan is not None and plan.at_curve(self._clock["curve"], now["curve"])
+        self._clock = now
+        kind = FULL if at_point or getattr(self.workload, "eval_subset", None) is None else \
+            SUBSET if at_curve else NONE
+        if self.diag_every is None and final_diag and (self.plan is None or at_point or at_curve):
+            self._diagnostics()
+        report.update(self._evaluate(kind))
+        report.update(self._diag)
+        report.update({
             "cost/step_time_ms": statistics.median(self._times) if self._times else math.nan,
             "cost/wall_s": self._wall + time.perf_counter() - wall_start,
             "cost/train_s": self._train_s,
             "cost/peak_mem_mb": _peak_mem_mb(self._device),
-        }
+        })
         self._losses, self._times = [], []
+        self.last_at_point = at_point
         return report
 
     def run(self) -> Iterator[dict[str, float]]:
@@ -138,17 +253,19 @@ class Trainer:
             while not self._done():
                 loss = self._one_step()
                 self._losses.append(loss)
-                problem = self._non_finite(loss)
+                reporting = self.step % self.eval_every == 0
+                done = self._done()
+                problem = self._non_finite(loss, read=reporting or done or self.step % CHECK_EVERY == 0)
                 if problem:
                     report = self._report(wall_start, final_diag=False)
                     report["diverged"] = 1.0
                     yield report
                     raise Diverged(self.step, problem)
                 if self.diag_every is not None and self.step % self.diag_every == 0:
-                    self._diag = self.workload.diagnostics(self.optimizer)
-                if self.step % self.eval_every == 0:
+                    self._diagnostics()
+                if reporting:
                     reported = self.step
-                    yield self._report(wall_start)
+                    yield self._report(wall_start, final=done)
             if reported != self.step or self.step == 0:
                 yield self._report(wall_start)
         finally:
@@ -157,13 +274,16 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """Workload (model, data position, RNG), optimizer and loop state: a resumed run is exact."""
+        self._settle()
         return {
             "workload": self.workload.state_dict(),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),  # torch hands out live tensors
             "step": self.step,
             "wall_s": self._wall,
             "train_s": self._train_s,
-            "pending": {"losses": list(self._losses), "times": list(self._times), "diag": dict(self._diag)},
+            "clock": dict(self._clock),
+            "pending": {"losses": [x.cpu() for x in self._losses], "times": list(self._times),
+                        "diag": dict(self._diag)},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -172,6 +292,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self._wall = int(state["step"]), float(state["wall_s"])
         self._train_s = float(state.get("train_s", 0.0))
-        self._losses = list(state["pending"]["losses"])
+        self._clock = dict(state.get("clock", {"plan": 0.0, "curve": 0.0}))
+        self._losses = [torch.as_tensor(x).to(self._device) for x in state["pending"]["losses"]]
         self._times = list(state["pending"]["times"])
         self._diag = dict(state["pending"]["diag"])

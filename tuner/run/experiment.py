@@ -66,16 +66,30 @@ from tuner.values import goal_sign, is_number
 
 # --- pieces given to Ray ---------------------------------------------------------------------------
 def trial_setup(spec: Any) -> dict[str, Any]:
-    """Plain data every trial gets (through `tune.with_parameters`)."""
+    """Plain data every trial gets (through `tune.with_parameters`).
+
+    `eval_plan` (`tuner.training.EvalPlan.to_dict()`): where the scheduler reads the primary metric, so
+    the trial evaluates the full validation split there (ASHA: its rungs grace_period * rf^k up to
+    max_t, and max_t; FIFO: only the end; HyperBand and the median rule: every report), plus the
+    subset curve points in between (the trial spaces them).
+    """
+    s, budget = spec.scheduler, spec.budget
     required = [spec.metric.name, *(o.name for o in spec.objectives)]
-    if spec.scheduler.name != "fifo":
-        required.append(spec.scheduler.time_attr)
+    if s.name != "fifo":
+        required.append(s.time_attr)
+    full_at: list[float] | None = None  # hyperband, median: they read every report
+    if s.name == "asha":  # Ray's rungs (one bracket): min_t * rf^k <= max_t; a spare point costs only time
+        rungs = [s.grace_period * s.reduction_factor ** k for k in range(64)]
+        full_at = sorted({*(r for r in rungs if r <= s.max_t * (1 + 1e-9)), float(s.max_t)})
+    elif s.name == "fifo":
+        full_at = []
     fault = os.environ.get(FAULT_ENV)
     return {
         "workload": spec.workload.name, "workload_options": dict(spec.workload.options), "seed": spec.seed,
-        "trial_grad_evals": spec.budget.trial_grad_evals, "eval_every": spec.budget.eval_every,
+        "trial_grad_evals": budget.trial_grad_evals, "eval_every": budget.eval_every,
         "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
         "required_metrics": sorted(set(required) - {"training_iteration", "time_total_s"}),
+        "eval_plan": {"clock": s.time_attr if s.name != "fifo" else "cost/grad_evals", "full_at": full_at},
         "fault": json.loads(fault) if fault else None,
     }
 

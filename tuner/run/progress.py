@@ -99,6 +99,7 @@ class Progress(Callback):
         self._state: tuple = ()
         self.best: dict[str, tuple[float, str]] = {}
         self.ended: dict[str, str] = {}
+        self.latest: dict[str, float] = {}  # trial id -> last finite metric (reports between evaluations hold NaN)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"metric": self.metric, "goal": self.goal, "total": self.total, "budget": self.budget,
@@ -159,7 +160,7 @@ class Progress(Callback):
             done = f"{evals:.0f}" if isinstance(evals, (int, float)) else "0"
             method = trial_point(t.config).get("method", "?")
             self._line(f"    {t.trial_id}  {method:<10} {done:>6}/{self.budget:.0f} grad evals  "
-                       f"{self.metric}={fmt_value(result.get(self.metric))}")
+                       f"{self.metric}={fmt_value(self.latest.get(t.trial_id))}")
 
     def _end(self, trial: Any, status: str) -> None:
         self.ended[trial.trial_id] = status
@@ -187,6 +188,11 @@ class Progress(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.block(trials)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self.latest[trial.trial_id] = float(value)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, outcome(trial.last_result))

@@ -30,6 +30,7 @@ from tuner.trainable import (
     COMPLETED,
     DIVERGED,
     ERRORED,
+    FILLED_KEY,
     METRIC_PREFIXES,
     NODE_KEY,
     PRUNED,
@@ -334,8 +335,10 @@ class MlflowTracker(Callback):
             return  # a retried trial re-reports steps its run already holds
         run.last_step = int(step)
         stamp = int(result["timestamp"] * 1000) if isinstance(result.get("timestamp"), (int, float)) else now_ms()
+        filled = set(str(result.get(FILLED_KEY) or "").split(","))  # NaN only for Ray's metric check
         for key, value in result.items():
-            if key.startswith(METRIC_PREFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key.startswith(METRIC_PREFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and key not in filled:
                 run.rows.append(Metric(key, float(value), stamp, int(step)))
         if not run.node_tagged and isinstance(result.get(NODE_KEY), str):
             self.client.set_tag(run.run_id, "sharptune.node_id", result[NODE_KEY])

@@ -39,12 +39,16 @@ class Workload(ABC):
 
     Subclasses set `name`, `Options` (a dataclass), `primary_metric` (metric, "max"|"min"), build
     `self.model` (and `self.pairs`, the scale-invariant pairs for balancers and balancedness) and a
-    `self.sampler`, and implement `next_batch`, `closure` and `evaluate`.
+    `self.sampler`, and implement `next_batch`, `closure` and `evaluate` (called under
+    `torch.inference_mode`).
     """
 
     name: ClassVar[str]
     Options: ClassVar[type]
     primary_metric: ClassVar[tuple[str, str]]
+    # Examples in the fixed validation subset that curve points evaluate (`evaluate(subset=True)`);
+    # None: evaluation is cheap, every evaluation is of the full split.
+    eval_subset: ClassVar[int | None] = None
 
     def __init__(self, options: Any, *, seed: int, device: torch.device) -> None:
         self.options, self.seed, self.device = options, seed, device
@@ -68,7 +72,11 @@ class Workload(ABC):
 
     @abstractmethod
     def evaluate(self) -> dict[str, float]:
-        """Evaluation metrics (`eval/...`) on the validation split, model left in train mode."""
+        """Evaluation metrics (`eval/...`) on the validation split, model left in train mode.
+
+        A workload with `eval_subset` set also takes `subset=True`: the same metrics on its first
+        `eval_subset` validation examples (the trainer renames them `eval_subset/...`).
+        """
 
     def diagnostics(self, optimizer: Any) -> dict[str, float]:
         """`diag/...` metrics, computed off the step clock. Default: balancedness of the pairs."""

@@ -31,15 +31,20 @@ class Labels:
 
 def classification_metrics(model: nn.Module, batches: Iterable[tuple[object, Tensor]],
                            logits_fn: Callable[[object], Tensor]) -> dict[str, float]:
-    """Accuracy and mean cross-entropy over all batches, in eval mode and without gradients."""
+    """Accuracy and mean cross-entropy over all batches, in eval mode and without gradients.
+
+    The sums stay on the device until the end: one transfer per evaluation, not two per batch.
+    """
     was_training = model.training
     model.eval()
-    correct, total, loss = 0, 0, 0.0
-    with torch.no_grad():
+    loss, correct, total = None, None, 0
+    with torch.inference_mode():
         for inputs, labels in batches:
             logits = logits_fn(inputs)
-            loss += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
-            correct += int((logits.argmax(-1) == labels).sum())
+            batch_loss = F.cross_entropy(logits.float(), labels, reduction="sum").double()
+            batch_correct = (logits.argmax(-1) == labels).sum()
+            loss = batch_loss if loss is None else loss + batch_loss
+            correct = batch_correct if correct is None else correct + batch_correct
             total += len(labels)
     model.train(was_training)
-    return {"eval/accuracy": correct / total, "eval/loss": loss / total}
+    return {"eval/accuracy": int(correct) / total, "eval/loss": float(loss) / total}

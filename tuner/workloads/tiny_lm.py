@@ -3,13 +3,15 @@
 The byte-level BPE tokenizer (~4k tokens) is trained offline with `tokenizers` on every distinct text
 of the corpus and cached, so it is the same for every seed and trial. Documents (not tokens) are
 split 90/10 into train/validation by the seed, joined with an end-of-text token into one stream each,
-and cut into blocks of `seq_len` tokens.
+and cut into blocks of `seq_len` tokens. The tokenizer and every text's tokens are kept per process, so
+trials after the first in a process (Ray's `reuse_actors`) skip the tokenization.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -25,6 +27,7 @@ from tuner.workloads._text_data import all_texts
 EOT = "<|endoftext|>"
 TOKENIZER_VERSION = 1
 EVAL_BATCH = 64
+EVAL_SUBSET = 64  # validation blocks of a curve point (the first ones)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class TinyLMOptions:
         return None
 
 
+@lru_cache(maxsize=2)
 def load_tokenizer(vocab_size: int) -> Any:
     """The cached BPE tokenizer for `vocab_size`, trained on first use (deterministic, a few seconds)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -64,12 +68,18 @@ def load_tokenizer(vocab_size: int) -> Any:
     return tokenizer
 
 
-def _stream(tokenizer: Any, texts: list[str]) -> Tensor:
+@lru_cache(maxsize=2)
+def _text_ids(vocab_size: int) -> tuple[list[int], ...]:
+    """Every text's token ids followed by the end-of-text token, tokenized once per process."""
+    tokenizer = load_tokenizer(vocab_size)
     eot = tokenizer.token_to_id(EOT)
-    ids: list[int] = []
-    for encoding in tokenizer.encode_batch(texts):
-        ids += encoding.ids + [eot]
-    return torch.tensor(ids, dtype=torch.long)
+    return tuple(encoding.ids + [eot] for encoding in tokenizer.encode_batch(all_texts()))
+
+
+def _stream(vocab_size: int, indices: Tensor) -> Tensor:
+    """The texts `indices` as one token stream, each closed by the end-of-text token."""
+    ids = _text_ids(vocab_size)
+    return torch.tensor([t for i in indices.tolist() for t in ids[i]], dtype=torch.long)
 
 
 def _blocks(stream: Tensor, seq_len: int) -> Tensor:
@@ -96,14 +106,14 @@ class TinyLM(Workload):
     name = "tiny_lm"
     Options = TinyLMOptions
     primary_metric = ("eval/loss", "min")
+    eval_subset = EVAL_SUBSET
 
     def __init__(self, options: TinyLMOptions, *, seed: int, device: torch.device) -> None:
         super().__init__(options, seed=seed, device=device)
-        texts = all_texts()
         self.tokenizer = load_tokenizer(options.vocab_size)
-        train, val = split(len(texts), (0.9, 0.1), seed)
-        self.train_blocks = _blocks(_stream(self.tokenizer, [texts[i] for i in train.tolist()]), options.seq_len)
-        val_blocks = _blocks(_stream(self.tokenizer, [texts[i] for i in val.tolist()]), options.seq_len)
+        train, val = split(len(all_texts()), (0.9, 0.1), seed)
+        self.train_blocks = _blocks(_stream(options.vocab_size, train), options.seq_len)
+        val_blocks = _blocks(_stream(options.vocab_size, val), options.seq_len)
         self.val_blocks = val_blocks[: options.eval_blocks] if options.eval_blocks else val_blocks
         vocab, eot = self.tokenizer.get_vocab_size(), self.tokenizer.token_to_id(EOT)
         self.model = _gpt2(options, vocab, eot).to(device)
@@ -124,15 +134,16 @@ class TinyLM(Workload):
             return self._loss_and_logits(batch)
         return run
 
-    def evaluate(self) -> dict[str, float]:
-        """Mean next-token loss over the validation blocks, and its perplexity."""
+    def evaluate(self, *, subset: bool = False) -> dict[str, float]:
+        """Mean next-token loss over the validation blocks (the first `EVAL_SUBSET`), and its perplexity."""
+        blocks = self.val_blocks[:EVAL_SUBSET] if subset else self.val_blocks
         self.model.eval()
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for chunk in self.val_blocks.split(EVAL_BATCH):
+        total, count = torch.zeros((), dtype=torch.float64, device=self.device), 0
+        with torch.inference_mode():
+            for chunk in blocks.split(EVAL_BATCH):
                 loss, _ = self._loss_and_logits(chunk.to(self.device))
-                total += float(loss) * len(chunk)
+                total += loss.double() * len(chunk)
                 count += len(chunk)
         self.model.train()
-        loss = total / count
+        loss = float(total) / count
         return {"eval/loss": loss, "eval/perplexity": math.exp(min(loss, 50.0))}
