@@ -45,7 +45,7 @@ from tuner.layout import (
 from tuner.results.store import ExperimentStore
 from tuner.results.winners import winners, write_summary
 from tuner.run.progress import Progress, fmt_duration, fmt_value
-from tuner.run.ray_parts import make_scheduler, ray_session
+from tuner.run.ray_parts import RAY_STOP, make_scheduler, ray_session
 from tuner.run.searcher import build_search
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling, exception_line
 from tuner.spec import Spec, load_spec
@@ -224,6 +224,7 @@ class Experiment:
         """Run the search (and the confirmation phase), print the summary; exit code."""
         if not resume:
             self.refuse_existing()
+        RAY_STOP.stopped = False  # a stop belongs to this run's fits only
         self.say(self.header())
         # The store check (MLflow import, SQLite schema: seconds of driver CPU) overlaps Ray's start-up
         # (mostly waiting on its processes). A failed check shuts Ray down before anything is written.
@@ -302,9 +303,9 @@ class Experiment:
 
     @staticmethod
     def _interrupted(results: Any, num_samples: int | None) -> bool:
-        """Ray ends `fit()` normally on Ctrl-C: an unfinished trial (or too few trials) means interrupted."""
+        """Ray ends `fit()` normally on Ctrl-C: its stop signal, an unfinished trial or too few trials."""
         unfinished = len(results) - results.num_terminated - results.num_errors
-        return unfinished > 0 or (num_samples is not None and len(results) < num_samples)
+        return RAY_STOP.stopped or unfinished > 0 or (num_samples is not None and len(results) < num_samples)
 
     # --- the end --------------------------------------------------------------------------------
     def summarize(self, search: Any, confirm: Any, table: pd.DataFrame | None) -> None:

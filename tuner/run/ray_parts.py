@@ -41,10 +41,27 @@ def make_scheduler(spec: Any) -> Any:
     return FIFOScheduler()
 
 
-def _no_ray_resume_advice(record: logging.LogRecord) -> bool:
-    """On Ctrl-C Ray advises `Tuner.restore(...)`; our own resume line is the one to follow."""
-    text = record.getMessage()
-    return not ("Tuner.restore(" in text or text.startswith("Stop signal received"))
+class RayStopWatch(logging.Filter):
+    """Knows that Ray stopped a `fit()` on a signal, and keeps Ray's resume advice off the screen.
+
+    On Ctrl-C Ray ends `fit()` normally and says so only in two log lines ("Stop signal received",
+    "... Resume experiment with: Tuner.restore(...)"). A trial it stops then looks terminated, so the
+    results alone cannot tell a stopped search from a finished one. Our own resume line replaces Ray's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("sharptune-ray-stop")
+        self.stopped = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("Stop signal received") or "Tuner.restore(" in text:
+            self.stopped = True
+            return False
+        return True
+
+
+RAY_STOP = RayStopWatch()
 
 
 @contextmanager
@@ -53,8 +70,8 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[No
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     tune_logger = logging.getLogger("ray.tune.tune")
-    if _no_ray_resume_advice not in tune_logger.filters:
-        tune_logger.addFilter(_no_ray_resume_advice)
+    if RAY_STOP not in tune_logger.filters:
+        tune_logger.addFilter(RAY_STOP)
     if ray.is_initialized():  # a caller (tests, notebooks) owns the session
         yield
         return
