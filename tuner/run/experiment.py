@@ -110,6 +110,7 @@ class Experiment:
         self.address = address
         self.out = out or sys.stdout
         self.tracker: Any = None
+        self._search_progress: Progress | None = None
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -153,7 +154,9 @@ class Experiment:
         spec = self.spec
         tracker = self._tracker("search")
         progress = Progress(metric=spec.metric.name, goal=spec.metric.goal, total=spec.budget.num_samples,
-                            budget=spec.budget.trial_grad_evals, confirm_runs=self.confirm_runs_at_most())
+                            budget=spec.budget.trial_grad_evals, confirm_runs=self.confirm_runs_at_most(),
+                            slots=spec.budget.max_concurrent_trials)
+        self._search_progress = progress
         tune_config = tune.TuneConfig(
             search_alg=build_search(spec, self.dir), scheduler=make_scheduler(spec),
             num_samples=spec.budget.num_samples, time_budget_s=spec.budget.time_s, reuse_actors=True)
@@ -161,8 +164,11 @@ class Experiment:
                           run_config=self._run_config(spec.name, Path(spec.storage_path), [tracker, progress]))
 
     def _confirm_tuner(self, points: list[dict[str, Any]]) -> Any:
+        searched = self._search_progress  # its rate starts the confirmation's ETA
         progress = Progress(metric=self.spec.metric.name, goal=self.spec.metric.goal, total=len(points),
-                            budget=self.spec.budget.trial_grad_evals, phase="confirm")
+                            budget=self.spec.budget.trial_grad_evals, phase="confirm",
+                            slots=self.spec.budget.max_concurrent_trials,
+                            prior=searched.work if searched is not None else (0.0, 0.0))
         tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=self.spec.budget.max_concurrent_trials,
                                       reuse_actors=True)
         return tune.Tuner(make_trainable(self.spec), param_space={"_point": tune.grid_search(points)},

@@ -15,6 +15,7 @@ evaluations (the budget's own unit, so it holds across methods of different cost
 
 from __future__ import annotations
 
+import heapq
 import math
 import statistics
 import time
@@ -43,27 +44,50 @@ class TrialView:
     finished: bool
 
 
-def remaining_evals(trials: Sequence[TrialView], total: int, budget: float) -> float:
-    """Grad evals the phase still needs (module docstring): running trials, then trials not started."""
+def remaining_jobs(trials: Sequence[TrialView], total: int, budget: float) -> list[float]:
+    """Grad evals each trial of the phase still needs (module docstring): running trials, then those to come."""
     finals = [t.grad_evals for t in trials if t.finished]
     typical = statistics.fmean(finals) if finals else budget
-    left = 0.0
+    jobs = []
     for t in trials:
         if t.finished:
             continue
         further = [f for f in finals if f >= t.grad_evals]
         expected = statistics.fmean(further) if further else budget
-        left += max(0.0, min(budget, expected) - t.grad_evals)
-    left += max(0, total - len(trials)) * typical
-    return left
+        jobs.append(max(0.0, min(budget, expected) - t.grad_evals))
+    return jobs + [typical] * max(0, total - len(trials))
 
 
-def eta_seconds(trials: Sequence[TrialView], total: int, budget: float, elapsed_s: float) -> float | None:
-    """Seconds until the phase ends at the rate so far; None before any work is done."""
-    done = sum(t.grad_evals for t in trials)
-    if done <= 0 or elapsed_s <= 0:
+def remaining_evals(trials: Sequence[TrialView], total: int, budget: float) -> float:
+    """Grad evals the phase still needs, all trials together."""
+    return sum(remaining_jobs(trials, total, budget))
+
+
+def makespan(jobs: Sequence[float], slots: int) -> float:
+    """Work units until the last job ends when each job takes the earliest free of `slots` (Ray's order).
+
+    At the tail fewer trials than slots are left, and the phase runs slower than its aggregate rate.
+    """
+    free = [0.0] * max(1, slots)
+    for job in jobs:
+        heapq.heapreplace(free, free[0] + job)
+    return max(free)
+
+
+def eta_seconds(trials: Sequence[TrialView], total: int, budget: float, elapsed_s: float, *, slots: int = 1,
+                prior: tuple[float, float] = (0.0, 0.0)) -> float | None:
+    """Seconds until the phase ends at the rate so far; None before any work is done.
+
+    The rate is grad evals per second over all `slots` (concurrent trials); `prior` (evals, seconds)
+    is work measured before this phase (the search, for the confirmation phase), so the first minutes
+    of a phase, spent loading models, do not set its rate alone.
+    """
+    done = sum(t.grad_evals for t in trials) + prior[0]
+    seconds = elapsed_s + prior[1]
+    if done <= 0 or seconds <= 0:
         return None
-    return remaining_evals(trials, total, budget) / (done / elapsed_s)
+    per_slot = done / seconds / max(1, slots)
+    return makespan(remaining_jobs(trials, total, budget), slots) / per_slot
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -89,10 +113,12 @@ class Progress(Callback):
     """
 
     def __init__(self, *, metric: str, goal: str, total: int, budget: float, phase: str = "search",
-                 confirm_runs: int = 0, every_s: float = DEFAULT_EVERY_S,
-                 write: Callable[[str], None] | None = None) -> None:
+                 confirm_runs: int = 0, slots: int = 1, prior: tuple[float, float] = (0.0, 0.0),
+                 every_s: float = DEFAULT_EVERY_S, write: Callable[[str], None] | None = None) -> None:
         self.metric, self.goal, self.total, self.budget = metric, goal, total, budget
         self.phase, self.confirm_runs, self.every_s = phase, confirm_runs, every_s
+        self.slots, self.prior = max(1, slots), (float(prior[0]), float(prior[1]))
+        self.work = (0.0, 0.0)  # (grad evals done, seconds) of this phase at the last block: the next phase's prior
         self._write = write
         self._start = time.monotonic()
         self._last = self._start
@@ -103,7 +129,8 @@ class Progress(Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         return {"metric": self.metric, "goal": self.goal, "total": self.total, "budget": self.budget,
-                "phase": self.phase, "confirm_runs": self.confirm_runs, "every_s": self.every_s}
+                "phase": self.phase, "confirm_runs": self.confirm_runs, "slots": self.slots, "prior": self.prior,
+                "every_s": self.every_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
@@ -136,11 +163,12 @@ class Progress(Callback):
         """(this phase, confirmation) ETAs in seconds, from the trials Ray holds now."""
         views = self.views(trials)
         elapsed = time.monotonic() - self._start
-        phase = eta_seconds(views, self.total, self.budget, elapsed)
-        done = sum(v.grad_evals for v in views)
+        self.work = (sum(v.grad_evals for v in views), elapsed)
+        phase = eta_seconds(views, self.total, self.budget, elapsed, slots=self.slots, prior=self.prior)
         confirm = None
-        if self.confirm_runs and done > 0:
-            confirm = self.confirm_runs * self.budget / (done / elapsed)
+        if self.confirm_runs:
+            confirm = eta_seconds([], self.confirm_runs, self.budget, 0.0, slots=self.slots,
+                                  prior=(self.work[0] + self.prior[0], self.work[1] + self.prior[1]))
         return phase, confirm
 
     # --- the lines ---------------------------------------------------------------------------------

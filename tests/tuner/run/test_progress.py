@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.run.progress import TrialView, eta_seconds, fmt_duration, remaining_evals
+from tuner.run.progress import TrialView, eta_seconds, fmt_duration, makespan, remaining_evals
 
 
 def view(evals: float, finished: bool = False) -> TrialView:
@@ -41,3 +41,21 @@ def test_a_finished_phase_has_nothing_left() -> None:
                                                (-3, "0s"), (float("inf"), "?")])
 def test_durations_read_like_a_person_writes_them(seconds: float | None, text: str) -> None:
     assert fmt_duration(seconds) == text
+
+
+def test_the_tail_runs_on_fewer_slots_than_the_rate_was_measured_on() -> None:
+    """Two slots gave 10 evals/s together; the last trial alone runs at 5/s, so its 100 evals take 20 s."""
+    trials = [view(100, True), view(100, True), view(100, True), view(0)]  # 300 done in 30 s on 2 slots
+    assert eta_seconds(trials, total=4, budget=100, elapsed_s=30.0, slots=2) == pytest.approx(100 / 5.0)
+    assert makespan([100, 100, 100], 2) == 200 and makespan([30, 10, 10, 10], 2) == 30
+    assert makespan([], 3) == 0
+
+
+def test_a_phase_starts_from_the_rate_of_the_phase_before() -> None:
+    """Confirmation runs load their models first: the search's rate sets the ETA until they report."""
+    fresh = [view(1), view(1)]  # 2 evals in 30 s: model loading, not the training rate
+    alone = eta_seconds(fresh, total=4, budget=100, elapsed_s=30.0, slots=2)
+    with_prior = eta_seconds(fresh, total=4, budget=100, elapsed_s=30.0, slots=2, prior=(6000.0, 600.0))
+    assert alone is not None and with_prior is not None
+    assert with_prior == pytest.approx(makespan([99, 99, 100, 100], 2) / ((6002 / 630) / 2))
+    assert with_prior < alone / 10
