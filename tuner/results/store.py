@@ -27,6 +27,7 @@ from tuner.errors import UserError
 from tuner.hparams import split_values
 from tuner.layout import DB_NAME, DEFAULT_STORAGE, ERROR_TAG, MLFLOW_PREFIX, default_tracking_uri, experiment_name
 
+
 def known_experiments(storage: str | Path) -> list[str]:
     """Experiment names that have a default store under `storage` (folders holding mlflow.db)."""
     root = Path(storage).expanduser()

@@ -15,8 +15,8 @@ from torch import nn
 
 from methods import build_optimizer, get_method, load_config
 from tuner.cli import main
-from tuner.results.export import _optimizer_hparams
 from tuner.hparams import optimizer_hparams
+from tuner.results.export import _optimizer_hparams
 from tuner.results.store import parse_param
 
 ROOT = Path(__file__).resolve().parents[3]
