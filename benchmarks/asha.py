@@ -77,7 +77,7 @@ def run(spec: Any, points: list[dict[str, Any]], scheduler: Any, name: str, stor
     from ray import tune
 
     from tuner.run.experiment import make_trainable
-    from tuner.trainable import COMPLETED, outcome
+    from tuner.trial.protocol import COMPLETED, outcome
 
     start = time.perf_counter()
     results = tune.Tuner(

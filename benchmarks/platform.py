@@ -2,7 +2,7 @@
 
     python benchmarks/platform.py [--rounds 2] [--trials 6] [--grad-evals 2000] [--keep DIR]
 
-Both sides run the very same trainable (`tuner.trainable.train_trial`) on the very same configs, with
+Both sides run the very same trainable (`tuner.trial.trainable.train_trial`) on the very same configs, with
 the same concurrency, each as its own Python process started from scratch (imports, Ray start-up and
 shutdown included). The `tuner run` side adds everything the platform does: spec validation, the Optuna
 searcher (grid sampler, so the configs are fixed), MLflow parent/child runs with batched metric
@@ -74,7 +74,7 @@ import ray
 from ray import tune
 from tuner.spec import load_spec
 from tuner.run.experiment import trial_setup
-from tuner.trainable import train_trial
+from tuner.trial.trainable import train_trial
 
 spec_path, points_path, storage = sys.argv[1:4]
 spec = load_spec(spec_path)
@@ -107,13 +107,13 @@ def _timed(cmd: list[str], log: Path) -> float:
 
 def trial_results(experiment_dir: Path) -> list[dict[str, Any]]:
     """(config, last result) of every trial Ray wrote under `experiment_dir`."""
-    from tuner.trainable import public_params, trial_point
+    from tuner.trial.protocol import public_values, trial_values
 
     out = []
     for trial_dir in sorted(experiment_dir.glob("train_trial_*")):
         lines = (trial_dir / "result.json").read_text().strip().splitlines()
         config = json.loads((trial_dir / "params.json").read_text())
-        out.append({"point": public_params(trial_point(config)), "last": json.loads(lines[-1])})
+        out.append({"point": public_values(trial_values(config)), "last": json.loads(lines[-1])})
     return out
 
 

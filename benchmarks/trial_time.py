@@ -37,8 +37,9 @@ import torch
 
 from tuner.run.experiment import trial_setup
 from tuner.spec import load_spec
-from tuner.trainable import CHECKPOINT_S, build_trial, trial_plan, with_required
-from tuner.training import Trainer
+from tuner.trial.protocol import with_required
+from tuner.trial.trainable import CHECKPOINT_S, build_trial, trial_plan
+from tuner.trial.trainer import Trainer
 
 PARTS = ("setup", "steps", "eval", "eval_subset", "diag", "checkpoint", "reporting")
 

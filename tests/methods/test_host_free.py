@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods import _device, build_optimizer, list_methods
-from tuner.training import CHECK_EVERY, Trainer
+from tuner.trial.trainer import CHECK_EVERY, Trainer
 
 HOST_CALLS = ("cpu", "numpy", "item", "tolist")
 

@@ -15,8 +15,9 @@ import pytest
 from methods import build_optimizer
 from tuner.run.experiment import trial_setup
 from tuner.spec import load_spec
-from tuner.trainable import FILLED_KEY, trial_plan, with_required
-from tuner.training import EvalPlan, Trainer
+from tuner.trial.protocol import FILLED_KEY, with_required
+from tuner.trial.trainable import trial_plan
+from tuner.trial.trainer import EvalPlan, Trainer
 from tuner.workloads import create_workload
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from methods import build_optimizer
-from tuner.training import Trainer
+from tuner.trial.trainer import Trainer
 from tuner.workloads import create_workload
 from tuner.workloads._text_data import reviews
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from methods import build_optimizer
-from tuner.training import Diverged, Trainer
+from tuner.trial.trainer import Diverged, Trainer
 from tuner.workloads import create_workload
 
 

@@ -9,7 +9,7 @@ import torch
 
 from methods import build_optimizer
 from methods.diagnostics import grad_norm, sam_edge
-from tuner.training import Trainer
+from tuner.trial.trainer import Trainer
 from tuner.workloads import create_workload
 
 DIGITS = {"dataset": "digits", "depth": 1, "width": 32, "batch_size": 32, "diag_examples": 256}
@@ -117,7 +117,7 @@ def test_mnist_full_batch_logs_edge_of_stability_diagnostics() -> None:
                                               ("grad", "gradient norm is not finite")])
 def test_non_finite_parameter_or_gradient_stops_the_run_even_with_a_finite_loss(bad: str, message: str) -> None:
     """Divergence is caught in the step it happens, not only once the loss turns NaN."""
-    from tuner.training import Diverged
+    from tuner.trial.trainer import Diverged
 
     wl = create_workload("mnist_mlp", DIGITS, seed=0, device="cpu")
     extra = torch.nn.Parameter(torch.zeros(3))  # enters the loss as 0 * sum: never changes its value

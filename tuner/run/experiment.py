@@ -49,18 +49,8 @@ from tuner.run.ray_parts import RAY_STOP, make_scheduler, ray_session
 from tuner.run.searcher import build_search
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling, exception_line
 from tuner.spec import Spec, load_spec
-from tuner.trainable import (
-    COMPLETED,
-    DIVERGED,
-    ERRORED,
-    FAULT_ENV,
-    OUTCOMES,
-    PRUNED,
-    outcome,
-    public_params,
-    train_trial,
-    trial_point,
-)
+from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, public_values, trial_values
+from tuner.trial.trainable import FAULT_ENV, train_trial
 from tuner.values import goal_sign, is_number
 
 
@@ -68,7 +58,7 @@ from tuner.values import goal_sign, is_number
 def trial_setup(spec: Any) -> dict[str, Any]:
     """Plain data every trial gets (through `tune.with_parameters`).
 
-    `eval_plan` (`tuner.training.EvalPlan.to_dict()`): where the scheduler reads the primary metric, so
+    `eval_plan` (`tuner.trial.trainer.EvalPlan.to_dict()`): where the scheduler reads the primary metric, so
     the trial evaluates the full validation split there (ASHA: its rungs grace_period * rf^k up to
     max_t, and max_t; FIFO: only the end; HyperBand and the median rule: every report), plus the
     subset curve points in between (the trial spaces them).
@@ -185,7 +175,7 @@ class Experiment:
             value = metrics.get(spec.metric.name)
             if outcome(metrics, r.error is not None) != COMPLETED or not is_number(value):
                 continue
-            params = public_params(trial_point(r.config))
+            params = public_values(trial_values(r.config))
             by_method.setdefault(params["method"], []).append((sign * value, params, metrics.get("trial_id", "")))
         points = []
         noises = confirm.label_noise or (None,)
@@ -319,7 +309,7 @@ class Experiment:
         spec = self.spec
         counts: dict[str, dict[str, int]] = {}
         for r in search:
-            method = trial_point(r.config).get("method", "?")
+            method = trial_values(r.config).get("method", "?")
             counts.setdefault(method, dict.fromkeys(OUTCOMES, 0))[outcome(r.metrics or {}, r.error is not None)] += 1
         rows = {} if table is None else {row["method"]: row for _, row in table.iterrows() if len(row["run_ids"])}
         source = "" if table is None or not len(table) else f"; winners from the {table['source'].iloc[0]} runs"
@@ -339,7 +329,7 @@ class Experiment:
         errors: dict[str, list[str]] = {}
         for r in [*search, *(confirm or [])]:
             if r.error is not None:
-                errors.setdefault(trial_point(r.config).get("method", "?"), []).append(exception_line(r.error))
+                errors.setdefault(trial_values(r.config).get("method", "?"), []).append(exception_line(r.error))
         for method, lines in errors.items():
             self.say(f"errored: {method}: {len(lines)} trial(s); first error: {lines[0]}")
         if confirm is not None:

@@ -26,7 +26,7 @@ from typing import Any
 from ray.tune import Callback
 
 from tuner.run.tracking import error_line
-from tuner.trainable import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, trial_point
+from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, trial_values
 from tuner.values import goal_sign
 
 EVALS = "cost/grad_evals"
@@ -154,7 +154,7 @@ class Progress(Callback):
             finished = t.trial_id in self.ended or t.status in ("TERMINATED", "ERROR")
             if not isinstance(evals, (int, float)) and t.status == "PENDING":
                 continue  # not started: counted with the trials still to come
-            out.append(TrialView(trial_point(t.config).get("method", "?"),
+            out.append(TrialView(trial_values(t.config).get("method", "?"),
                                  float(evals) if isinstance(evals, (int, float)) else 0.0,
                                  result.get(self.metric), finished))
         return out
@@ -186,14 +186,14 @@ class Progress(Callback):
             result = t.last_result or {}
             evals = result.get(EVALS)
             done = f"{evals:.0f}" if isinstance(evals, (int, float)) else "0"
-            method = trial_point(t.config).get("method", "?")
+            method = trial_values(t.config).get("method", "?")
             self._line(f"    {t.trial_id}  {method:<10} {done:>6}/{self.budget:.0f} grad evals  "
                        f"{self.metric}={fmt_value(self.latest.get(t.trial_id))}")
 
     def _end(self, trial: Any, status: str) -> None:
         self.ended[trial.trial_id] = status
         result = trial.last_result or {}
-        method = trial_point(trial.config).get("method", "?")
+        method = trial_values(trial.config).get("method", "?")
         value = result.get(self.metric)
         error = ""
         if status == ERRORED:

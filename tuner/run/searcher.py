@@ -5,7 +5,7 @@ trial early, so the sampler learns from numbers that were never comparable; it r
 values against `training_iteration`; and it keeps the study in memory. `SharpSearch` fixes the three:
 
 - a trial ASHA (or the time budget) stopped is told PRUNED; a diverged or errored one FAIL (never a
-  good value); only a trial that spent its whole budget is COMPLETE (see `tuner.trainable.outcome`);
+  good value); only a trial that spent its whole budget is COMPLETE (see `tuner.trial.protocol.outcome`);
 - intermediate values are reported at the scheduler's clock (`cost/grad_evals` by default);
 - the study is named after the experiment and lives in an Optuna journal file in the experiment
   folder; the searcher's Ray checkpoint holds only the trial-id map and the sampler, and reconnects to
@@ -30,7 +30,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tuner.run.optuna_space import build_define, grid_search_space
 from tuner.spec import Spec
-from tuner.trainable import COMPLETED, ERRORED, PRUNED, outcome
+from tuner.trial.protocol import COMPLETED, ERRORED, PRUNED, outcome
 from tuner.values import is_number as _finite
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from ray.tune import Callback
 
 from tuner.errors import RuntimeFailure
 from tuner.layout import ERROR_TAG, MLFLOW_BATCH, experiment_name, now_ms
-from tuner.trainable import (
+from tuner.trial.protocol import (
     COMPLETED,
     DIVERGED,
     ERRORED,
@@ -35,8 +35,8 @@ from tuner.trainable import (
     NODE_KEY,
     PRUNED,
     outcome,
-    public_params,
-    trial_point,
+    public_values,
+    trial_values,
 )
 from tuner.values import is_number
 
@@ -285,8 +285,8 @@ class MlflowTracker(Callback):
                     self.client.delete_tag(run_id, stale)
             opened = _Open(run_id, last_step=last)
         else:
-            point = trial_point(trial.config)
-            params = public_params(point)
+            point = trial_values(trial.config)
+            params = public_values(point)
             tags = {
                 "mlflow.parentRunId": parent, "sharptune.role": "trial", "sharptune.phase": point.get("_phase",
                                                                                                      self.phase),

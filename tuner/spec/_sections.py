@@ -40,7 +40,7 @@ from tuner.spec.model import (
     SpecError,
     Workload,
 )
-from tuner.trainable import METRIC_PREFIXES  # the report protocol owns the metric namespaces
+from tuner.trial.protocol import METRIC_PREFIXES  # the report protocol owns the metric namespaces
 from tuner.values import GOALS
 from tuner.workloads import list_workloads, resolve_options
 

@@ -245,6 +245,10 @@ class Trainer:
         self.last_at_point = at_point
         return report
 
+    def final_report(self) -> dict[str, float]:
+        """A report of the state as it is now (a trial resumed at its end reports once more to finish)."""
+        return self._report(time.perf_counter())
+
     def run(self) -> Iterator[dict[str, float]]:
         """Train until the budget is spent, yielding a report every `eval_every` steps and at the end."""
         wall_start = time.perf_counter()

@@ -1,28 +1,19 @@
 """The Ray Tune function trainable: one trial = one workload + one optimizer + the shared Trainer.
 
 The driver hands every trial the same `setup` (workload, budget, seed: plain data from the spec) and
-Ray hands it the sampled `config`. The trial reports every `eval_every` steps (never every step). It
-evaluates the full validation split where the scheduler reads the primary metric (`setup["eval_plan"]`,
-see `tuner.training.EvalPlan`), a fixed subset at `CURVE_POINTS` curve points (`eval_subset/...`), and
-nothing in between. It checkpoints at those scheduler points and at least every `CHECKPOINT_S`
-seconds, so a trial whose process dies resumes exactly from its last checkpoint (re-running, with the
-same seed and batches, the steps after it). The report protocol (what the searcher, the tracker and
-the progress lines read) lives here:
-
-- `COMPLETE_KEY = 1.0` on the report that spent the whole budget (ASHA may stop a trial on that very
-  report, so the marker must ride on it, not on a later one);
-- `DIVERGED_KEY = 1.0` on the last report of a diverged trial, which then ends normally (no retry);
-- `FILLED_KEY`: the required metrics a report did not compute, comma-separated; they are NaN there
-  only because Ray insists every report carries them (ASHA never reads them: it reads the first
-  report at or past each rung, which evaluates the full split), and the tracker does not log them;
-- anything else that ends a trial is a prune (scheduler, time budget) or an error (an exception).
+Ray hands it the sampled config (the trial's values, `tuner.trial.protocol`). The trial reports every
+`eval_every` steps (never every step). It evaluates the full validation split where the scheduler
+reads the primary metric (`setup["eval_plan"]`, see `tuner.trial.trainer.EvalPlan`), a fixed subset at
+`CURVE_POINTS` curve points (`eval_subset/...`), and nothing in between. It checkpoints at those
+scheduler points and at least every `CHECKPOINT_S` seconds, so a trial whose process dies resumes
+exactly from its last checkpoint (re-running, with the same seed and batches, the steps after it).
+What its reports carry is the protocol's (`COMPLETE_KEY`, `DIVERGED_KEY`, `FILLED_KEY`, `NODE_KEY`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import tempfile
 import time
@@ -30,51 +21,33 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ray
+import torch
+from ray import tune
+
+from methods import build_optimizer
+from tuner.hparams import trial_hparams
+from tuner.trial.protocol import (
+    COMPLETE_KEY,
+    DIVERGED_KEY,
+    NODE_KEY,
+    public_values,
+    trial_values,
+    with_required,
+)
+from tuner.trial.trainer import Diverged, EvalPlan, Trainer
+from tuner.workloads import Workload, create_workload
+
 CHECKPOINT_FILE = "trainer.pt"
-COMPLETE_KEY = "sharptune/complete"
-DIVERGED_KEY = "diverged"
-NODE_KEY = "sharptune/node_id"
-FILLED_KEY = "sharptune/filled"
 CURVE_POINTS = 12  # subset-evaluated curve points per trial
 CHECKPOINT_S = 60.0  # longest wall time between checkpoints besides the scheduler points
 FAULT_ENV = "SHARPTUNE_FAULT"  # tests only: JSON {"kill_at_grad_evals": N, "marker": PATH[, "method": M]}
-METRIC_PREFIXES = ("eval/", "eval_subset/", "train/", "cost/", "diag/")
-
-COMPLETED, PRUNED, DIVERGED, ERRORED = "completed", "pruned", "diverged", "errored"
-OUTCOMES = (COMPLETED, PRUNED, DIVERGED, ERRORED)
 
 
-def trial_point(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The trial's config as plain data: a confirm trial wraps its prepared point in `_point`."""
-    inner = config.get("_point")
-    return dict(inner) if isinstance(inner, Mapping) else dict(config)
-
-
-def public_params(point: Mapping[str, Any]) -> dict[str, Any]:
-    """What a user set: method, sampled hyperparameters, workload overrides (not `_seed`, `_phase`)."""
-    return {k: v for k, v in point.items() if not str(k).startswith("_")}
-
-
-def outcome(result: Mapping[str, Any] | None, error: bool = False) -> str:
-    """How a trial ended, from its last result: completed, pruned, diverged or errored."""
-    if error:
-        return ERRORED
-    result = result or {}
-    if result.get(DIVERGED_KEY) == 1.0:
-        return DIVERGED
-    if result.get(COMPLETE_KEY) == 1.0:
-        return COMPLETED
-    return PRUNED
-
-
-def build_trial(setup: Mapping[str, Any], point: Mapping[str, Any]) -> tuple[Any, Any, int]:
-    """(workload, optimizer, seed) for one trial; also used by benchmarks' hand-written scripts."""
-    from methods import build_optimizer
-    from tuner.hparams import trial_hparams
-    from tuner.workloads import create_workload
-
-    method, hparams, overrides = trial_hparams(public_params(point), int(setup["trial_grad_evals"]))
-    seed = int(point.get("_seed", setup["seed"]))
+def build_trial(setup: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[Workload, Any, int]:
+    """(workload, optimizer, seed) for one trial's values; also used by benchmarks' hand-written scripts."""
+    method, hparams, overrides = trial_hparams(public_values(values), int(setup["trial_grad_evals"]))
+    seed = int(values.get("_seed", setup["seed"]))
     threads = max(1, int(setup.get("cpu", 1)))
     device = "auto" if float(setup.get("gpu", 0)) > 0 else "cpu"
     workload = create_workload(setup["workload"], {**setup["workload_options"], **overrides}, seed=seed,
@@ -83,25 +56,13 @@ def build_trial(setup: Mapping[str, Any], point: Mapping[str, Any]) -> tuple[Any
     return workload, optimizer, seed
 
 
-def trial_plan(setup: Mapping[str, Any]) -> Any:
+def trial_plan(setup: Mapping[str, Any]) -> EvalPlan | None:
     """The trial's `EvalPlan` from `setup["eval_plan"]`, curve points spaced over its budget (None: no plan)."""
-    from tuner.training import EvalPlan
-
     if "eval_plan" not in setup:
         return None
     plan = dict(setup["eval_plan"])
     plan.setdefault("curve_every", int(setup["trial_grad_evals"]) / CURVE_POINTS)
     return EvalPlan.from_dict(plan)
-
-
-def with_required(report: Mapping[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
-    """The report with every required metric present: NaN where it was not computed, named in FILLED_KEY."""
-    filled = [k for k in required if k not in report]
-    metrics: dict[str, Any] = {k: math.nan for k in filled}
-    metrics.update(report)
-    if filled:
-        metrics[FILLED_KEY] = ",".join(filled)
-    return metrics
 
 
 def _maybe_fault(fault: Mapping[str, Any] | None, method: str, grad_evals: float) -> None:
@@ -121,17 +82,11 @@ def _maybe_fault(fault: Mapping[str, Any] | None, method: str, grad_evals: float
 
 def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     """Ray Tune function trainable (wrap with `tune.with_parameters(train_trial, setup=...)`)."""
-    import ray
-    import torch
-    from ray import tune
-
-    from tuner.training import Diverged, Trainer
-
     for noisy in ("ray.train", "ray.tune"):  # "Checkpoint successfully created" on every report
         logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.set_num_threads(max(1, int(setup.get("cpu", 1))))
-    point = trial_point(config)
-    workload, optimizer, _ = build_trial(setup, point)
+    values = trial_values(config)
+    workload, optimizer, _ = build_trial(setup, values)
     budget = int(setup["trial_grad_evals"])
     trainer = Trainer(workload, optimizer, eval_every=int(setup["eval_every"]), max_grad_evals=budget,
                       plan=trial_plan(setup))
@@ -154,7 +109,7 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     saved_at = time.monotonic()
     try:
         for report in trainer.run():
-            _maybe_fault(fault, point["method"], last["cost/grad_evals"] if last else -1.0)
+            _maybe_fault(fault, values["method"], last["cost/grad_evals"] if last else -1.0)
             metrics = with_required(report, required)
             metrics[NODE_KEY] = node_id
             if report.get(DIVERGED_KEY) == 1.0:
@@ -178,4 +133,4 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         tune.report({**last, COMPLETE_KEY: 1.0})
     elif last is None and checkpoint is not None:
         # Resumed from the checkpoint of its last report: report it again so the trial ends complete.
-        tune.report({**trainer._report(time.perf_counter()), COMPLETE_KEY: 1.0, NODE_KEY: node_id})
+        tune.report({**trainer.final_report(), COMPLETE_KEY: 1.0, NODE_KEY: node_id})

@@ -1,0 +1,63 @@
+"""The report protocol of a trial: what the searcher, the tracker, the progress lines and the results read.
+
+A trial's *values* are one plain dict: `{"method": m, <hyperparameters>, <workload overrides>}` and,
+for runs the platform adds itself, private keys that start with `_` (`_seed`, `_phase`, `_rank`,
+`_source`; a confirmation run's values arrive wrapped as `{"_point": values}`). `trial_values` unwraps
+them, `public_values` drops the private keys, `tuner.hparams.split_values` splits the rest.
+
+- `COMPLETE_KEY = 1.0` on the report that spent the whole budget (ASHA may stop a trial on that very
+  report, so the marker must ride on it, not on a later one);
+- `DIVERGED_KEY = 1.0` on the last report of a diverged trial, which then ends normally (no retry);
+- `FILLED_KEY`: the required metrics a report did not compute, comma-separated; they are NaN there
+  only because Ray insists every report carries them (ASHA never reads them: it reads the first
+  report at or past each rung, which evaluates the full split), and the tracker does not log them;
+- anything else that ends a trial is a prune (scheduler, time budget) or an error (an exception).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+COMPLETE_KEY = "sharptune/complete"
+DIVERGED_KEY = "diverged"
+NODE_KEY = "sharptune/node_id"
+FILLED_KEY = "sharptune/filled"
+METRIC_PREFIXES = ("eval/", "eval_subset/", "train/", "cost/", "diag/")
+
+COMPLETED, PRUNED, DIVERGED, ERRORED = "completed", "pruned", "diverged", "errored"
+OUTCOMES = (COMPLETED, PRUNED, DIVERGED, ERRORED)
+
+
+def trial_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial's values from Ray's config: a confirmation run wraps its prepared values in `_point`."""
+    inner = config.get("_point")
+    return dict(inner) if isinstance(inner, Mapping) else dict(config)
+
+
+def public_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """What a user set: method, sampled hyperparameters, workload overrides (not `_seed`, `_phase`, ...)."""
+    return {k: v for k, v in values.items() if not str(k).startswith("_")}
+
+
+def outcome(result: Mapping[str, Any] | None, error: bool = False) -> str:
+    """How a trial ended, from its last result: completed, pruned, diverged or errored."""
+    if error:
+        return ERRORED
+    result = result or {}
+    if result.get(DIVERGED_KEY) == 1.0:
+        return DIVERGED
+    if result.get(COMPLETE_KEY) == 1.0:
+        return COMPLETED
+    return PRUNED
+
+
+def with_required(report: Mapping[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
+    """The report with every required metric present: NaN where it was not computed, named in FILLED_KEY."""
+    filled = [k for k in required if k not in report]
+    metrics: dict[str, Any] = {k: math.nan for k in filled}
+    metrics.update(report)
+    if filled:
+        metrics[FILLED_KEY] = ",".join(filled)
+    return metrics
