@@ -7,7 +7,8 @@ on the spec's real workload (built once) and along the trial's own path (`tuner.
 - points: each method's space reduced to a few configs that together take every categorical value
   and every `when:` branch at least once, and every numeric range at both of its ends;
 - each point builds the optimizer with the trial's hyperparameters (horizon included) and takes one
-  step on a real batch, from the same initial weights (the workload's state is restored in between).
+  step on a real batch, from the same initial weights (the workload's state is restored in between);
+  what a trial would only start later (IRE after its warm-up) starts at once (`DELAYED`).
 
 Workload options that the space searches are checked by `resolve_options` only: the workload is
 built once, with the spec's own options. A non-finite loss after one step at a range's end is not a
@@ -29,6 +30,9 @@ from tuner.spec import Spec
 from tuner.workloads import create_workload, resolve_options
 
 MAX_BRANCHES = 20_000  # categorical combinations enumerated per method before covering them
+# Hyperparameters that delay part of a step (IRE's curvature estimate starts after `warmup` steps, a
+# third of the horizon by default): set to 0 in the preflight, so its one step runs every part.
+DELAYED = ("warmup",)
 
 
 class PreflightError(UserError):
@@ -139,6 +143,7 @@ def _step(spec: Spec, workload: Any, initial: Mapping[str, Any], point: Mapping[
         if overrides:
             resolve_options(spec.workload.name, {**spec.workload.options, **overrides})
         _, hparams, _ = trial_hparams(point, spec.budget.trial_grad_evals)
+        hparams.update({k: 0 for k in DELAYED if k in hparams})  # the delayed parts run in this one step
         workload.load_state_dict(initial)
         optimizer = build_optimizer(workload.model, method, pairs=workload.pairs or None, **hparams)
         optimizer.step(workload.closure(workload.next_batch()))

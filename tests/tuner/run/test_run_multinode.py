@@ -19,7 +19,7 @@ def test_trials_run_on_both_nodes(tmp_path: Path) -> None:
     from tuner.spec import load_spec
 
     path = smoke_spec(tmp_path, name="multinode", scheduler={"name": "fifo"},
-                      budget={"num_samples": 4, "max_concurrent_trials": 2, "trial_grad_evals": 1000, "eval_every": 10})
+                      budget={"num_samples": 4, "max_concurrent_trials": 2, "trial_grad_evals": 8000, "eval_every": 10})
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
