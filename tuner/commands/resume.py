@@ -21,6 +21,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Find the experiment (exit 2 if unknown or finished) and continue it."""
-    from tuner.run.experiment import resume_experiment
+    from tuner.run.experiment import resume_experiment  # Ray and MLflow only when a run resumes
 
     return resume_experiment(args.name, storage=args.storage, address=args.address)

@@ -23,6 +23,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the spec and preflight it (exit 2 if bad), refuse a used name, run; 0 done, 1 failure, 130 interrupted."""
     spec = checked_spec(args)  # before Ray or MLflow are even imported
-    from tuner.run.experiment import Experiment
+    from tuner.run.experiment import Experiment  # Ray and MLflow only once the spec passed its checks
 
     return Experiment(spec, address=args.address).run(resume=False)
