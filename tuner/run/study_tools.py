@@ -1,18 +1,17 @@
-"""The study tools in Optuna's terms: queued configs, a warm start from an earlier study, constraints.
+"""The study tools in Optuna's terms: queued configs and a warm start from an earlier study.
 
 - `enqueued_params`: the spec's `enqueue` configs under the names Optuna stores (`sam/rho`), for
   `study.enqueue_trial(..., skip_if_exists=True)` (a resumed study does not queue them twice).
 - `warm_trials`: an earlier experiment's COMPLETE trials, re-created for `study.add_trial`, after
   checking that every distribution they were sampled from is exactly this spec's (else a UserError,
   exit 2, before anything starts) and that the objectives agree.
-- `constraint_values`: each constraint's violation (<= 0: within) for a trial's last result; the searcher
-  sets them with Optuna 5's `Trial.set_constraint` before telling the trial (`constraints_func` is
-  deprecated in Optuna 5), and TPE, NSGA-II and GP rank infeasible trials below feasible ones.
+Constraints are not here: the searcher sets each violation (`tuner.results.feasible`, the report's
+rule too) with Optuna 5's `Trial.set_constraint` before telling the trial (`constraints_func` is
+deprecated in Optuna 5), and TPE, NSGA-II and GP rank infeasible trials below feasible ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,7 @@ from tuner.errors import UserError
 from tuner.layout import JOURNAL_FILE
 from tuner.run.optuna_space import optuna_name
 from tuner.space import Param
-from tuner.spec import Constraint, Spec
-from tuner.values import is_number
+from tuner.spec import Spec
 
 WARM_ATTR = "sharptune_warm_start_from"
 
@@ -103,20 +101,3 @@ def warm_trials(spec: Spec) -> list[FrozenTrial]:
             user_attrs={**trial.user_attrs, WARM_ATTR: source}, system_attrs=dict(trial.system_attrs),
             intermediate_values=dict(trial.intermediate_values), state=TrialState.COMPLETE))
     return out
-
-
-def constraint_values(constraints: Sequence[Constraint], result: Mapping[str, Any]) -> list[float]:
-    """Violation per constraint for a trial's last result (<= 0: within); missing values violate."""
-    out = []
-    for c in constraints:
-        value = derived_metric(c.metric, result)
-        out.append(c.violation(float(value)) if is_number(value) else float("inf"))
-    return out
-
-
-def derived_metric(name: str, result: Mapping[str, Any]) -> Any:
-    """A logged metric, or `overhead`: gradient evaluations per optimizer step, as counted by the trial."""
-    if name != "overhead":
-        return result.get(name)
-    evals, steps = result.get("cost/grad_evals"), result.get("step")
-    return evals / steps if is_number(evals) and is_number(steps) and steps > 0 else None

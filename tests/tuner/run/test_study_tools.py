@@ -12,8 +12,9 @@ from optuna.trial import TrialState
 
 from tuner.errors import UserError
 from tuner.layout import JOURNAL_FILE
+from tuner.results.feasible import constraint_values
 from tuner.run.searcher import SharpSearch
-from tuner.run.study_tools import constraint_values, warm_trials
+from tuner.run.study_tools import warm_trials
 from tuner.spec import SpecError, load_spec
 
 DONE = {"sharptune/complete": 1.0, "cost/grad_evals": 200.0, "step": 200.0, "cost/peak_mem_mb": 900.0}
