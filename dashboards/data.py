@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from tuner.results.feasible import constraints_from, mark_feasible
+from tuner.results.feasible import mark_feasible, stored_constraints
 from tuner.results.robust import RobustResult, robust_winners
 from tuner.results.store import ExperimentStore
 from tuner.results.table import method_table
@@ -70,7 +70,7 @@ def collect(store: ExperimentStore, metric: str | None = None, goal: str | None 
     """Read the experiment once and compute the robust winners and the per-method table."""
     metric, goal = store.objective(metric, goal)
     trials = store.trials()
-    constraints = constraints_from(store.spec())
+    constraints = stored_constraints(store)
     if constraints:
         trials = mark_feasible(trials, constraints)
     robust = robust_winners(trials, metric, goal)

@@ -20,9 +20,11 @@ from tuner.spec import Constraint
 
 
 def _store(fake_experiment, monkeypatch: pytest.MonkeyPatch, constraints: list[dict]) -> ExperimentStore:
+    """The fake experiment as if its spec had `constraints` (the parent run's param, as the tracker logs it)."""
     store = ExperimentStore.open(fake_experiment.name, storage=fake_experiment.storage)
-    spec = {**store.spec(), "constraints": constraints}
-    monkeypatch.setattr(store, "spec", lambda: spec)
+    parent = store.parent().copy()
+    parent["params.constraints"] = str(constraints)
+    monkeypatch.setattr(store, "parent", lambda: parent)
     return store
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from methods import ConfigError, get_method
+from tuner.results.store import ExperimentStore, parse_param
 from tuner.spec.model import Constraint
 from tuner.values import is_number
 
@@ -49,6 +50,13 @@ def constraint_values(constraints: Sequence[Constraint], result: Mapping[str, An
 def constraints_from(spec: Mapping[str, Any]) -> tuple[Constraint, ...]:
     """The constraints of a resolved spec as stored with the experiment (`Spec.to_dict`)."""
     return tuple(Constraint(c["metric"], c.get("min"), c.get("max")) for c in spec.get("constraints") or ())
+
+
+def stored_constraints(store: ExperimentStore) -> tuple[Constraint, ...]:
+    """The experiment's constraints from its parent run's `constraints` param (no artifact download)."""
+    parent = store.parent()
+    value = parse_param(parent.get("params.constraints")) if parent is not None else None
+    return constraints_from({"constraints": value}) if isinstance(value, list) else ()
 
 
 def _describe(c: Constraint, value: Any) -> str:
