@@ -30,8 +30,7 @@ def _store(fake_experiment, monkeypatch: pytest.MonkeyPatch, constraints: list[d
 
 def test_runs_outside_the_constraints_cannot_win_and_are_marked(fake_experiment, monkeypatch: pytest.MonkeyPatch,
                                                                 tmp_path: Path) -> None:
-    free = collect(ExperimentStore.open(fake_experiment.name, storage=fake_experiment.storage))
-    assert math.isfinite(free.table.set_index("method").at["sam", "mean"])  # sam wins a rank without constraints
+    # without constraints sam has a winner (tests/dashboards/test_report.py); with them, none
     data = collect(_store(fake_experiment, monkeypatch, [{"metric": "cost/peak_mem_mb", "max": 125}]))
     table = data.table.set_index("method")
     assert math.isnan(table.at["sam", "mean"]) and table.at["sam", "rank"] == len(table)  # every sam run breaks it
