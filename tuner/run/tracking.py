@@ -6,6 +6,10 @@ source of truth: every run is found by its tags before one is created (`sharptun
 `sharptune.trial_id`), so a resumed driver or a retried trial continues its run; a reopened run only
 takes metric steps past the last one it holds (step = `cost/grad_evals`); metrics are buffered and
 written with `log_batch`; and every run it opened is terminated when the experiment ends.
+
+A tracking server that goes away never stops the study: the hooks only buffer, `sync` writes and,
+while the server is down (`tuner.run.outage`), retries on a clock; `tuner.run.settle` completes MLflow
+from Ray's records at the end of each phase.
 """
 
 from __future__ import annotations
