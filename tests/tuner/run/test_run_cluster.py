@@ -194,7 +194,9 @@ def test_server_stays_down_then_resume(server: MlflowServer, cluster, tmp_path: 
     assert_complete(server.uri, "down", trials=3, budget=300)
 
 
-def test_gpu_shares_run_four_at_once_on_cpu(server: MlflowServer, cluster, tmp_path: Path) -> None:
+def test_gpu_shares_run_four_at_once_on_cpu(server: MlflowServer, cluster, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "4")  # the four actors start together, not one by one
     path = smoke_spec(tmp_path, name="gpus", tracking={"uri": server.uri}, scheduler=FIFO,
                       resources={"cpu": 0.5, "gpu": 0.5},
                       budget={"num_samples": 4, "max_concurrent_trials": 4, "trial_grad_evals": 4000,

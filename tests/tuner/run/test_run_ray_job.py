@@ -1,12 +1,14 @@
 """`ray job submit --working-dir . -- python -m tuner run spec.yaml` against a head node started with
 `ray start --head` (its own temp folder and ports; stopped at the end by process id, never `ray stop`,
 which would end every Ray on the machine). The job's driver attaches through RAY_ADDRESS, which the
-job supervisor sets; the package travels in the working dir."""
+job supervisor sets; the package travels in the working dir. Ray's token authentication is on, with one
+token (RAY_AUTH_TOKEN) given to the head and to `ray job submit`, as the README says."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import tempfile
@@ -40,6 +42,7 @@ def _descendants(pid: int) -> list[int]:
 def test_ray_job_submit_runs_the_spec(tmp_path: Path) -> None:
     temp = Path(tempfile.mkdtemp(prefix="rjob", dir="/tmp"))  # Ray's socket paths must stay short
     dashboard = free_port()
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}  # README step 1: one token for all
     ports = {"--port": free_port(), "--dashboard-port": dashboard, "--dashboard-agent-listen-port": free_port(),
              "--dashboard-agent-grpc-port": free_port(),
              "--metrics-export-port": free_port(), "--runtime-env-agent-port": free_port(),
@@ -49,7 +52,7 @@ def test_ray_job_submit_runs_the_spec(tmp_path: Path) -> None:
          "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1", f"--temp-dir={temp}",
          "--disable-usage-stats", *(f"{k}={v}" for k, v in ports.items())],
         stdout=open(tmp_path / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
-        env={**os.environ, **SLOW_START})
+        env={**os.environ, **SLOW_START, **auth})
     address = f"http://127.0.0.1:{dashboard}"
     started: list[int] = []
     try:
@@ -65,7 +68,7 @@ def test_ray_job_submit_runs_the_spec(tmp_path: Path) -> None:
         path = smoke_spec(tmp_path, name="job", scheduler={"name": "fifo"},
                           budget={"num_samples": 2, "max_concurrent_trials": 2, "trial_grad_evals": 200,
                                   "eval_every": 10})
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **auth}
         proc = subprocess.run(["ray", "job", "submit", "--address", address, "--working-dir", ".", "--",
                                "python", "-m", "tuner", "run", str(path)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=480)
