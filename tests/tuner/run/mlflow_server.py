@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 USER, PASSWORD = "admin", "sharptune-test-password"
+# Ray nodes the tests start: a busy machine starts Ray's agents slowly, and Ray's defaults then abort the node
+SLOW_START = {"RAY_agent_register_timeout_ms": "240000", "RAY_raylet_start_wait_time_s": "240"}
 
 
 def free_port() -> int:

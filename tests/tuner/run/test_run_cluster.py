@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from e2e import ROOT, smoke_spec
-from mlflow_server import PASSWORD, USER, MlflowServer
+from mlflow_server import PASSWORD, SLOW_START, USER, MlflowServer
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +53,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 def cluster():
     from ray.cluster_utils import Cluster
 
+    for key, value in SLOW_START.items():  # a busy machine starts Ray's agents slowly; don't abort the node
+        os.environ.setdefault(key, value)
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
         c.add_node(num_cpus=4, num_gpus=2)

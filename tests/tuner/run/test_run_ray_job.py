@@ -18,11 +18,9 @@ from pathlib import Path
 
 import pytest
 from e2e import ROOT, smoke_spec
-from mlflow_server import free_port
+from mlflow_server import SLOW_START, free_port
 
 pytestmark = pytest.mark.slow
-# a busy machine starts the dashboard agent slowly; Ray's defaults then abort the head's start
-SLOW_START = {"RAY_agent_register_timeout_ms": "240000", "RAY_raylet_start_wait_time_s": "240"}
 
 
 def _descendants(pid: int) -> list[int]:
