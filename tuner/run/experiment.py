@@ -45,9 +45,12 @@ from tuner.layout import (
 from tuner.results.feasible import constraint_values
 from tuner.results.store import ExperimentStore
 from tuner.results.winners import winners, write_summary
+from tuner.run.outage import is_transient, quick_requests, wait_seconds
+from tuner.run.placement import check_placement
 from tuner.run.progress import Progress, fmt_duration, fmt_value
 from tuner.run.ray_parts import RAY_STOP, make_scheduler, ray_session
 from tuner.run.searcher import build_search
+from tuner.run.settle import TrackingDown, settle
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling, exception_line
 from tuner.spec import Spec, load_spec
 from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, public_values, trial_values
@@ -231,6 +234,7 @@ class Experiment:
             checked = pool.submit(self.check_tracking, not resume)
             with ray_session(self.address):
                 checked.result()
+                check_placement(self.spec.resources.cpu, self.spec.resources.gpu)
                 return self._run_checked(resume)
 
     def _run_checked(self, resume: bool) -> int:
@@ -253,15 +257,22 @@ class Experiment:
             phase = read_state(self.dir).get("phase", "search")
             search = self._fit_search(resume and phase == "search")
             interrupted = self._interrupted(search, spec.budget.num_samples)
+            if not interrupted:
+                self._settle(search, "search")
             confirm = None
             if not interrupted and spec.confirm is not None:
                 write_state(self.dir, phase="confirm")
                 confirm = self._fit_confirm(search, resume=resume and phase == "confirm")
                 interrupted = confirm is not None and self._interrupted(confirm, None)
+                if confirm is not None and not interrupted:
+                    self._settle(confirm, "confirm")
         except KeyboardInterrupt:
             interrupted = True
+        except TrackingDown:
+            write_state(self.dir, status="interrupted")  # `resume` writes what MLflow lacks, then goes on
+            raise
         finally:
-            close_dangling(spec.tracking_uri, spec.name, keep=self.tracker.parent_run_id())
+            self._close_dangling()
         if interrupted:
             write_state(self.dir, status="interrupted")
             self.tracker.end_parent("KILLED")
@@ -274,6 +285,20 @@ class Experiment:
         write_state(self.dir, status="completed", phase="done", trials=counts)
         prune_checkpoints(self.dir)
         return 0
+
+    def _close_dangling(self) -> None:
+        """Runs a killed driver left RUNNING are closed; skipped while the server is down (`resume` does it)."""
+        try:
+            with quick_requests(self.spec.tracking_uri):
+                close_dangling(self.spec.tracking_uri, self.spec.name, keep=self.tracker.parent_run_id())
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+
+    def _settle(self, results: Any, phase: str) -> None:
+        """MLflow completed from Ray's records (`tuner.run.settle`); TrackingDown if the server stays down."""
+        tracker = self._tracker(phase)
+        settle(tracker, results, wait_seconds(), self.say)
 
     def _fit_search(self, resume: bool) -> Any:
         if resume and (self.dir / RAY_STATE_FILE).exists():

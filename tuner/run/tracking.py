@@ -6,17 +6,18 @@ source of truth: every run is found by its tags before one is created (`sharptun
 `sharptune.trial_id`), so a resumed driver or a retried trial continues its run; a reopened run only
 takes metric steps past the last one it holds (step = `cost/grad_evals`); metrics are buffered and
 written with `log_batch`; and every run it opened is terminated when the experiment ends.
+
+A tracking server that goes away never stops the study: the hooks only buffer, `sync` writes and,
+while the server is down (`tuner.run.outage`), retries on a clock; `tuner.run.settle` completes MLflow
+from Ray's records at the end of each phase.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -24,13 +25,28 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
-from tuner.errors import RuntimeFailure
 from tuner.layout import ERROR_TAG, MLFLOW_BATCH, experiment_name, now_ms
+from tuner.run.mlflow_ui import (  # noqa: F401 - names other modules import from here
+    EXPERIMENT_KIND_TAG,
+    MODEL_TRAINING,
+    RUNS_VIEW,
+    VIEW_TAG_PREFIX,
+    runs_view_state,
+    set_ui_tags,
+)
+from tuner.run.outage import MAX_BUFFERED_ROWS, Outage
+from tuner.run.store_check import (  # noqa: F401 - check_tracking: imported from here
+    artifact_location,
+    check_tracking,
+    ensure_experiment,
+)
 from tuner.trial.protocol import (
     COMPLETED,
+    DEVICE_KEY,
     DIVERGED,
     ERRORED,
     FILLED_KEY,
+    GPU_KEY,
     METRIC_PREFIXES,
     NODE_KEY,
     PRUNED,
@@ -43,10 +59,6 @@ from tuner.values import is_number
 STEP_KEY = "cost/grad_evals"
 INTERRUPTED = "interrupted"  # a trial the driver left unfinished; `resume` continues it
 RUN_STATUS = {COMPLETED: "FINISHED", PRUNED: "KILLED", DIVERGED: "FAILED", ERRORED: "FAILED", INTERRUPTED: "KILLED"}
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which UI an experiment belongs to
-MODEL_TRAINING = "custom_model_development"  # its "Machine learning" kind (the other is genai_development)
-RUNS_VIEW = "sharptune-trials"  # the saved view `tuner ui` opens: tag mlflow.sharedViewState.<RUNS_VIEW>
-VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 FLUSH_SECONDS = 2.0
 FLUSH_ROWS = 200
 
@@ -70,73 +82,6 @@ def _param_text(value: Any) -> str:
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
-@contextlib.contextmanager
-def _fast_http(tracking_uri: str) -> Iterator[None]:
-    """No retries and a short timeout while probing a server: fail in seconds, not minutes."""
-    if not tracking_uri.startswith(("http:", "https:")):
-        yield
-        return
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def artifact_location(tracking_uri: str, experiment_dir: str | Path) -> str | None:
-    """Artifacts of a local store go next to it (MLflow's default is ./mlruns of the current folder)."""
-    if tracking_uri.startswith(("sqlite:", "file:")):
-        return (Path(experiment_dir) / "artifacts").resolve().as_uri()
-    return None
-
-
-def ensure_experiment(client: Any, name: str, artifacts: str | None) -> str:
-    """Id of `sharptune/<name>`, created (a model-training experiment) and restored if deleted, as needed."""
-    exp = client.get_experiment_by_name(experiment_name(name))
-    if exp is None:
-        return client.create_experiment(experiment_name(name), artifact_location=artifacts,
-                                        tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
-    if exp.lifecycle_stage == "deleted":
-        client.restore_experiment(exp.experiment_id)
-    return exp.experiment_id
-
-
-def runs_view_state(metric: str | None, goal: str | None) -> dict[str, Any]:
-    """The MLflow runs-table state of the saved view: best runs first on `metric`, with the metric,
-    method, phase, status and error line as columns (MLflow column names: metrics.`eval/accuracy`)."""
-    columns = ([f"metrics.`{metric}`"] if metric else []) + [
-        "params.`method`", "tags.`sharptune.phase`", "tags.`sharptune.status`", f"tags.`{ERROR_TAG}`"]
-    state: dict[str, Any] = {"selectedColumns": columns}
-    if metric:
-        state.update(orderByKey=f"metrics.`{metric}`", orderByAsc=goal == "minimize")
-    return state
-
-
-def set_ui_tags(client: Any, experiment_id: str, metric: str | None, goal: str | None) -> None:
-    """Mark the experiment as model training and save the runs view `tuner ui` opens; writes only what
-    is missing or different, so experiments made before these tags existed get them too."""
-    tags = client.get_experiment(experiment_id).tags
-    if tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
-        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
-    state = json.dumps(runs_view_state(metric, goal), sort_keys=True)
-    key = VIEW_TAG_PREFIX + RUNS_VIEW
-    try:
-        current = json.loads(tags.get(key, "")).get("state")
-    except (ValueError, AttributeError):
-        current = None
-    if current != state:
-        now = now_ms()
-        label = f"sharptune trials by {metric}" if metric else "sharptune trials"
-        client.set_experiment_tag(experiment_id, key, json.dumps(
-            {"name": label, "createdAt": now, "updatedAt": now, "state": state}))
 
 
 def error_line(trial: Any) -> str:
@@ -168,40 +113,25 @@ def _clip(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def check_tracking(tracking_uri: str, name: str, experiment_dir: str | Path) -> str:
-    """Reach and write the store before anything starts; RuntimeFailure with the reason otherwise."""
-    if tracking_uri.startswith("sqlite:///"):
-        folder = Path(tracking_uri[len("sqlite:///"):]).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RuntimeFailure(f"MLflow store {tracking_uri}: cannot create {folder}: {exc.strerror}") from None
-        if not os.access(folder, os.W_OK):
-            raise RuntimeFailure(f"MLflow store {tracking_uri}: folder {folder} is not writable")
-    try:
-        with _fast_http(tracking_uri):
-            client = MlflowClient(tracking_uri)
-            exp_id = ensure_experiment(client, name, artifact_location(tracking_uri, experiment_dir))
-            client.set_experiment_tag(exp_id, "sharptune.checked_at", str(int(time.time())))
-    except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise RuntimeFailure(f"MLflow tracking store {tracking_uri} cannot be reached or written: {first} "
-                             "(start the server, fix the path, or set tracking.uri in the spec)") from None
-    return exp_id
-
-
 @dataclass
 class _Open:
-    """A child run this driver is writing."""
+    """A child run this driver is writing; `run_id` stays None until MLflow answered (see `sync`)."""
 
-    run_id: str
+    trial: Any
+    run_id: str | None = None
     last_step: int = -1
     rows: list[Any] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    ending: tuple[str, dict[str, str]] | None = None
     node_tagged: bool = False
 
 
 class MlflowTracker(Callback):
-    """Parent run per experiment, one child run per trial, restore-safe (see module docstring)."""
+    """Parent run per experiment, one child run per trial, restore-safe (see module docstring).
+
+    Ray's hooks only change what waits here (`_Open`); `sync` writes it. While the server is down
+    (`tuner.run.outage`) the hooks go on buffering and `sync` retries on a clock, so the study never
+    waits on MLflow."""
 
     def __init__(self, *, tracking_uri: str, name: str, spec: Mapping[str, Any], experiment_dir: str,
                  time_attr: str = STEP_KEY, phase: str = "search", seed: int = 0) -> None:
@@ -216,10 +146,11 @@ class MlflowTracker(Callback):
         self._open: dict[str, _Open] = {}
         self._last_flush = time.monotonic()
         self._orphans_checked = False
+        self.outage = Outage(self.tracking_uri)
 
     def __getstate__(self) -> dict[str, Any]:  # tuner.pkl holds this callback; the client is rebuilt
         state = self.__dict__.copy()
-        for key in ("_client", "_experiment_id", "_parent_id", "_open", "_last_flush", "_orphans_checked"):
+        for key in ("_client", "_experiment_id", "_parent_id", "_open", "_last_flush", "_orphans_checked", "outage"):
             state.pop(key, None)
         return state
 
@@ -231,9 +162,10 @@ class MlflowTracker(Callback):
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = MlflowClient(self.tracking_uri)
-            self._experiment_id = ensure_experiment(self._client, self.name,
+            client = MlflowClient(self.tracking_uri)
+            self._experiment_id = ensure_experiment(client, self.name,
                                                     artifact_location(self.tracking_uri, self.experiment_dir))
+            self._client = client
         return self._client
 
     @property
@@ -254,9 +186,9 @@ class MlflowTracker(Callback):
             else:
                 run = self.client.create_run(self.experiment_id, run_name=self.name,
                                              tags={"sharptune.role": "parent", "sharptune.name": self.name})
+                self._log_params(run.info.run_id, flatten({k: v for k, v in self.spec.items() if k != "space"}))
+                self.client.log_text(run.info.run_id, yaml.safe_dump(self.spec, sort_keys=False), "spec.yaml")
                 self._parent_id = run.info.run_id
-                self._log_params(self._parent_id, flatten({k: v for k, v in self.spec.items() if k != "space"}))
-                self.client.log_text(self._parent_id, yaml.safe_dump(self.spec, sort_keys=False), "spec.yaml")
         return self._parent_id
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
@@ -264,16 +196,24 @@ class MlflowTracker(Callback):
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i:i + 100])
 
-    def child(self, trial: Any) -> _Open:
-        """The trial's run: cached, else found by `sharptune.trial_id`, else created."""
-        tid = trial.trial_id
-        if tid in self._open:
-            return self._open[tid]
+    def child(self, trial: Any, restart: bool = False) -> _Open:
+        """The trial's run as this driver holds it; `restart`: the trial runs again, its old ending is void."""
+        run = self._open.setdefault(trial.trial_id, _Open(trial))
+        run.trial = trial
+        if restart:
+            run.ending = None
+        return run
+
+    def resolve(self, run: _Open) -> None:
+        """Find the trial's run by `sharptune.trial_id` (a resumed driver or retried trial continues it),
+        else create it; rows buffered before this that MLflow already holds are dropped."""
+        tid, trial = run.trial.trial_id, run.trial
         parent = self.parent_run_id()
         found = self.client.search_runs([self.experiment_id],
                                         f"tags.`sharptune.trial_id` = '{_quote(tid)}' and "
                                         "tags.`sharptune.role` = 'trial'",
                                         order_by=["attributes.start_time ASC"], max_results=5)
+        params = public_values(trial_values(trial.config))
         if found:
             run_id = found[0].info.run_id
             history = self.client.get_metric_history(run_id, STEP_KEY)
@@ -283,36 +223,40 @@ class MlflowTracker(Callback):
             for stale in ("sharptune.status", ERROR_TAG):  # it runs again: the old ending no longer holds
                 if stale in found[0].data.tags:
                     self.client.delete_tag(run_id, stale)
-            opened = _Open(run_id, last_step=last)
+            if not found[0].data.params:  # created by a driver that lost the server before its params
+                self._log_params(run_id, params)
         else:
             point = trial_values(trial.config)
-            params = public_values(point)
             tags = {
-                "mlflow.parentRunId": parent, "sharptune.role": "trial", "sharptune.phase": point.get("_phase",
-                                                                                                     self.phase),
-                "sharptune.method": str(params.get("method")), "sharptune.trial_id": tid,
-                "sharptune.seed": str(point.get("_seed", self.seed)),
+                "mlflow.parentRunId": parent, "sharptune.role": "trial",
+                "sharptune.phase": point.get("_phase", self.phase), "sharptune.method": str(params.get("method")),
+                "sharptune.trial_id": tid, "sharptune.seed": str(point.get("_seed", self.seed)),
             }
-            run = self.client.create_run(self.experiment_id, run_name=f"{params.get('method')}-{tid}", tags=tags)
-            self._log_params(run.info.run_id, params)
-            opened = _Open(run.info.run_id)
-        self._open[tid] = opened
-        return opened
+            run_id = self.client.create_run(self.experiment_id, run_name=f"{params.get('method')}-{tid}",
+                                            tags=tags).info.run_id
+            self._log_params(run_id, params)
+            last = -1
+        run.rows = [m for m in run.rows if m.step > last]
+        run.last_step = max(run.last_step, last)
+        run.run_id = run_id
 
     # --- Ray Tune hooks (all in the driver) -------------------------------------------------------
     def setup(self, **info: Any) -> None:
-        self.parent_run_id()
         metric = self.spec.get("metric") if isinstance(self.spec.get("metric"), Mapping) else {}
-        with contextlib.suppress(Exception):  # the UI's landing view must never stop a run
-            set_ui_tags(self.client, self.experiment_id, metric.get("name"), metric.get("goal"))
+
+        def prepare() -> None:
+            self.parent_run_id()
+            with contextlib.suppress(Exception):  # the UI's landing view must never stop a run
+                set_ui_tags(self.client, self.experiment_id, metric.get("name"), metric.get("goal"))
+        self.outage.attempt(prepare)
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         """Once per driver: runs of trials Ray no longer knows (its state file predates them when a
         driver was killed) are orphans; Ray samples their replacements, so they are soft-deleted."""
-        if self._orphans_checked:
-            return
-        self._orphans_checked = True
-        known = {t.trial_id for t in trials}
+        if not self._orphans_checked and self.outage.due():
+            self._orphans_checked = self.outage.attempt(lambda: self._delete_orphans({t.trial_id for t in trials}))
+
+    def _delete_orphans(self, known: set[str]) -> None:
         runs = self.client.search_runs([self.experiment_id], "tags.`sharptune.role` = 'trial' and "
                                        f"tags.`sharptune.phase` = '{self.phase}'", max_results=10_000)
         for run in runs:
@@ -323,13 +267,20 @@ class MlflowTracker(Callback):
                 self.client.delete_run(run.info.run_id)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.child(trial)
+        self.child(trial, restart=True)
+        self.sync()
 
     def on_trial_restore(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.child(trial)
+        self.child(trial, restart=True)
+        self.sync()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        run = self.child(trial)
+        self._buffer(self.child(trial), result)
+        if sum(len(r.rows) for r in self._open.values()) >= FLUSH_ROWS or \
+                time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.sync()
+
+    def _buffer(self, run: _Open, result: Mapping[str, Any]) -> None:
         step = result.get(STEP_KEY, result.get("training_iteration", 0))
         if not is_number(step) or int(step) <= run.last_step:
             return  # a retried trial re-reports steps its run already holds
@@ -341,17 +292,16 @@ class MlflowTracker(Callback):
                     and key not in filled:
                 run.rows.append(Metric(key, float(value), stamp, int(step)))
         if not run.node_tagged and isinstance(result.get(NODE_KEY), str):
-            self.client.set_tag(run.run_id, "sharptune.node_id", result[NODE_KEY])
+            run.tags["sharptune.node_id"] = result[NODE_KEY]
+            for key, tag in ((DEVICE_KEY, "sharptune.device"), (GPU_KEY, "sharptune.gpu_ids")):
+                if isinstance(result.get(key), str):
+                    run.tags[tag] = result[key]
             run.node_tagged = True
-        if sum(len(r.rows) for r in self._open.values()) >= FLUSH_ROWS or \
-                time.monotonic() - self._last_flush >= FLUSH_SECONDS:
-            self.flush()
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run = self.child(trial)
-        self.flush()
         retries = getattr(trial, "num_failures", None)
-        self.client.set_tag(run.run_id, "sharptune.retries", str(retries if retries is not None else "?"))
+        self.child(trial).tags["sharptune.retries"] = str(retries if retries is not None else "?")
+        self.sync(force=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.finish(trial, outcome(trial.last_result))
@@ -361,43 +311,77 @@ class MlflowTracker(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Every run opened here is terminated: unfinished trials as interrupted (resume continues them)."""
-        self.flush()
         for trial in trials:
-            if trial.trial_id in self._open:
-                status = trial.status
-                if status == "TERMINATED":
-                    self.finish(trial, outcome(trial.last_result))
-                elif status == "ERROR":
-                    self.finish(trial, ERRORED)
-                else:
-                    self.finish(trial, INTERRUPTED)
-        for tid in list(self._open):  # runs of trials Ray no longer lists
-            run = self._open.pop(tid)
-            self._terminate(run.run_id, INTERRUPTED, {})
+            if trial.trial_id in self._open and self._open[trial.trial_id].ending is None:
+                status = {"TERMINATED": outcome(trial.last_result), "ERROR": ERRORED}.get(trial.status, INTERRUPTED)
+                self.finish(trial, status, write=False)
+        for run in self._open.values():  # runs of trials Ray no longer lists
+            if run.ending is None:
+                run.ending = (INTERRUPTED, {})
+        if not self.sync(force=True):
+            self.outage.say(f"warning: {len(self._open)} trial runs wait for the MLflow server "
+                            f"{self.tracking_uri}; the end of the run writes them from Ray's records")
 
     # --- writing ----------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write every buffered metric row, one `log_batch` per run (chunked at MLflow's limit)."""
-        for run in self._open.values():
-            while run.rows:
-                chunk, run.rows = run.rows[:MLFLOW_BATCH], run.rows[MLFLOW_BATCH:]
-                self.client.log_batch(run.run_id, metrics=chunk)
-        self._last_flush = time.monotonic()
+        """Write what waits now (tests and callers that want it written before going on)."""
+        self.sync(force=True)
 
-    def finish(self, trial: Any, status: str) -> None:
-        """Flush the trial's rows, tag how it ended, terminate its run."""
+    def sync(self, force: bool = False) -> bool:
+        """Write every waiting run, row, tag and ending (a run is created first when needed); False
+        while the server is down (nothing is lost: it all waits for the next attempt)."""
+        if not force and not self.outage.due():
+            self._bound()
+            return False
+        written = 0
+
+        def write() -> None:
+            nonlocal written
+            for tid, run in list(self._open.items()):
+                if run.run_id is None:
+                    self.resolve(run)
+                while run.rows:
+                    self.client.log_batch(run.run_id, metrics=run.rows[:MLFLOW_BATCH])
+                    written += len(run.rows[:MLFLOW_BATCH])
+                    run.rows = run.rows[MLFLOW_BATCH:]
+                if run.tags:
+                    self.client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in run.tags.items()])
+                    run.tags = {}
+                if run.ending is not None:
+                    self._terminate(run.run_id, *run.ending)
+                    del self._open[tid]
+        ok = self.outage.attempt(write)
+        self._last_flush = time.monotonic()
+        if ok:
+            self.outage.succeeded(written)
+        else:
+            self._bound()
+        return ok
+
+    def _bound(self) -> None:
+        """Keep at most MAX_BUFFERED_ROWS rows; the oldest go (Ray's records still hold them)."""
+        excess = sum(len(r.rows) for r in self._open.values()) - MAX_BUFFERED_ROWS
+        while excess > 0:
+            run = max(self._open.values(), key=lambda r: len(r.rows))
+            n = min(excess, len(run.rows))
+            del run.rows[:n]
+            self.outage.dropped += n
+            excess -= n
+
+    def finish(self, trial: Any, status: str, write: bool = True) -> None:
+        """Buffer the trial's last rows, tag how it ended and terminate its run (now, or when the server is back)."""
         run = self.child(trial)
         result = trial.last_result or {}
         if result and isinstance(result.get(STEP_KEY), (int, float)) and int(result[STEP_KEY]) > run.last_step:
-            self.on_trial_result(0, [], trial, result)
-        self.flush()
+            self._buffer(run, result)
         tags = {}
         if status == PRUNED and isinstance(result.get(self.time_attr), (int, float)):
             tags["sharptune.pruned_at"] = str(result[self.time_attr])
         if status == ERRORED:
             tags[ERROR_TAG] = error_line(trial)
-        self._open.pop(trial.trial_id, None)
-        self._terminate(run.run_id, status, tags)
+        run.ending = (status, tags)
+        if write:
+            self.sync(force=not self.outage.down)
 
     def _terminate(self, run_id: str, status: str, tags: Mapping[str, str]) -> None:
         all_tags = [RunTag("sharptune.status", status), *(RunTag(k, v) for k, v in tags.items())]

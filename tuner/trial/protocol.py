@@ -23,6 +23,8 @@ from typing import Any
 COMPLETE_KEY = "sharptune/complete"
 DIVERGED_KEY = "diverged"
 NODE_KEY = "sharptune/node_id"
+DEVICE_KEY = "sharptune/device"  # the torch device a trial trains on (cpu without CUDA, even with a GPU share)
+GPU_KEY = "sharptune/gpu_ids"  # the GPUs Ray assigned it (its CUDA_VISIBLE_DEVICES), "" for none
 FILLED_KEY = "sharptune/filled"
 METRIC_PREFIXES = ("eval/", "eval_subset/", "train/", "cost/", "diag/")
 

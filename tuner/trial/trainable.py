@@ -29,7 +29,9 @@ from methods import build_optimizer
 from tuner.hparams import trial_hparams
 from tuner.trial.protocol import (
     COMPLETE_KEY,
+    DEVICE_KEY,
     DIVERGED_KEY,
+    GPU_KEY,
     NODE_KEY,
     public_values,
     trial_values,
@@ -104,6 +106,7 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
             trainer.load_state_dict(state)
     required = tuple(setup.get("required_metrics", ()))
     node_id = ray.get_runtime_context().get_node_id()
+    placed = {GPU_KEY: ",".join(str(i) for i in ray.get_gpu_ids()), DEVICE_KEY: str(workload.device)}
     fault = setup.get("fault")
     last: dict[str, Any] | None = None
     saved_at = time.monotonic()
@@ -112,6 +115,7 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
             _maybe_fault(fault, values["method"], last["cost/grad_evals"] if last else -1.0)
             metrics = with_required(report, required)
             metrics[NODE_KEY] = node_id
+            metrics.update(placed)
             if report.get(DIVERGED_KEY) == 1.0:
                 last = metrics
                 tune.report(metrics)  # no checkpoint of a broken state
@@ -133,4 +137,4 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         tune.report({**last, COMPLETE_KEY: 1.0})
     elif last is None and checkpoint is not None:
         # Resumed from the checkpoint of its last report: report it again so the trial ends complete.
-        tune.report({**trainer.final_report(), COMPLETE_KEY: 1.0, NODE_KEY: node_id})
+        tune.report({**trainer.final_report(), COMPLETE_KEY: 1.0, NODE_KEY: node_id, **placed})
