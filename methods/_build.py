@@ -16,7 +16,8 @@ from methods._registry import get_method
 
 def build_optimizer(model_or_params: nn.Module | Iterable[Tensor] | Iterable[tuple[str, Tensor]]
                     | Iterable[dict[str, Any]], method: str, *,
-                    pairs: Sequence[Pair] | None = None, **hparams: Any) -> SharpOptimizer:
+                    pairs: Sequence[Pair] | None = None, closure_style: str = "outputs", precision: str = "fp32",
+                    **hparams: Any) -> SharpOptimizer:
     """Build `method` over a module's trainable parameters (or explicit parameters, named parameters
     as `model.named_parameters()` gives them, or parameter groups).
 
@@ -25,6 +26,9 @@ def build_optimizer(model_or_params: nn.Module | Iterable[Tensor] | Iterable[tup
 
     From a module, LoRA pairs are found automatically (peft lora_A / lora_B) and BatchNorm layers
     are frozen during the extra passes. Raises ConfigError for unknown names or bad values.
+
+    `closure_style` and `precision` say how the optimizer runs, not what it computes, so they are
+    keywords here and never hyperparameters: an exported config stays valid in any training stack.
     """
     info = get_method(method)
     resolved = info.resolve(hparams)
@@ -45,4 +49,5 @@ def build_optimizer(model_or_params: nn.Module | Iterable[Tensor] | Iterable[tup
     if info.needs_pairs and not found:
         raise ConfigError(f"{method} acts on scale-invariant pairs, but none were found: pass a peft LoRA model "
                           "or pairs=[(x, y), ...]")
-    return SharpOptimizer(params, info=info, hparams=resolved, pairs=found, batchnorms=batchnorms, names=names)
+    return SharpOptimizer(params, info=info, hparams=resolved, pairs=found, batchnorms=batchnorms, names=names,
+                          closure_style=closure_style, precision=precision)
