@@ -157,8 +157,10 @@ class SharpOptimizer(torch.optim.Optimizer):
             logits = logits_of(outputs, what)
             flat = logits.reshape(-1, logits.shape[-1])
             probs = torch.softmax(flat.detach().float(), dim=-1)  # sampled where it lies: no host copy
+            if self.loss_scale.scaling:  # fp16 logits may overflow: sample anyway, the gradient check skips the step
+                probs = probs.nan_to_num(1.0, 1.0, 0.0)
             labels = torch.multinomial(probs, 1, generator=self._label_generator(probs.device)).squeeze(-1)
-            grads = self._grad(F.cross_entropy(flat, labels), self._params)
+            grads = self._grad(F.cross_entropy(flat.float(), labels), self._params)  # fp32 loss: scalable
         return torch._foreach_mul(grads, grads)
 
     def _label_generator(self, device: torch.device) -> torch.Generator:
