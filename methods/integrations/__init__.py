@@ -1,0 +1,4 @@
+"""Adapters for training stacks (`transformers`, `lightning`): each imported only on demand.
+
+`methods` itself never imports these modules, so it stays free of the stacks' dependencies.
+"""
