@@ -38,33 +38,7 @@ from methods._build import build_optimizer
 from methods._errors import ConfigError
 from methods._optimizer import SharpOptimizer
 from methods.integrations._config import sharp_config as read_config
-
-
-class SteppedInTrainingStep(torch.optim.Optimizer):
-    """What the Trainer's loop holds: `step()` without a closure does nothing, because the method's
-    step already ran inside `training_step`; param groups, state and state_dict are the method's."""
-
-    def __init__(self, sharp: SharpOptimizer) -> None:
-        self.sharp = sharp
-        super().__init__(sharp.param_groups, sharp.defaults)
-        self.param_groups = sharp.param_groups
-        self.state = sharp.state
-
-    def step(self, closure: Any = None) -> Tensor | None:  # type: ignore[override]
-        return None if closure is None else self.sharp.step(closure)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.sharp.zero_grad(set_to_none)
-
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        return self.sharp.state_dict()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        state_dict = dict(state_dict)  # accelerate moves everything to the device: generator states live on CPU
-        state_dict["generator"] = state_dict["generator"].cpu()
-        state_dict["device_generators"] = {k: v.cpu() for k, v in state_dict.get("device_generators", {}).items()}
-        self.sharp.load_state_dict(state_dict)
-        self.param_groups = self.sharp.param_groups
+from methods.integrations._stepped import SteppedElsewhere
 
 
 def precision_of(args: transformers.TrainingArguments) -> str:
@@ -92,7 +66,7 @@ class SharpTrainer(transformers.Trainer):
         if self.optimizer is None:
             self.sharp = build_optimizer(self.model if model is None else model, self.sharp_method,
                                          precision=precision_of(self.args), **self.sharp_hparams)
-            self.optimizer = SteppedInTrainingStep(self.sharp)
+            self.optimizer = SteppedElsewhere(self.sharp)  # its step() is a no-op
         return self.optimizer
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any],
