@@ -9,9 +9,10 @@ closure protocol itself: the closure is `compute_loss(model, inputs, return_outp
 step happens there. The Trainer's later `optimizer.step()` is then a no-op. What comes from where:
 
 - hyperparameters (lr as the peak, weight decay, clipping as `grad_clip`) from `sharp_config`;
-  TrainingArguments' `learning_rate`, `weight_decay`, `optim` and `max_grad_norm` do not change the
-  update (the Trainer clips and logs `grad_norm` of the final gradient after the step has run);
-  `lr_scheduler_type` shapes the lr (set `constant` to reproduce the tuned run's lr).
+  TrainingArguments' `learning_rate`, `weight_decay` and `optim` do not change the update, and
+  `max_grad_norm` is set to 0 (the Trainer would clip after the step has run, and under fp16 ask
+  accelerate's GradScaler, which is off, to unscale); `lr_scheduler_type` shapes the lr (set
+  `constant` to reproduce the tuned run's lr).
 - `bf16` / `fp16` become the optimizer's `precision`: it autocasts each pass, and for fp16 scales
   each pass's loss itself (accelerate's GradScaler is switched off, it would never see a backward).
 - `gradient_accumulation_steps` must be 1: each pass needs the whole batch's gradient, a SAM
@@ -60,6 +61,7 @@ class SharpTrainer(transformers.Trainer):
                               "from one batch's closure; raise per_device_train_batch_size instead")
         if getattr(self.accelerator, "scaler", None) is not None:
             self.accelerator.scaler = None  # fp16: the optimizer scales each of its passes itself
+        self.args.max_grad_norm = 0.0  # the Trainer would clip after the step has run; clipping is `grad_clip`
         self.sharp: SharpOptimizer | None = None
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:

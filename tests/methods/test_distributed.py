@@ -66,6 +66,7 @@ def _step(model: _Net, module: nn.Module, name: str, x: torch.Tensor, y: torch.T
 
 
 def _worker(rank: int, folder: str) -> None:
+    torch.set_num_threads(1)  # two ranks on a shared machine
     dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
     x, y, model = _data()
     half = slice(rank * 16, (rank + 1) * 16)
@@ -87,7 +88,8 @@ def _worker(rank: int, folder: str) -> None:
 
 @pytest.mark.slow
 def test_two_gloo_ranks_on_half_batches_take_the_whole_batch_step(tmp_path):
-    mp.start_processes(_worker, args=(str(tmp_path),), nprocs=2, join=True, start_method="fork")  # no re-import
+    # spawn, not fork: a child forked after the parent ran torch's OpenMP pool can hang in its first op
+    mp.start_processes(_worker, args=(str(tmp_path),), nprocs=2, join=True, start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     x, y, model = _data()
     start = [p.detach().clone() for p in model.parameters()]

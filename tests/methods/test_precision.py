@@ -68,7 +68,7 @@ def test_bf16_autocast_runs_every_pass_of_every_preset_and_the_loss_falls(name):
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
 
 
-@pytest.mark.parametrize("name", sorted(INFO))
+@pytest.mark.parametrize("name", ["asam", "psam", "fsam", "nbar", "obar", "admire", "sam_ire"])  # every part
 def test_an_fp16_step_is_the_fp32_step_to_fp16_accuracy(name):
     """The gradients are unscaled before every norm: a scaled one would move θ by 2^16 times too much."""
     model, x, y = _problem()

@@ -49,7 +49,7 @@ def test_the_exported_file_runs_in_the_plain_loop_the_hf_trainer_and_lightning(e
     hparams, per_step = _declared(exported)
     assert "provenance" in yaml.safe_load(exported.read_text())  # the real export layout, loaded unchanged
 
-    accuracy = _load(ROOT / "examples/train_with_exported_config.py", "ex_plain").main([str(exported), "--steps", "60"])
+    accuracy = _load(ROOT / "examples/train_with_exported_config.py", "ex_plain").main([str(exported), "--steps", "30"])
     assert accuracy > 0.6  # three classes: chance is 1/3
 
     trainer = _load(ROOT / "examples/train_with_hf_trainer.py", "ex_hf").main(
@@ -59,7 +59,7 @@ def test_the_exported_file_runs_in_the_plain_loop_the_hf_trainer_and_lightning(e
     assert trainer.sharp.counts["grad_evals"] == pytest.approx(per_step * 6)
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)
 
-    module = _load(ROOT / "examples/train_with_lightning.py", "ex_lightning").main([str(exported), "--steps", "40"])
+    module = _load(ROOT / "examples/train_with_lightning.py", "ex_lightning").main([str(exported), "--steps", "20"])
     assert module.sharp.hparams == trainer.sharp.hparams
     assert module.sharp.counts["grad_evals"] == pytest.approx(per_step * 40)
     assert all(map(torch.isfinite, torch.tensor(module.losses)))
