@@ -1,4 +1,2 @@
-"""Adapters for training stacks (`transformers`, `lightning`): each imported only on demand.
-
-`methods` itself never imports these modules, so it stays free of the stacks' dependencies.
-"""
+"""Adapters to third-party libraries and training stacks (`pytorch_optimizer`, `transformers`, `lightning`),
+each in one file; a library is imported only when a method or a user needs it (never by `import methods`)."""

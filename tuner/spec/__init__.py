@@ -31,6 +31,7 @@ from tuner.spec._sections import (
     _parse_workload,
     _tracking_uri,
 )
+from tuner.spec._study import parse_constraints, parse_enqueue, parse_warm_start
 from tuner.spec.model import (
     MAX_CPU,
     MAX_GPU,
@@ -40,6 +41,7 @@ from tuner.spec.model import (
     TOP_KEYS,
     Budget,
     Confirm,
+    Constraint,
     Objective,
     Resources,
     Sampler,
@@ -49,8 +51,8 @@ from tuner.spec.model import (
     Workload,
 )
 
-__all__ = ["Budget", "Confirm", "Objective", "Param", "Resources", "Sampler", "Scheduler", "Spec", "SpecError",
-           "Workload", "load_spec"]
+__all__ = ["Budget", "Confirm", "Constraint", "Objective", "Param", "Resources", "Sampler", "Scheduler", "Spec",
+           "SpecError", "Workload", "load_spec"]
 
 
 def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Spec:
@@ -128,12 +130,16 @@ def _parse(file: str, data: Any) -> Spec:
                                ", ".join(k for k, multi in SAMPLERS.items() if multi))
 
     confirm = _parse_confirm(top, workload) if top.has("confirm") else None
+    enqueue = parse_enqueue(top, methods, space, sampler.name, trial_grad_evals)
+    warm_start = parse_warm_start(top, storage_path, name, sampler.name)
+    constraints = parse_constraints(top, sampler.name)
     return Spec(
         path=str(Path(file).resolve()), name=name, description=description, metric=metric,
         workload=workload, methods=methods, parameters=parameters, space=space, defaults=defaults,
         sampler=sampler, scheduler=scheduler, budget=budget, resources=resources, seed=seed,
         tracking_uri=tracking_uri, storage_path=str(storage_path), objectives=objectives,
         confirm=confirm, max_failures=top.take("max_failures", _int(0, 100), 1),
+        enqueue=enqueue, warm_start=warm_start, constraints=constraints,
     )
 
 

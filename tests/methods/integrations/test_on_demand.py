@@ -1,5 +1,6 @@
-"""`methods/integrations/*` are imported only on demand (issue 13): no other module of `methods` imports
-them or their stacks, so `import methods` works without Lightning and never pays for transformers."""
+"""The training-stack integrations are imported only on demand (issue 13): no module of `methods` outside
+`methods/integrations/` imports them or their stacks, so `import methods` works without Lightning and
+never pays for transformers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import ast
 from pathlib import Path
 
 METHODS = Path(__file__).resolve().parents[3] / "methods"
-STACKS = ("methods.integrations", "lightning", "pytorch_lightning", "transformers", "peft", "accelerate")
+STACKS = ("methods.integrations.transformers", "methods.integrations.lightning", "lightning",
+          "pytorch_lightning", "transformers", "peft", "accelerate")
 
 
 def _imported(path: Path) -> set[str]:
