@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA device (torch.cuda.is_available() is False); run it on a GPU machine",
               file=sys.stderr)
         return 1
-    names = args.methods.split(",") if args.methods else [info.name for info in list_methods()]
+    # the built-in presets (plug-in comparators take no precision)
+    names = args.methods.split(",") if args.methods else [info.name for info in list_methods() if not info.plugin]
     names = sorted(set(names) | {get_method(n).default_base for n in names})  # every base to compare with
     options = {"batch_size": args.batch_size, "max_seq_len": args.seq_len}
 

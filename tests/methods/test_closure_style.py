@@ -17,7 +17,7 @@ from torch import nn
 from methods import ConfigError, build_optimizer, list_methods
 from methods._protocol import check_closure_style
 
-INFO = {info.name: info for info in list_methods()}
+INFO = {info.name: info for info in list_methods() if not info.plugin}  # the built-in presets
 NEEDS_OUTPUTS = {"fsam", "pfsam", "admire", "sgd_ire", "sam_ire"}  # functional, or IRE's default Fisher curvature
 STEPS = 12  # crosses an IRE re-estimate (K = 10)
 
@@ -98,6 +98,10 @@ def test_unknown_closure_style_and_fp16_backward_are_config_errors():
     with pytest.raises(ConfigError, match="precision 'bf16'"):
         check_closure_style(info, hp, "backward", "fp16")
     assert {n for n in INFO if _refuses(n)} == NEEDS_OUTPUTS
+    plugins = [info.name for info in list_methods() if info.plugin]
+    for name in plugins[:1]:  # plug-ins run their own protocol: they keep the defaults
+        with pytest.raises(ConfigError, match="plug-in method"):
+            build_optimizer(_Net(), name, closure_style="backward")
 
 
 def _refuses(name: str) -> bool:

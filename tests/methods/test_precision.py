@@ -17,7 +17,7 @@ from torch import nn
 
 from methods import ConfigError, build_optimizer, list_methods
 
-INFO = {info.name: info for info in list_methods()}
+INFO = {info.name: info for info in list_methods() if not info.plugin}  # the built-in presets
 
 
 class _Net(nn.Module):
