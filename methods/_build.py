@@ -16,7 +16,8 @@ from methods._registry import BuildContext, get_method
 
 def build_optimizer(model_or_params: nn.Module | Iterable[Tensor] | Iterable[tuple[str, Tensor]]
                     | Iterable[dict[str, Any]], method: str, *,
-                    pairs: Sequence[Pair] | None = None, **hparams: Any) -> SharpOptimizer:
+                    pairs: Sequence[Pair] | None = None, closure_style: str = "outputs", precision: str = "fp32",
+                    **hparams: Any) -> SharpOptimizer:
     """Build `method` over a module's trainable parameters (or explicit parameters, named parameters
     as `model.named_parameters()` gives them, or parameter groups).
 
@@ -25,6 +26,9 @@ def build_optimizer(model_or_params: nn.Module | Iterable[Tensor] | Iterable[tup
 
     From a module, LoRA pairs are found automatically (peft lora_A / lora_B) and BatchNorm layers
     are frozen during the extra passes. Raises ConfigError for unknown names or bad values.
+
+    `closure_style` and `precision` say how the optimizer runs, not what it computes, so they are
+    keywords here and never hyperparameters: an exported config stays valid in any training stack.
     """
     info = get_method(method)
     resolved = info.resolve(hparams)
@@ -46,6 +50,10 @@ def build_optimizer(model_or_params: nn.Module | Iterable[Tensor] | Iterable[tup
         raise ConfigError(f"{method} acts on scale-invariant pairs, but none were found: pass a peft LoRA model "
                           "or pairs=[(x, y), ...]")
     if info.plugin:  # register_method: the method builds itself
+        if closure_style != "outputs" or precision != "fp32":
+            raise ConfigError(f"{method} is a plug-in method: closure_style and precision are for the built-in "
+                              "presets; use the defaults (closure_style='outputs', precision='fp32')")
         model = model_or_params if isinstance(model_or_params, nn.Module) else None
         return info.build(params, resolved, BuildContext(model, names, found, batchnorms))
-    return SharpOptimizer(params, info=info, hparams=resolved, pairs=found, batchnorms=batchnorms, names=names)
+    return SharpOptimizer(params, info=info, hparams=resolved, pairs=found, batchnorms=batchnorms, names=names,
+                          closure_style=closure_style, precision=precision)

@@ -22,13 +22,16 @@ from torch import Tensor, nn
 
 from methods._balancer import adam_ratio, balance
 from methods._bases import build_base
+from methods._distributed import average_
 from methods._errors import ConfigError
 from methods._hparams import schedule_factor
 from methods._ire import boost, boost_weights, flat_mask, ire_start
 from methods._pairs import Pair
 from methods._passes import RngSnapshot, frozen_batchnorm, logits_of
 from methods._perturbation import global_norm, is_weight, perturbation
+from methods._precision import NonFiniteGradient, Precision
 from methods._preconditioner import adam_second_moment, apply_inverse, update_ema
+from methods._protocol import check_closure_style
 from methods._registry import MethodInfo
 
 Closure = Callable[[], Any]
@@ -44,12 +47,19 @@ class SharpOptimizer(torch.optim.Optimizer):
     `step(closure)` needs a closure that runs the forward pass on the current batch and returns
     `(loss, outputs)` without calling backward: the method takes every gradient it needs itself.
     `counts` holds the running totals of forward passes, backward passes and gradient evaluations.
+    `closure_style="backward"` takes torch's closures instead (zero, forward, backward, return the
+    loss; see `_protocol`). `precision` ("fp32", "bf16", "fp16") autocasts every pass, and for fp16
+    scales each pass's loss (`loss_scale`, see `_precision`). Under torch.distributed every gradient
+    the method takes is averaged across ranks.
     """
 
     def __init__(self, params: Sequence[Tensor] | Sequence[dict[str, Any]], *, info: MethodInfo,
                  hparams: dict[str, Any], pairs: Sequence[Pair] = (),
-                 batchnorms: Sequence[nn.Module] = (), names: Mapping[int, str] | None = None) -> None:
+                 batchnorms: Sequence[nn.Module] = (), names: Mapping[int, str] | None = None,
+                 closure_style: str = "outputs", precision: str = "fp32") -> None:
+        check_closure_style(info, hparams, closure_style, precision)
         super().__init__(params, {"lr": hparams["lr"]})
+        self.closure_style = closure_style
         self.info = info
         self.method = info.name
         self.hparams = dict(hparams)
@@ -71,6 +81,7 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._asam_scaled = [hparams.get("asam_scope") == "all" or is_weight(names.get(id(p)), p)
                              for p in self._scope_params]  # ASAM: T = |θ| + η here, 1 elsewhere
         self._cuda = sorted({p.device for p in self._params if p.device.type == "cuda"}, key=str)
+        self.loss_scale = Precision(precision, "cuda" if self._cuda else "cpu")
         self._generator = torch.Generator().manual_seed(0)  # label sampling; never touches the global RNG
         self._device_generators: dict[str, torch.Generator] = {}  # the same on accelerators, one per device
         self._step = 0
@@ -83,22 +94,55 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._group = [group_of[id(p)] for p in self._params]  # param index -> param group index
         self._buffers: dict[str, list[Tensor]] = {}  # scratch copies of θ, allocated once (see _copy_of)
         self._boost: tuple[tuple[float, ...], list[Tensor]] | None = None  # IRE: (κ per param, −κ·mask); derived
+        self._first_loss: Tensor | None = None  # the step's first-pass loss, what step() returns
 
     # ------------------------------------------------------------------ passes
     def _forward(self, closure: Closure) -> tuple[Tensor, Any]:
-        with torch.enable_grad():
+        with torch.enable_grad(), self.loss_scale.autocast():
             result = closure()
         loss, outputs = result if isinstance(result, tuple) else (result, None)
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             raise ConfigError("the closure must return (loss, outputs) with a scalar loss tensor")
         self.counts["fwd"] += 1
+        if self._first_loss is None:
+            self._first_loss = loss
         return loss, outputs
 
     def _grad(self, output: Tensor, inputs: Sequence[Tensor], grad_outputs: Tensor | None = None) -> list[Tensor]:
-        grads = torch.autograd.grad(output, list(inputs), grad_outputs, allow_unused=True, materialize_grads=True)
+        """∇ of `output` (a loss, or outputs with a cotangent) over `inputs`, parameters first: the
+        parameters' part unscaled (fp16) and averaged over ranks; a further input's keeps the scale."""
+        if grad_outputs is None:
+            output = self.loss_scale.scaled(output)
+        grads = list(torch.autograd.grad(output, list(inputs), grad_outputs, allow_unused=True,
+                                         materialize_grads=True))
         self.counts["bwd"] += 1
         self.counts["grad_evals"] += 1
-        return list(grads)
+        own = grads[:len(self._params)]
+        self.loss_scale.unscale_(own)
+        average_(own)
+        return grads
+
+    def _loss_grads(self, closure: Closure) -> tuple[Tensor, Any, list[Tensor]]:
+        """One forward and backward on the batch: loss, outputs and the parameters' gradients."""
+        if self.closure_style == "outputs":
+            loss, outputs = self._forward(closure)
+            return loss, outputs, self._grad(loss, self._params)
+        for p in self._params:
+            p.grad = None
+        with torch.enable_grad(), self.loss_scale.autocast():
+            result = closure()  # zeroes, forwards, calls backward, returns the loss (torch's convention)
+        loss = result[0] if isinstance(result, tuple) else result
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise ConfigError("closure_style='backward': the closure must call backward() and return the scalar loss")
+        if self._first_loss is None:
+            self._first_loss = loss
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self._params]
+        for p in self._params:
+            p.grad = None
+        for key in self.counts:
+            self.counts[key] += 1
+        average_(grads)
+        return loss, None, grads
 
     def _fisher_squares(self, closure: Closure, rng: RngSnapshot, what: str) -> list[Tensor]:
         """Squared gradient of the loss on labels sampled from the model's predictions (one pass)."""
@@ -108,8 +152,10 @@ class SharpOptimizer(torch.optim.Optimizer):
             logits = logits_of(outputs, what)
             flat = logits.reshape(-1, logits.shape[-1])
             probs = torch.softmax(flat.detach().float(), dim=-1)  # sampled where it lies: no host copy
+            if self.loss_scale.scaling:  # fp16 logits may overflow: sample anyway, the gradient check skips the step
+                probs = probs.nan_to_num(1.0, 1.0, 0.0)
             labels = torch.multinomial(probs, 1, generator=self._label_generator(probs.device)).squeeze(-1)
-            grads = self._grad(F.cross_entropy(flat, labels), self._params)
+            grads = self._grad(F.cross_entropy(flat.float(), labels), self._params)  # fp32 loss: scalable
         return torch._foreach_mul(grads, grads)
 
     def _label_generator(self, device: torch.device) -> torch.Generator:
@@ -165,14 +211,16 @@ class SharpOptimizer(torch.optim.Optimizer):
         with torch.no_grad():
             torch._foreach_add_(scope, eps)
         rng.restore()
-        with frozen_batchnorm(self._batchnorms):
-            loss, outputs = self._forward(closure)
-            if output_grad is None:
-                perturbed = self._grad(loss, self._params)
-            else:  # functional: J(θ+ε)ᵀ · ∂ℓ/∂z(θ)
-                perturbed = self._grad(logits_of(outputs, "Functional-SAM"), self._params, output_grad)
-        with torch.no_grad():
-            torch._foreach_copy_(scope, saved)
+        try:
+            with frozen_batchnorm(self._batchnorms):
+                if output_grad is None:
+                    perturbed = self._loss_grads(closure)[2]
+                else:  # functional: J(θ+ε)ᵀ · ∂ℓ/∂z(θ)
+                    _, outputs = self._forward(closure)
+                    perturbed = self._grad(logits_of(outputs, "Functional-SAM"), self._params, output_grad)
+        finally:  # θ comes back even when an fp16 pass overflowed
+            with torch.no_grad():
+                torch._foreach_copy_(scope, saved)
         return perturbed
 
     def _balance(self, grads: list[Tensor]) -> None:
@@ -208,22 +256,36 @@ class SharpOptimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ the step
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
-        """One full step on the closure's batch; returns the first-pass loss (detached)."""
+        """One full step on the closure's batch; returns the first-pass loss (detached).
+
+        Under fp16, a pass with a non-finite gradient skips the step (θ and the state unchanged) and
+        lowers the loss scale.
+        """
         if closure is None:
             raise ConfigError(f"{self.method}: step() needs a closure returning (loss, outputs)")
+        self._first_loss: Tensor | None = None
+        try:
+            self._step_on(closure)
+        except NonFiniteGradient:
+            self.loss_scale.update(False)
+        else:
+            self.loss_scale.update(True)
+        return self._first_loss.detach()
+
+    def _step_on(self, closure: Closure) -> None:
         preset, hp = self.info.preset, self.hparams
         perturbing = preset.perturbation != "none"
         estimate = self._is_estimate_step()
         replays = perturbing or (estimate and hp["curvature"] == "fisher")
         rng = RngSnapshot(self._cuda) if replays else None
 
-        loss, outputs = self._forward(closure)
         if preset.perturbation == "functional":
+            loss, outputs = self._forward(closure)
             logits = logits_of(outputs, "Functional-SAM")
             *grads, output_grad = self._grad(loss, [*self._params, logits])
             output_grad = output_grad.detach()
         else:
-            grads, output_grad = self._grad(loss, self._params), None
+            grads, output_grad = self._loss_grads(closure)[2], None
         final = self._perturbed_grads(closure, grads, output_grad, rng) if perturbing else grads
 
         if preset.balancer != "none":
@@ -243,7 +305,6 @@ class SharpOptimizer(torch.optim.Optimizer):
             boost(self._params, theta_old, self._boost_weights())
         self._last_lr = [g["lr"] for g in self.param_groups]
         self._step += 1
-        return loss.detach()
 
     def _lr_warmup_over(self) -> bool:
         """Whether the lr warm-up is over: every group's lr has reached its configured peak or stopped rising."""
@@ -290,6 +351,7 @@ class SharpOptimizer(torch.optim.Optimizer):
             "lr_warm": self._lr_warm,
             "last_lr": list(self._last_lr),
             "counts": dict(self.counts),
+            "loss_scale": self.loss_scale.state_dict(),
             "generator": self._generator.get_state(),
             "device_generators": {k: g.get_state() for k, g in self._device_generators.items()},
             "per_param": {i: {k: v.clone() for k, v in self.state[p].items()}
@@ -308,6 +370,8 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._lr_warm = state_dict["lr_warm"]
         self._last_lr = list(state_dict["last_lr"])
         self.counts = dict(state_dict["counts"])
+        if "loss_scale" in state_dict:
+            self.loss_scale.load_state_dict(state_dict["loss_scale"])
         self._generator.set_state(state_dict["generator"])
         for key, state in state_dict.get("device_generators", {}).items():
             self._label_generator(torch.device(key)).set_state(state)

@@ -1,0 +1,40 @@
+"""The two closure conventions a `SharpOptimizer.step` accepts.
+
+- `outputs` (default): the closure runs the forward pass and returns `(loss, outputs)` without calling
+  backward; the method takes every gradient it needs with `torch.autograd.grad`. It sees the model's
+  outputs, which Functional-SAM and the Fisher passes need.
+- `backward`: torch's convention (davda54/sam, pytorch-optimizer): the closure zeroes the gradients,
+  computes the loss, calls `backward()` and returns the loss. The method reads `p.grad`. It never sees
+  the outputs, so the presets and options that need them refuse it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from methods._errors import ConfigError
+from methods._registry import MethodInfo
+
+CLOSURE_STYLES = ("outputs", "backward")
+
+
+def check_closure_style(info: MethodInfo, hparams: Mapping[str, Any], style: str, precision: str) -> None:
+    """Raise ConfigError when `style` cannot serve this method with these hyperparameters."""
+    if style not in CLOSURE_STYLES:
+        raise ConfigError(f"closure_style must be one of {', '.join(CLOSURE_STYLES)}; got {style!r}")
+    if style == "outputs":
+        return
+    default = "the default closure_style='outputs' (a forward-only closure returning (loss, logits))"
+    if info.preset.perturbation == "functional":
+        raise ConfigError(f"{info.name} (Functional-SAM) needs the model's outputs, which a backward closure does "
+                          f"not return; use {default}, or method sam")
+    if hparams.get("preconditioner") == "fisher":
+        raise ConfigError(f"preconditioner 'fisher' samples labels from the model's outputs, which a backward "
+                          f"closure does not return; use {default}, or preconditioner: ema_sq")
+    if info.preset.ire and hparams.get("curvature") == "fisher":
+        raise ConfigError(f"curvature 'fisher' of {info.name} samples labels from the model's outputs, which a "
+                          f"backward closure does not return; use {default}, or curvature: grad_sq")
+    if precision == "fp16":
+        raise ConfigError("precision 'fp16' scales each pass's loss before its backward, which a backward closure "
+                          f"does itself; use {default}, or precision 'bf16'")
