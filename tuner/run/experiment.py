@@ -52,6 +52,7 @@ from tuner.spec import Spec, load_spec
 from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, public_values, trial_values
 from tuner.trial.trainable import FAULT_ENV, train_trial
 from tuner.values import goal_sign, is_number
+from tuner.workloads import runtime_env
 
 
 # --- pieces given to Ray ---------------------------------------------------------------------------
@@ -226,7 +227,7 @@ class Experiment:
         # (mostly waiting on its processes). A failed check shuts Ray down before anything is written.
         with ThreadPoolExecutor(1, thread_name_prefix="sharptune-store-check") as pool:
             checked = pool.submit(self.check_tracking, not resume)
-            with ray_session(self.address):
+            with ray_session(self.address, runtime_env=runtime_env(self.spec.workload.name)):
                 checked.result()
                 return self._run_checked(resume)
 

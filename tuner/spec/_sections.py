@@ -42,7 +42,7 @@ from tuner.spec.model import (
 )
 from tuner.trial.protocol import METRIC_PREFIXES  # the report protocol owns the metric namespaces
 from tuner.values import GOALS
-from tuner.workloads import list_workloads, resolve_options
+from tuner.workloads import absolute_target, get_workload, is_target, list_workloads, resolve_options
 
 
 def _objective(b: _Block, key: str, value: Any) -> Objective:
@@ -70,7 +70,15 @@ def _workload_names() -> list[str]:
 
 def _parse_workload(b: _Block) -> Workload:
 
-    name = b.take("name", _choice(_workload_names()))
+    raw = b.data.get("name")
+    if isinstance(raw, str) and is_target(raw):  # a user's class: file path relative to the spec's folder
+        try:
+            name = absolute_target(raw, Path(b.file).resolve().parent)
+            get_workload(name)  # imports it now: a broken file fails here, not in a trial
+        except UserError as exc:
+            raise SpecError(b.file, b.line_of("name"), "", str(exc)) from None
+    else:
+        name = b.take("name", _choice(_workload_names()))
     options = b.take("options", lambda blk, k, v: v, {})
     if not isinstance(options, dict):
         b.fail("options", f"must be a mapping, got {_kind(options)}")
