@@ -42,7 +42,7 @@ from tuner.spec.model import (
 )
 from tuner.trial.protocol import METRIC_PREFIXES  # the report protocol owns the metric namespaces
 from tuner.values import GOALS
-from tuner.workloads import absolute_target, get_workload, is_target, list_workloads, resolve_options
+from tuner.workloads import absolute_target, is_target, list_workloads, load_target, resolve_options
 
 
 def _objective(b: _Block, key: str, value: Any) -> Objective:
@@ -73,8 +73,9 @@ def _parse_workload(b: _Block) -> Workload:
     raw = b.data.get("name")
     if isinstance(raw, str) and is_target(raw):  # a user's class: file path relative to the spec's folder
         try:
-            name = absolute_target(raw, Path(b.file).resolve().parent)
-            get_workload(name)  # imports it now: a broken file fails here, not in a trial
+            spec_dir = Path(b.file).resolve().parent
+            name = absolute_target(raw, spec_dir)
+            load_target(name, str(spec_dir))  # imports it now: a broken file fails here, not in a trial
         except UserError as exc:
             raise SpecError(b.file, b.line_of("name"), "", str(exc)) from None
     else:

@@ -24,7 +24,7 @@ from tuner.workloads._registry import (
     register,
     resolve_options,
 )
-from tuner.workloads._target import absolute_target, is_target, runtime_env
+from tuner.workloads._target import absolute_target, is_target, load_target, runtime_env
 
 __all__ = [
     "BatchSampler",
@@ -39,6 +39,7 @@ __all__ = [
     "get_workload",
     "is_target",
     "list_workloads",
+    "load_target",
     "option",
     "register",
     "resolve_options",

@@ -13,6 +13,7 @@ expected to have it like any other dependency.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -64,16 +65,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _import_file(path: Path, target: str) -> Any:
-    """The module of a workload file, executed once per process under its file's stem."""
-    name = path.stem
-    if not name.isidentifier():
+    """The module of a workload file, executed once per process (under a name unique to its path)."""
+    if not path.stem.isidentifier():
         raise WorkloadError(f"{FIELD}: {path}: the file name must be a Python identifier (like my_tasks.py)")
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        if Path(getattr(loaded, "__file__", "") or "").resolve() == path:
-            return loaded
-        raise WorkloadError(f"{FIELD}: {path}: module name {name!r} is taken by {loaded.__file__ or 'a module'}; "
-                            "rename the file")
+    name = f"{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"  # two folders, two tasks.py
+    if name in sys.modules:
+        return sys.modules[name]
     if not path.is_file():
         raise WorkloadError(f"{FIELD}: {path}: no such file (from {target!r}; a path is relative to the spec's folder)")
     spec = importlib.util.spec_from_file_location(name, path)
