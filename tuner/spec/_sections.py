@@ -84,7 +84,7 @@ def _parse_workload(b: _Block) -> Workload:
     if not isinstance(options, dict):
         b.fail("options", f"must be a mapping, got {_kind(options)}")
     try:
-        resolved = resolve_options(name, dict(options))
+        resolved = resolve_options(name, dict(options), base=Path(b.file).resolve().parent)
     except UserError as exc:
         bad = next((k for k in options if repr(k) in str(exc) or str(k) in str(exc)), None)
         where = b.sub("options") + (f".{bad}" if bad is not None else "")

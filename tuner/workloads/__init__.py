@@ -11,7 +11,14 @@ target (`workload: {name: "my_tasks.py:MyTask"}`); check it with `tuner validate
 (`tuner.workloads.conformance`).
 """
 
-from tuner.workloads import lora_text, mnist_mlp, scale_invariant, tiny_lm, valley2d  # noqa: F401  (register)
+from tuner.workloads import (  # noqa: F401  (register)
+    hf_text_classification,
+    lora_text,
+    mnist_mlp,
+    scale_invariant,
+    tiny_lm,
+    valley2d,
+)
 from tuner.workloads._base import NoOptions, Workload
 from tuner.workloads._data import BatchSampler, generator
 from tuner.workloads._dataset import DatasetWorkload

@@ -6,11 +6,12 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from tuner.workloads._options import WorkloadError, parse_options
+from tuner.workloads._options import WorkloadError, parse_options, with_absolute_paths
 from tuner.workloads._target import is_target, load_target
 
 
@@ -57,9 +58,14 @@ def get_workload(name: str) -> WorkloadInfo:
     return _REGISTRY[name]
 
 
-def resolve_options(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Options with defaults filled, validated, as a plain dict. Loads no data or model."""
+def resolve_options(name: str, options: Mapping[str, Any] | None = None, base: Path | None = None) -> dict[str, Any]:
+    """Options with defaults filled, validated, as a plain dict. Loads no data or model.
+
+    `base`: the spec's folder, against which relative path options are made absolute.
+    """
     info = get_workload(name)
+    if base is not None:
+        options = with_absolute_paths(info.options, options or {}, base)
     return dataclasses.asdict(parse_options(name, info.options, options))
 
 
