@@ -118,12 +118,31 @@ class Resources:
 
 @dataclass(frozen=True)
 class Confirm:
+    """Re-runs of the winners: every seed x every combination of the stress levels (workload options)."""
+
     top_k: int
     seeds: tuple[int, ...]
-    label_noise: tuple[float, ...]
+    stress: Mapping[str, tuple[Any, ...]]  # workload option -> levels (`label_noise: [...]` is one)
+
+    @property
+    def label_noise(self) -> tuple[Any, ...]:
+        """The label-noise levels (the `confirm.label_noise` key of older specs)."""
+        return tuple(self.stress.get("label_noise", ()))
+
+    def conditions(self) -> list[dict[str, Any]]:
+        """Every combination of the stress levels (`[{}]` without any): what each seed runs under."""
+        out: list[dict[str, Any]] = [{}]
+        for name, levels in self.stress.items():
+            out = [{**c, name: v} for c in out for v in levels]
+        return out
+
+    def describe(self) -> str:
+        """`label noise [0.0, 0.2] x depth [1, 2]` for the header and the progress lines ('' without stress)."""
+        return " x ".join(f"{k.replace('_', ' ')} {list(v)}" for k, v in self.stress.items())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"top_k": self.top_k, "seeds": list(self.seeds), "label_noise": list(self.label_noise)}
+        return {"top_k": self.top_k, "seeds": list(self.seeds),
+                "stress": {k: _plain(list(v)) for k, v in self.stress.items()}}
 
 
 @dataclass(frozen=True, eq=False)
