@@ -35,6 +35,7 @@ from tuner.spec.model import (
     MAX_CPU,
     MAX_GPU,
     NAME_PATTERN,
+    PRECISIONS,
     SAMPLERS,
     SCHEDULERS,
     TOP_KEYS,
@@ -128,12 +129,16 @@ def _parse(file: str, data: Any) -> Spec:
                                ", ".join(k for k, multi in SAMPLERS.items() if multi))
 
     confirm = _parse_confirm(top, workload) if top.has("confirm") else None
+    precision = top.take("precision", _choice(PRECISIONS), "fp32")
+    if precision == "fp16" and resources.gpu == 0:
+        top.fail("precision", "fp16 needs a GPU (loss scaling is a CUDA matter) and resources.gpu is 0",
+                 "fp32 or bf16 on a CPU; fp16 with resources.gpu > 0")
     return Spec(
         path=str(Path(file).resolve()), name=name, description=description, metric=metric,
         workload=workload, methods=methods, parameters=parameters, space=space, defaults=defaults,
         sampler=sampler, scheduler=scheduler, budget=budget, resources=resources, seed=seed,
         tracking_uri=tracking_uri, storage_path=str(storage_path), objectives=objectives,
-        confirm=confirm, max_failures=top.take("max_failures", _int(0, 100), 1),
+        confirm=confirm, max_failures=top.take("max_failures", _int(0, 100), 1), precision=precision,
     )
 
 

@@ -39,6 +39,7 @@ TIME_UNITS: Mapping[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.
 TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql")
 PARAM_TYPES = ("float", "int", "categorical")
 MAX_CPU, MAX_GPU = 512.0, 64.0
+PRECISIONS = ("fp32", "bf16", "fp16")  # what the closure runs under (tuner.trial.precision)
 
 
 
@@ -168,6 +169,7 @@ class Spec:
     objectives: tuple[Objective, ...]
     confirm: Confirm | None
     max_failures: int
+    precision: str = "fp32"
 
     @property
     def experiment_dir(self) -> str:
@@ -193,6 +195,7 @@ class Spec:
             "objectives": [o.to_dict() for o in self.objectives] or None,
             "confirm": self.confirm.to_dict() if self.confirm else None,
             "max_failures": self.max_failures,
+            "precision": self.precision,
         }
         if include_space:
             out["space"] = {m: {k: p.to_dict() for k, p in s.items()} for m, s in self.space.items()}
@@ -201,4 +204,4 @@ class Spec:
 
 
 TOP_KEYS = ("name", "description", "metric", "workload", "methods", "parameters", "sampler", "scheduler",
-            "budget", "resources", "seed", "tracking", "storage", "objectives", "confirm", "max_failures")
+            "budget", "resources", "seed", "tracking", "storage", "objectives", "confirm", "max_failures", "precision")
