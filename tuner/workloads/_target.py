@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from tuner.workloads._base import Workload
 from tuner.workloads._options import WorkloadError
 
 SHIPPED_ENV = "SHARPTUNE_SHIPPED_WORKLOADS"  # JSON {target as in the spec: module name on the worker}
@@ -107,8 +108,6 @@ def _import_module(module: str, base: Path | None) -> Any:
 @lru_cache(maxsize=64)
 def load_target(name: str, base: str | None = None) -> type:
     """The `Workload` subclass that `name` points to; WorkloadError names the field and the file."""
-    from tuner.workloads._base import Workload  # _base imports nothing of this module; kept lazy for cycles
-
     module_name, cls_name = _split(name)
     shipped = _shipped().get(name)
     if shipped is not None:  # a Ray worker: the runtime env brought the code under this module name
