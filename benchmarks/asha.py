@@ -111,7 +111,8 @@ def main() -> None:
     from tuner.spec import load_spec
 
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    ray.init(num_cpus=CONCURRENT, include_dashboard=False, logging_level="WARNING", _node_ip_address="127.0.0.1")
+    ray.init(address="local", num_cpus=CONCURRENT, include_dashboard=False, logging_level="WARNING",
+             _node_ip_address="127.0.0.1")
     rows = []
     try:
         for seed in args.seeds:

@@ -79,7 +79,8 @@ from tuner.trial.trainable import train_trial
 spec_path, points_path, storage = sys.argv[1:4]
 spec = load_spec(spec_path)
 points = json.loads(open(points_path).read())
-ray.init(num_cpus={cpus}, include_dashboard=False, logging_level="WARNING", _node_ip_address="127.0.0.1")
+ray.init(address="local", num_cpus={cpus}, include_dashboard=False, logging_level="WARNING",
+         _node_ip_address="127.0.0.1")
 trainable = tune.with_resources(tune.with_parameters(train_trial, setup=trial_setup(spec)), {{"cpu": 1}})
 tuner = tune.Tuner(trainable, param_space={{"_point": tune.grid_search(points)}},
                    tune_config=tune.TuneConfig(max_concurrent_trials={cpus}, reuse_actors=True),

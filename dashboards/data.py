@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from tuner.results.feasible import mark_feasible, stored_constraints
 from tuner.results.robust import RobustResult, robust_winners
 from tuner.results.store import ExperimentStore
 from tuner.results.table import method_table
@@ -26,6 +27,7 @@ class ReportData:
     robust: RobustResult
     table: pd.DataFrame
     stress: str | None  # the condition varied in the confirmation runs (label_noise, snr, ...)
+    constraints: tuple = ()  # the spec's constraints (tuner.spec.Constraint); trials then carry `feasible`
     histories: dict[str, dict[str, list[pd.DataFrame]]] = field(default_factory=dict)
 
     @property
@@ -68,10 +70,13 @@ def collect(store: ExperimentStore, metric: str | None = None, goal: str | None 
     """Read the experiment once and compute the robust winners and the per-method table."""
     metric, goal = store.objective(metric, goal)
     trials = store.trials()
+    constraints = stored_constraints(store)
+    if constraints:
+        trials = mark_feasible(trials, constraints)
     robust = robust_winners(trials, metric, goal)
     table = method_table(trials, robust)
     stress = stress_condition(trials)
-    data = ReportData(store.name, metric, goal, trials, robust, table, stress)
+    data = ReportData(store.name, metric, goal, trials, robust, table, stress, constraints=constraints)
     keys = [metric] + [k for k in DIAG_KEYS if k in trials.columns]
     for method in data.methods:
         runs = winner_runs(trials, robust, method, stress)

@@ -88,8 +88,11 @@ def pareto(data: ReportData) -> Figure:
     trials = _finite(_finite(data.search[data.search["status"] != "diverged"], data.metric), "cost/step_time_ms")
     for method, group in trials.groupby("method"):
         if method in ref_time and math.isfinite(ref_time[method]):
-            ax.scatter(group["cost/step_time_ms"] / ref_time[method], group[data.metric], s=14, alpha=0.3,
+            ok = group["feasible"].astype(bool) if "feasible" in group else np.ones(len(group), dtype=bool)
+            ax.scatter(group["cost/step_time_ms"][ok] / ref_time[method], group[data.metric][ok], s=14, alpha=0.3,
                        color=method_color(method))
+            ax.scatter(group["cost/step_time_ms"][~ok] / ref_time[method], group[data.metric][~ok], s=22,
+                       alpha=0.6, marker="x", color=method_color(method))  # breaks a spec constraint
     for _, row in table.iterrows():
         low, high = row["low"], row["high"]
         yerr = [[row["mean"] - low], [high - row["mean"]]] if math.isfinite(low) else None
@@ -106,6 +109,8 @@ def pareto(data: ReportData) -> Figure:
     if len(front) > 1:
         ax.step(*zip(*front, strict=True), where="post", color="black", ls="--", lw=1,
                 label=f"Pareto front (by the {'lower' if sign > 0 else 'upper'} CI bound)")
+    if "feasible" in trials and not trials["feasible"].astype(bool).all():
+        ax.scatter([], [], marker="x", color="grey", label="search trial outside the constraints")
     ax.set(xlabel=f"step time relative to reference (×); reference: {table['overhead_reference'].iloc[0]}",
            ylabel=f"robust {data.metric} (mean, 95% CI)", title=f"Metric vs compute overhead ({_better(data.goal)})")
     ax.grid(alpha=0.3)

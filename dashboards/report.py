@@ -70,6 +70,24 @@ def _errored_cell(n_errored: int, n_runs: int, first_error: str) -> str:
     return f'<span class="errored">{esc(f"{n_errored}/{n_runs}")}</span><br><code>{esc(first_error)}</code>'
 
 
+def _constraints_note(data: ReportData) -> str:
+    if not data.constraints:
+        return ""
+    bounds = ", ".join(f"{c.metric} {'<= ' + format(c.max, 'g') if c.max is not None else ''}"
+                       f"{' and ' if c.max is not None and c.min is not None else ''}"
+                       f"{'>= ' + format(c.min, 'g') if c.min is not None else ''}" for c in data.constraints)
+    return (f" Constraints: {esc(bounds)} (overhead = gradient evaluations per step); a method whose runs all "
+            "break them has no winner; x markers in the Pareto plot are such runs.")
+
+
+def _infeasible_cell(data: ReportData, method: str, n: int, n_runs: int) -> str:
+    """`k/N` runs outside the constraints and the first one's violation (marked like errored runs)."""
+    if not n:
+        return esc(f"0/{n_runs}")
+    mine = data.trials[(data.trials["method"] == method) & ~data.trials["feasible"].astype(bool)]
+    return f'<span class="errored">{esc(f"{n}/{n_runs}")}</span><br><code>{esc(mine["violated"].iloc[0])}</code>'
+
+
 def _summary_section(data: ReportData) -> Section:
     if not len(data.table):
         return Section("summary", "Per-method summary", empty="no trial runs in this experiment")
@@ -87,14 +105,18 @@ def _summary_section(data: ReportData) -> Section:
                      esc(f"{r['n_diverged']}/{r['n_runs_total']} ({r['divergence_rate']:.0%})"),
                      _errored_cell(r["n_errored"], r["n_runs_total"], r["first_error"]),
                      esc(f"{_fmt(r['sensitivity'] * 100, 3)}% of {r['n_search']}"), esc(_hp_text(r["hparams"]))])
+        if data.constraints:
+            rows[-1].insert(9, _infeasible_cell(data, r["method"], r["n_infeasible"], r["n_runs_total"]))
     header = ["rank", "method", f"robust best {data.metric} (mean ± 95% CI half-width [low, high])",
               "overhead (step time)", "step time (ms)", "grad evals / step", "peak memory (MB)",
               "diverged runs", "errored runs (first error)", "search trials within 1% of best",
               "best hyperparameters"]
+    if data.constraints:
+        header.insert(9, "runs outside the constraints (first violation)")
     body = (f'<p class="note">{esc(data.robust.note)}. Ranked by the '
             f'{"lower" if data.goal == "maximize" else "upper"} end of the 95% Student-t interval '
-            f"({data.goal}); configs with a diverged run rank last.</p>"
-            + table(header, rows, left=(1, 8, 10), raw=True))
+            f"({data.goal}); configs with a diverged run rank last.{_constraints_note(data)}</p>"
+            + table(header, rows, left=(1, 8, 9, 11) if data.constraints else (1, 8, 10), raw=True))
     return Section("summary", "Per-method summary", body)
 
 

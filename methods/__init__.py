@@ -1,4 +1,5 @@
-"""Sharpness-aware optimizers (SAM, ASAM, preconditioned and Functional SAM, BAR, IRE) in pure PyTorch.
+"""Sharpness-aware optimizers (SAM, ASAM, preconditioned and Functional SAM, BAR, IRE) in pure PyTorch,
+plus methods registered with `register_method` (pytorch-optimizer's GSAM, WSAM, ... with the extra `comparators`).
 
     from methods import build_optimizer, load_config
     opt = build_optimizer(model, "nbar", lr=3e-4, mu0=0.1, schedule="cosine", total_steps=1000)
@@ -7,25 +8,47 @@
 Imports no Ray, MLflow or Optuna: training code can use it alone.
 """
 
+from methods._adapter import ClosureAdapter
+from methods._bases import comparators_installed
 from methods._build import build_optimizer
 from methods._config_io import load_config
 from methods._errors import ConfigError
-from methods._hparams import BASE_ONLY, HPARAMS
+from methods._hparams import BASE_ONLY, HPARAMS, HParam
 from methods._optimizer import SharpOptimizer
 from methods._pairs import find_lora_pairs
-from methods._registry import MethodInfo, Preset, get_method, list_methods, register
+from methods._plugins import hparam, load_entry_points, register_method
+from methods._registry import (
+    BuildContext,
+    MethodInfo,
+    Preset,
+    get_method,
+    list_methods,
+    register,
+    unavailable_reason,
+)
+from methods.integrations import pytorch_optimizer as _comparators
+
+_comparators.register_all()
+load_entry_points()  # plug-ins installed as packages (entry point group sharptune.methods)
 
 __all__ = [
     "BASE_ONLY",
     "HPARAMS",
+    "BuildContext",
+    "ClosureAdapter",
     "ConfigError",
+    "HParam",
     "MethodInfo",
     "Preset",
     "SharpOptimizer",
     "build_optimizer",
+    "comparators_installed",
     "find_lora_pairs",
     "get_method",
+    "hparam",
     "list_methods",
     "load_config",
     "register",
+    "register_method",
+    "unavailable_reason",
 ]

@@ -11,7 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from methods._errors import ConfigError
 from methods._optimizer import SharpOptimizer
 from methods._pairs import Pair, find_lora_pairs
-from methods._registry import get_method
+from methods._registry import BuildContext, get_method
 
 
 def build_optimizer(model_or_params: nn.Module | Iterable[Tensor] | Iterable[tuple[str, Tensor]]
@@ -45,4 +45,7 @@ def build_optimizer(model_or_params: nn.Module | Iterable[Tensor] | Iterable[tup
     if info.needs_pairs and not found:
         raise ConfigError(f"{method} acts on scale-invariant pairs, but none were found: pass a peft LoRA model "
                           "or pairs=[(x, y), ...]")
+    if info.plugin:  # register_method: the method builds itself
+        model = model_or_params if isinstance(model_or_params, nn.Module) else None
+        return info.build(params, resolved, BuildContext(model, names, found, batchnorms))
     return SharpOptimizer(params, info=info, hparams=resolved, pairs=found, batchnorms=batchnorms, names=names)

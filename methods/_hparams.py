@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from methods._bases import check_base
 from methods._errors import ConfigError
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -88,7 +89,8 @@ def _betas(name: str, value: Any) -> tuple[float, float]:
 
 HPARAMS: Mapping[str, HParam] = {
     # base update
-    "base": HParam("sgd", _choice("sgd", "adamw"), "base optimizer that takes the final gradient"),
+    "base": HParam("sgd", check_base, "base optimizer that takes the final gradient: sgd, adamw, any "
+                   "torch.optim optimizer or pytorch-optimizer's (lower case: radam, lion, adan, ...)"),
     "lr": HParam(None, _float(0.0, low_open=True), "learning rate"),
     "momentum": HParam(0.9, _float(0.0, 1.0, high_open=True), "SGD momentum"),
     "nesterov": HParam(False, _bool, "SGD Nesterov momentum"),

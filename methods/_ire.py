@@ -54,16 +54,35 @@ def flat_mask(curvature: Sequence[Tensor], gamma: float, ties: str = "exact") ->
     flat = torch.cat([h.detach().reshape(-1).float() for h in curvature])
     exact = ties == "exact"
     count = int(math.floor(gamma * flat.numel() + 0.5)) if exact else int(gamma * flat.numel())
-    chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    if count:
-        threshold = _kth_smallest(flat, count)
-        if exact:  # everything below the threshold, then ties by position up to the count (no host sync)
-            below = flat < threshold
-            tied = flat == threshold
-            chosen = below | (tied & (torch.cumsum(tied, 0) <= count - below.sum()))
-        else:
-            chosen = flat <= threshold
+    if not count:
+        chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    elif not exact:
+        chosen = flat <= _kth_smallest(flat, count)
+    elif _device.on_accelerator(flat):
+        chosen = _exact_on_device(flat, count)
+    else:
+        chosen = _exact_on_host(flat, count)
     return [m.view_as(h) for m, h in zip(chosen.split([h.numel() for h in curvature]), curvature, strict=True)]
+
+
+def _exact_on_device(flat: Tensor, count: int) -> Tensor:
+    """Everything below the threshold, then ties by position up to `count`, without a host sync."""
+    threshold = _kth_smallest(flat, count)
+    below = flat < threshold
+    tied = flat == threshold
+    return below | (tied & (torch.cumsum(tied, 0) <= count - below.sum()))
+
+
+def _exact_on_host(flat: Tensor, count: int) -> Tensor:
+    """The same selection as `_exact_on_device`; on the host reading a count is free, so the running
+    sum over all p coordinates (most of the cost) is needed only when ties straddle the threshold."""
+    threshold = _kth_smallest(flat, count)
+    chosen = flat <= threshold
+    surplus = int(chosen.sum()) - count  # tied coordinates beyond the count: drop the last ones by position
+    if surplus:
+        tied = (flat == threshold).nonzero().squeeze(1)
+        chosen[tied[len(tied) - surplus:]] = False
+    return chosen
 
 
 def boost_weights(masks: Sequence[Tensor], kappas: Sequence[float]) -> list[Tensor]:

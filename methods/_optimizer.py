@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from methods._balancer import adam_ratio, balance
+from methods._bases import build_base
 from methods._errors import ConfigError
 from methods._hparams import schedule_factor
 from methods._ire import boost, boost_weights, flat_mask, ire_start
@@ -34,13 +35,7 @@ Closure = Callable[[], Any]
 
 
 def _build_base(params: list[dict[str, Any]], hp: dict[str, Any]) -> torch.optim.Optimizer:
-    if hp["base"] == "sgd":
-        if hp["nesterov"] and hp["momentum"] == 0:
-            raise ConfigError("nesterov needs momentum > 0")
-        return torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"],
-                               weight_decay=hp["weight_decay"])
-    return torch.optim.AdamW(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"],
-                             weight_decay=hp["weight_decay"])
+    return build_base(params, hp)  # sgd, adamw or any other base by name (methods._bases)
 
 
 class SharpOptimizer(torch.optim.Optimizer):

@@ -6,21 +6,37 @@ parts. Adding a method means registering one more `MethodInfo`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
+from methods._bases import BUILTIN, base_takes, default_lr
 from methods._errors import ConfigError
 from methods._hparams import (
     ASAM_NAMES,
     BALANCER_NAMES,
+    BASE_COMMON,
     BASE_NAMES,
-    BASE_ONLY,
     DEFAULT_LR,
     HPARAMS,
     IRE_NAMES,
     PERTURB_NAMES,
+    HParam,
 )
+
+BASE_SPECIFIC = BASE_NAMES - BASE_COMMON  # momentum, nesterov (sgd); betas, eps (adamw); others by signature
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What `build_optimizer` knows beyond parameters and hyperparameters, handed to a plug-in's `build`."""
+
+    model: nn.Module | None
+    names: Mapping[int, str]  # id(parameter) -> its name, where known
+    pairs: Sequence[Any]  # scale-invariant (x, y) pairs
+    batchnorms: Sequence[nn.Module]  # to freeze during replayed passes
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,15 @@ class MethodInfo:
     default_base: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     search_space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # plug-ins (`register_method`): their own builder, every hyperparameter they take, declared cost
+    build: Callable[[list[Any], dict[str, Any], BuildContext], Any] | None = None
+    own: Mapping[str, HParam] = field(default_factory=dict)
+    cost: float | Callable[[Mapping[str, Any]], float] | None = None
+
+    @property
+    def plugin(self) -> bool:
+        """A method registered with its own builder (not a preset of the composable step)."""
+        return self.build is not None
 
     @property
     def needs_pairs(self) -> bool:
@@ -52,7 +77,9 @@ class MethodInfo:
 
     @property
     def hyperparameters(self) -> frozenset[str]:
-        """Every name `build_optimizer` accepts for this method (with either base)."""
+        """Every name `build_optimizer` accepts for this method (with any base)."""
+        if self.plugin:
+            return frozenset(self.own)
         names = set(BASE_NAMES)
         if self.preset.perturbation != "none":
             names |= PERTURB_NAMES
@@ -75,13 +102,10 @@ class MethodInfo:
             raise ConfigError(
                 f"unknown hyperparameter {unknown[0]!r} for method {self.name!r}; "
                 f"valid: {', '.join(sorted(self.hyperparameters))}")
-        base = HPARAMS["base"].check("base", hparams.get("base", self.defaults.get("base", self.default_base)))
-        other_base = "adamw" if base == "sgd" else "sgd"
-        wrong = sorted(set(hparams) & (BASE_ONLY[other_base] - BASE_ONLY[base]))
-        if wrong:
-            raise ConfigError(f"{wrong[0]} belongs to base {other_base!r}, but {self.name} uses base {base!r}; "
-                              f"set base: {other_base} or drop {wrong[0]}")
-        allowed = (self.hyperparameters - BASE_ONLY[other_base]) | {"base"}
+        table = {**HPARAMS, **self.own}
+        base = table["base"].check("base", hparams.get("base", self.defaults.get("base", self.default_base)))
+        other = _other_base_names(self, base, hparams)
+        allowed = (self.hyperparameters - other) | {"base"}
         out: dict[str, Any] = {"base": base}
         for name in sorted(allowed - {"base"}):
             if name in hparams:
@@ -89,16 +113,19 @@ class MethodInfo:
             elif name in self.defaults:
                 value = self.defaults[name]
             elif name == "lr":
-                value = DEFAULT_LR[base]
+                value = DEFAULT_LR[base] if base in DEFAULT_LR else default_lr(base)
             else:
-                value = HPARAMS[name].default
-            out[name] = HPARAMS[name].check(name, value)
-        _check_combination(self, out, need_horizon)
+                value = table[name].default
+            out[name] = table[name].check(name, value)
+        if not self.plugin:
+            _check_combination(self, out, need_horizon)
         return out
 
     def grad_evals_per_step(self, **hparams: Any) -> float:
         """Declared gradient evaluations per step; `opt.counts` must match it (tested)."""
         hp = self.resolve(hparams, need_horizon=False)
+        if self.plugin:
+            return float(self.cost(hp) if callable(self.cost) else self.cost)  # type: ignore[arg-type]
         evals = 1.0
         if self.preset.perturbation != "none":
             evals += 1.0
@@ -109,13 +136,32 @@ class MethodInfo:
         return evals
 
 
+def _other_base_names(info: MethodInfo, base: str, hparams: Mapping[str, Any]) -> frozenset[str]:
+    """Base-specific names `base` does not take; a ConfigError if the user set one of them."""
+    specific = info.hyperparameters & BASE_SPECIFIC
+    if not specific:
+        return frozenset()
+    other = frozenset(specific - base_takes(base))
+    wrong = sorted(set(hparams) & other)
+    if wrong and base in BUILTIN:
+        owner = "adamw" if base == "sgd" else "sgd"
+        raise ConfigError(f"{wrong[0]} belongs to base {owner!r}, but {info.name} uses base {base!r}; "
+                          f"set base: {owner} or drop {wrong[0]}")
+    if wrong:
+        takes = ", ".join(sorted(base_takes(base) | {"lr", "weight_decay"}))
+        raise ConfigError(f"base {base!r} of {info.name} takes no {wrong[0]} (it takes {takes}); drop {wrong[0]}")
+    return other
+
+
 def _check_combination(info: MethodInfo, hp: Mapping[str, Any], need_horizon: bool = True) -> None:
     """Combinations that are individually valid but cannot work together."""
-    if hp["base"] == "sgd" and hp.get("preconditioner") == "adam":
-        raise ConfigError(f"preconditioner 'adam' reads AdamW's second moments, but {info.name} uses base 'sgd'; "
+    if hp["base"] != "adamw" and hp.get("preconditioner") == "adam":
+        raise ConfigError(f"preconditioner 'adam' reads AdamW's second moments, but {info.name} uses base "
+                          f"{hp['base']!r}; "
                           "use preconditioner: ema_sq (keeps its own statistics) or base: adamw")
-    if hp["base"] == "sgd" and hp.get("curvature") == "adam":
-        raise ConfigError(f"curvature 'adam' reads AdamW's second moments, but {info.name} uses base 'sgd'; "
+    if hp["base"] != "adamw" and hp.get("curvature") == "adam":
+        raise ConfigError(f"curvature 'adam' reads AdamW's second moments, but {info.name} uses base "
+                          f"{hp['base']!r}; "
                           "use curvature: fisher or grad_sq, or base: adamw")
     schedules = [k for k in ("schedule", "rho_schedule") if hp.get(k, "constant") != "constant"]
     if need_horizon and schedules and hp.get("total_steps") is None:
@@ -123,6 +169,12 @@ def _check_combination(info: MethodInfo, hp: Mapping[str, Any], need_horizon: bo
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
+_UNAVAILABLE: dict[str, str] = {}  # known methods whose library is not installed -> what to install
+
+
+def register_unavailable(name: str, why: str) -> None:
+    """Name a method that exists only with an optional extra, so that asking for it says what to install."""
+    _UNAVAILABLE[name] = why
 
 
 def register(info: MethodInfo) -> MethodInfo:
@@ -131,6 +183,11 @@ def register(info: MethodInfo) -> MethodInfo:
         raise ValueError(f"method {info.name!r} is already registered")
     _REGISTRY[info.name] = info
     return info
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why a known method is not registered here (its optional extra is missing), or None."""
+    return _UNAVAILABLE.get(name)
 
 
 def list_methods() -> list[MethodInfo]:
@@ -143,6 +200,8 @@ def get_method(name: str) -> MethodInfo:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
+        if isinstance(name, str) and name in _UNAVAILABLE:
+            raise ConfigError(_UNAVAILABLE[name]) from None
         raise ConfigError(f"unknown method {name!r}; valid: {', '.join(sorted(_REGISTRY))}") from None
 
 

@@ -77,6 +77,7 @@ def sam_edge_applies(optimizer: Any, *, full_batch: bool) -> str | None:
     preset = info.preset
     reasons = [
         (not full_batch, "mini-batch training"),
+        (getattr(info, "plugin", False), f"method {info.name} is a plug-in (not a preset of the composable step)"),
         (hp.get("base") != "sgd", f"base {hp.get('base')}"),
         (hp.get("momentum", 0.0) != 0.0, f"momentum {hp.get('momentum')} (GD with momentum β sits near 2(1+β)/η)"),
         (preset.perturbation not in ("none", "sam"), f"perturbation {preset.perturbation}"),

@@ -8,7 +8,7 @@ defaults from it (`tuner.spec`) and `list` reads the state without Ray or MLflow
       spec.yaml                 SPEC_FILE: the spec as given (what `resume` reloads)
       resolved_spec.yaml        RESOLVED_FILE: with each method's space (what `validate` prints)
       mlflow.db                 DB_NAME: the default tracking store (`default_tracking_uri`)
-      optuna.journal            the study (tuner.run.searcher)
+      optuna.journal            JOURNAL_FILE: the study (tuner.run.searcher)
       confirm/                  CONFIRM_DIR: Ray's state of the confirmation phase
 """
 
@@ -28,6 +28,7 @@ STATE_FILE = "sharptune.json"
 SPEC_FILE = "spec.yaml"
 RESOLVED_FILE = "resolved_spec.yaml"  # with each method's space: what `validate` prints
 CONFIRM_DIR = "confirm"
+JOURNAL_FILE = "optuna.journal"  # the Optuna study (tuner.run.searcher; `tuner dashboard` serves it)
 RAY_STATE_FILE = "tuner.pkl"  # Ray's own: a folder holding it can be restored
 DB_NAME = "mlflow.db"
 

@@ -69,7 +69,8 @@ def local_ray() -> Iterator[None]:
         os.environ.setdefault(key, value)
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _node_ip_address="127.0.0.1")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             _node_ip_address="127.0.0.1")
     try:
         yield
     finally:

@@ -3,4 +3,4 @@
 `register` adds its subparser and sets `func=handler`, where `handler(args) -> int` returns the exit code.
 """
 
-COMMANDS: tuple[str, ...] = ("run", "validate", "resume", "list", "report", "ui", "export")
+COMMANDS: tuple[str, ...] = ("run", "validate", "resume", "list", "report", "ui", "dashboard", "export")

@@ -23,6 +23,11 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
 def checked_spec(args: argparse.Namespace) -> Spec:
     """The spec with its overrides, checked; then, unless `--no-preflight`, every branch takes a step."""
     spec = load_spec(args.spec, args.overrides)
+    if spec.warm_start:
+        # Optuna reads the earlier study only when there is one: a different space is refused here (exit 2)
+        from tuner.run.study_tools import warm_trials
+
+        warm_trials(spec)
     if args.preflight:
         # torch and the workloads load only when a preflight runs (keeps `validate --no-preflight` instant)
         from tuner.preflight import run_preflight

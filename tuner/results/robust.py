@@ -183,6 +183,9 @@ def robust_winners(trials: pd.DataFrame, metric: str, goal: str) -> RobustResult
     """
     sign = _sign(goal)
     finished = trials[~trials["status"].isin(UNFINISHED)]  # their last value is not the config's result
+    constrained = "feasible" in trials  # `constraints:` (tuner.results.feasible): winners among feasible runs
+    if constrained:
+        finished = finished[finished["feasible"].astype(bool)]
     confirm = finished[finished["phase"] == "confirm"]
     search = finished[finished["phase"] == "search"]
     if len(confirm):
@@ -192,6 +195,8 @@ def robust_winners(trials: pd.DataFrame, metric: str, goal: str) -> RobustResult
         source, pool = "search", search
         note = ("no confirmation phase: winners are the best search trials (no seed interval); "
                 "add `confirm:` to the spec for robust winners")
+    if constrained:
+        note += "; only runs that meet the spec's constraints can win"
     configs = pd.DataFrame(_config_rows(pool, metric)) if len(pool) else pd.DataFrame(
         columns=["method", "config_key", "hparams", "mean", "low", "high", "std", "n", "n_runs", "n_diverged",
                  "seeds", "run_ids"])
@@ -206,7 +211,8 @@ def robust_winners(trials: pd.DataFrame, metric: str, goal: str) -> RobustResult
         values = search.loc[search["method"] == method, metric] if metric in search else pd.Series(dtype=float)
         row = {"method": method, "divergence_rate": diverged / len(mine), "n_diverged": diverged,
                "n_runs_total": len(mine), "n_search": int((search["method"] == method).sum()),
-               "sensitivity": sensitivity(values.astype(float).tolist(), goal)}
+               "sensitivity": sensitivity(values.astype(float).tolist(), goal),
+               "n_infeasible": int((~mine["feasible"].astype(bool)).sum()) if constrained else 0}
         best = configs[configs["method"] == method].head(1) if len(configs) else configs
         if len(best):
             b = best.iloc[0]

@@ -15,6 +15,7 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 
 from tuner.layout import MLFLOW_BATCH, now_ms
+from tuner.results.feasible import mark_feasible, stored_constraints
 from tuner.results.robust import RobustResult, robust_winners
 from tuner.results.store import ExperimentStore
 from tuner.results.table import method_table, summary_csv
@@ -85,6 +86,9 @@ def winners(store: ExperimentStore, metric: str | None = None,
     """(per-method table in rank order, robust winners, trials) of an experiment: the one computation."""
     metric, goal = store.objective(metric, goal)
     trials = store.trials()
+    constraints = stored_constraints(store)
+    if constraints:  # the same rule as the report: winners among the runs that meet them
+        trials = mark_feasible(trials, constraints)
     robust = robust_winners(trials, metric, goal)
     return method_table(trials, robust), robust, trials
 

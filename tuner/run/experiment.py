@@ -42,6 +42,7 @@ from tuner.layout import (
     shown_status,
     write_state,
 )
+from tuner.results.feasible import constraint_values
 from tuner.results.store import ExperimentStore
 from tuner.results.winners import winners, write_summary
 from tuner.run.progress import Progress, fmt_duration, fmt_value
@@ -175,6 +176,8 @@ class Experiment:
             metrics = r.metrics or {}
             value = metrics.get(spec.metric.name)
             if outcome(metrics, r.error is not None) != COMPLETED or not is_number(value):
+                continue
+            if any(v > 0 for v in constraint_values(spec.constraints, metrics)):  # outside `constraints:`
                 continue
             params = public_values(trial_values(r.config))
             by_method.setdefault(params["method"], []).append((sign * value, params, metrics.get("trial_id", "")))

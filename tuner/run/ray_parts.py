@@ -89,7 +89,8 @@ def ray_session(address: str | None, num_cpus: int | None = None,
             # Ray 2.60 turns token authentication on for a new local cluster (good) and warns that it did
             # on every start; keep stderr for errors (RAY_AUTH_MODE must be set before ray is imported).
             logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+            # address="local": without it Ray joins any cluster that `ray start` left on this machine.
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
                      _node_ip_address="127.0.0.1", runtime_env=runtime_env)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise RuntimeFailure(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None

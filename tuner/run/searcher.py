@@ -28,13 +28,15 @@ from optuna.trial import TrialState
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from tuner.layout import JOURNAL_FILE
+from tuner.results.feasible import constraint_values
 from tuner.run.optuna_space import build_define, grid_search_space
+from tuner.run.study_tools import enqueued_params, warm_trials
 from tuner.spec import Spec
 from tuner.trial.protocol import COMPLETED, ERRORED, PRUNED, outcome
 from tuner.values import is_number as _finite
 
 logger = logging.getLogger(__name__)
-JOURNAL_FILE = "optuna.journal"
 STATUS_ATTR = "sharptune_status"
 RAY_TRIAL_ATTR = "ray_trial_id"
 
@@ -113,8 +115,19 @@ class SharpSearch(OptunaSearch):
         self._journal_path = str(journal_path)
         self._time_attr = spec.scheduler.time_attr if spec.scheduler.name != "fifo" else "cost/grad_evals"
         self._needs_cleanup = True  # a fresh searcher on an existing journal (resume before Ray saved)
+        self._constraints = tuple(spec.constraints)
         super().__init__(space=SpaceFn(spec), metric=metric, mode=mode, sampler=make_sampler(spec),
                          study_name=spec.name, storage=journal_storage(journal_path))
+        self._seed_study(spec)
+
+    def _seed_study(self, spec: Spec) -> None:
+        """A new study gets the warm start's finished trials; the queued configs go first (once: a
+        resumed study finds them queued or run already)."""
+        if spec.warm_start and not self._ot_study.get_trials(deepcopy=False):
+            for trial in warm_trials(spec):
+                self._ot_study.add_trial(trial)
+        for params in enqueued_params(spec):
+            self._ot_study.enqueue_trial(params, skip_if_exists=True)
 
     # --- suggestions ------------------------------------------------------------------------------
     def _suggest_from_define_by_run_func(self, func: Any, ot_trial: optuna.Trial) -> dict[str, Any]:
@@ -162,6 +175,9 @@ class SharpSearch(OptunaSearch):
             state = TrialState.PRUNED
         try:
             trial.set_user_attr(STATUS_ATTR, status)
+            constraints = getattr(self, "_constraints", ())  # Optuna 5: TPE, NSGA-II and GP read them
+            for c, violation in zip(constraints, constraint_values(constraints, result or {}), strict=True):
+                trial.set_constraint(c.metric, violation)
         except (ValueError, RuntimeError):
             pass  # finished already (told by an earlier driver)
         try:

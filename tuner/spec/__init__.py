@@ -31,6 +31,7 @@ from tuner.spec._sections import (
     _parse_workload,
     _tracking_uri,
 )
+from tuner.spec._study import parse_constraints, parse_enqueue, parse_warm_start
 from tuner.spec.model import (
     MAX_CPU,
     MAX_GPU,
@@ -41,6 +42,7 @@ from tuner.spec.model import (
     TOP_KEYS,
     Budget,
     Confirm,
+    Constraint,
     Objective,
     Resources,
     Sampler,
@@ -50,8 +52,8 @@ from tuner.spec.model import (
     Workload,
 )
 
-__all__ = ["Budget", "Confirm", "Objective", "Param", "Resources", "Sampler", "Scheduler", "Spec", "SpecError",
-           "Workload", "load_spec"]
+__all__ = ["Budget", "Confirm", "Constraint", "Objective", "Param", "Resources", "Sampler", "Scheduler", "Spec",
+           "SpecError", "Workload", "load_spec"]
 
 
 def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Spec:
@@ -133,12 +135,16 @@ def _parse(file: str, data: Any) -> Spec:
     if precision == "fp16" and resources.gpu == 0:
         top.fail("precision", "fp16 needs a GPU (loss scaling is a CUDA matter) and resources.gpu is 0",
                  "fp32 or bf16 on a CPU; fp16 with resources.gpu > 0")
+    enqueue = parse_enqueue(top, methods, space, sampler.name, trial_grad_evals)
+    warm_start = parse_warm_start(top, storage_path, name, sampler.name)
+    constraints = parse_constraints(top, sampler.name)
     return Spec(
         path=str(Path(file).resolve()), name=name, description=description, metric=metric,
         workload=workload, methods=methods, parameters=parameters, space=space, defaults=defaults,
         sampler=sampler, scheduler=scheduler, budget=budget, resources=resources, seed=seed,
         tracking_uri=tracking_uri, storage_path=str(storage_path), objectives=objectives,
         confirm=confirm, max_failures=top.take("max_failures", _int(0, 100), 1), precision=precision,
+        enqueue=enqueue, warm_start=warm_start, constraints=constraints,
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from methods import list_methods
+from methods import list_methods, unavailable_reason
 from tuner.errors import UserError
 from tuner.space import Param, count_grid_points
 from tuner.spec._reader import (
@@ -59,7 +59,7 @@ def _method_name(b: _Block, key: str, value: Any) -> str:
 
     names = [m.name for m in list_methods()]
     if value not in names:
-        b.fail(key, f"unknown method {value!r}", ", ".join(names))
+        b.fail(key, unavailable_reason(value) or f"unknown method {value!r}", ", ".join(names))
     return value
 
 

@@ -146,6 +146,25 @@ class Confirm:
                 "stress": {k: _plain(list(v)) for k, v in self.stress.items()}}
 
 
+@dataclass(frozen=True)
+class Constraint:
+    """A bound on a metric that a feasible trial meets (`constraints:`; issue 15)."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    def violation(self, value: float) -> float:
+        """How far `value` is outside the bound (<= 0: within), Optuna's constraint convention."""
+        over = value - self.max if self.max is not None else float("-inf")
+        under = self.min - value if self.min is not None else float("-inf")
+        return max(over, under)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, **({"min": self.min} if self.min is not None else {}),
+                **({"max": self.max} if self.max is not None else {})}
+
+
 @dataclass(frozen=True, eq=False)
 class Spec:
     """A validated experiment; `space[method]` is what the tuner samples for that method."""
@@ -170,6 +189,10 @@ class Spec:
     confirm: Confirm | None
     max_failures: int
     precision: str = "fp32"
+    # study tools (tuner.spec._study)
+    enqueue: tuple[Mapping[str, Any], ...] = ()
+    warm_start: str | None = None
+    constraints: tuple[Constraint, ...] = ()
 
     @property
     def experiment_dir(self) -> str:
@@ -196,6 +219,9 @@ class Spec:
             "confirm": self.confirm.to_dict() if self.confirm else None,
             "max_failures": self.max_failures,
             "precision": self.precision,
+            "enqueue": [dict(c) for c in self.enqueue] or None,
+            "warm_start": {"from": self.warm_start} if self.warm_start else None,
+            "constraints": [c.to_dict() for c in self.constraints] or None,
         }
         if include_space:
             out["space"] = {m: {k: p.to_dict() for k, p in s.items()} for m, s in self.space.items()}
@@ -204,4 +230,5 @@ class Spec:
 
 
 TOP_KEYS = ("name", "description", "metric", "workload", "methods", "parameters", "sampler", "scheduler",
-            "budget", "resources", "seed", "tracking", "storage", "objectives", "confirm", "max_failures", "precision")
+            "budget", "resources", "seed", "tracking", "storage", "objectives", "confirm", "max_failures",
+            "enqueue", "warm_start", "constraints", "precision")

@@ -30,8 +30,13 @@ COMPLETED, PRUNED, DIVERGED, ERRORED = "completed", "pruned", "diverged", "error
 OUTCOMES = (COMPLETED, PRUNED, DIVERGED, ERRORED)
 
 
-def trial_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The trial's values from Ray's config: a confirmation run wraps its prepared values in `_point`."""
+def trial_values(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The trial's values from Ray's config: a confirmation run wraps its prepared values in `_point`.
+
+    A trial whose actor died before it started has no config in Ray's records (None): no values.
+    """
+    if not config:
+        return {}
     inner = config.get("_point")
     return dict(inner) if isinstance(inner, Mapping) else dict(config)
 

@@ -1,0 +1,74 @@
+"""`python -m tuner dashboard NAME`: optuna-dashboard over the experiment's Optuna journal, live.
+
+The searcher keeps the study in `<storage>/<name>/optuna.journal` (an append-only Optuna journal), so
+the dashboard can watch a running experiment: trials appear as the searcher tells them, with their
+intermediate values at the scheduler's clock, PRUNED/FAIL states and constraint values. Binds
+127.0.0.1 unless `--host` says otherwise; Ctrl-C stops it. Needs the extra `dashboard`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import socket
+import sys
+from pathlib import Path
+
+from tuner.errors import UserError
+from tuner.layout import DEFAULT_STORAGE, JOURNAL_FILE
+
+EXTRA = "pip install -e '.[dashboard]' (optuna-dashboard==0.21.0)"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("dashboard", help="optuna-dashboard on the experiment's study (127.0.0.1 unless --host)",
+                              description="Serve optuna-dashboard over an experiment's Optuna journal; "
+                                          "Ctrl-C stops it.")
+    p.add_argument("name", help="experiment name")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="DIR",
+                   help="results folder holding <name>/optuna.journal (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    p.set_defaults(func=handle)
+
+
+def journal_of(storage: str | Path, name: str) -> Path:
+    """The experiment's journal, or a UserError that says what is missing."""
+    path = Path(storage).expanduser().resolve() / name / JOURNAL_FILE
+    if not path.is_file():
+        raise UserError(f"no Optuna journal for experiment {name!r}: {path} does not exist "
+                        "(start it with `python -m tuner run SPEC`, or pass --storage DIR)")
+    return path
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def handle(args: argparse.Namespace) -> int:
+    journal = journal_of(args.storage, args.name)
+    if importlib.util.find_spec("optuna_dashboard") is None:
+        raise UserError(f"tuner dashboard needs optuna-dashboard: {EXTRA}")
+    if not _port_free(args.host, args.port):
+        raise UserError(f"port {args.port} on {args.host} is in use; pass --port N")
+    # optuna and optuna-dashboard load only for this command (keeps the CLI's --help fast)
+    import optuna_dashboard
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+    print(f"Optuna dashboard: http://{shown}:{args.port}/dashboard/  (study {args.name!r} in {journal}; "
+          "Ctrl-C to stop)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: bound to {args.host}: reachable from other machines", file=sys.stderr, flush=True)
+    try:
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        print("stopping the Optuna dashboard", file=sys.stderr)
+    return 0
