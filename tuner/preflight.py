@@ -27,6 +27,7 @@ from tuner.errors import UserError
 from tuner.hparams import split_values, trial_hparams
 from tuner.space import Param, is_active
 from tuner.spec import Spec
+from tuner.trial.precision import autocast_closure, optimizer_kwargs
 from tuner.workloads import create_workload, resolve_options
 
 MAX_BRANCHES = 20_000  # categorical combinations enumerated per method before covering them
@@ -145,8 +146,9 @@ def _step(spec: Spec, workload: Any, initial: Mapping[str, Any], point: Mapping[
         _, hparams, _ = trial_hparams(point, spec.budget.trial_grad_evals)
         hparams.update({k: 0 for k in DELAYED if k in hparams})  # the delayed parts run in this one step
         workload.load_state_dict(initial)
-        optimizer = build_optimizer(workload.model, method, pairs=workload.pairs or None, **hparams)
-        optimizer.step(workload.closure(workload.next_batch()))
+        optimizer = build_optimizer(workload.model, method, pairs=workload.pairs or None, **hparams,
+                                    **optimizer_kwargs(spec.precision))
+        optimizer.step(autocast_closure(workload.closure(workload.next_batch()), workload.device, spec.precision))
     except UserError as exc:
         raise PreflightError(f"{spec.path}: preflight: method {method} with {_describe(point)}: {exc}") from None
     except Exception as exc:  # any failure of a real step is the spec's combination failing

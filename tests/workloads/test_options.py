@@ -10,7 +10,7 @@ import pytest
 from tuner.errors import UserError
 from tuner.workloads import WorkloadError, get_workload, list_workloads, resolve_options
 
-NAMES = ["lora_text", "mnist_mlp", "scale_invariant", "tiny_lm", "valley2d"]
+NAMES = ["hf_causal_lm", "hf_text_classification", "lora_text", "mnist_mlp", "scale_invariant", "tiny_lm", "valley2d"]
 
 
 def test_registry_lists_every_workload_with_a_primary_metric() -> None:
@@ -52,7 +52,7 @@ def test_bad_options_name_the_option(name: str, options: dict, option: str) -> N
 
 
 def test_unknown_workload_lists_the_valid_names() -> None:
-    with pytest.raises(WorkloadError, match="allowed: lora_text, mnist_mlp"):
+    with pytest.raises(WorkloadError, match="allowed: hf_causal_lm, .*, lora_text, mnist_mlp.*or an import target"):
         get_workload("resnet")
 
 

@@ -56,6 +56,7 @@ from tuner.spec import Spec, load_spec
 from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, public_values, trial_values
 from tuner.trial.trainable import FAULT_ENV, train_trial
 from tuner.values import goal_sign, is_number
+from tuner.workloads import runtime_env
 
 
 # --- pieces given to Ray ---------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def trial_setup(spec: Any) -> dict[str, Any]:
     return {
         "workload": spec.workload.name, "workload_options": dict(spec.workload.options), "seed": spec.seed,
         "trial_grad_evals": budget.trial_grad_evals, "eval_every": budget.eval_every,
-        "cpu": spec.resources.cpu, "gpu": spec.resources.gpu,
+        "cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "precision": spec.precision,
         "required_metrics": sorted(set(required) - {"training_iteration", "time_total_s"}),
         "eval_plan": {"clock": s.time_attr if s.name != "fifo" else "cost/grad_evals", "full_at": full_at},
         "fault": json.loads(fault) if fault else None,
@@ -184,16 +185,14 @@ class Experiment:
             params = public_values(trial_values(r.config))
             by_method.setdefault(params["method"], []).append((sign * value, params, metrics.get("trial_id", "")))
         points = []
-        noises = confirm.label_noise or (None,)
+        conditions = confirm.conditions()
         for method in spec.methods:
             ranked = sorted(by_method.get(method, []), key=lambda x: -x[0])[:confirm.top_k]
             for rank, (_, params, source) in enumerate(ranked, 1):
                 for seed in confirm.seeds:
-                    for noise in noises:
-                        point = {**params, "_seed": int(seed), "_phase": "confirm", "_rank": rank, "_source": source}
-                        if noise is not None:
-                            point["label_noise"] = float(noise)
-                        points.append(point)
+                    for condition in conditions:  # stress levels: workload options, as a search would set them
+                        points.append({**params, **condition, "_seed": int(seed), "_phase": "confirm", "_rank": rank,
+                                       "_source": source})
         return points
 
     def confirm_runs_at_most(self) -> int:
@@ -201,7 +200,7 @@ class Experiment:
         confirm = self.spec.confirm
         if confirm is None:
             return 0
-        return len(self.spec.methods) * confirm.top_k * len(confirm.seeds) * max(1, len(confirm.label_noise))
+        return len(self.spec.methods) * confirm.top_k * len(confirm.seeds) * len(confirm.conditions())
 
     def header(self) -> str:
         """A few lines a person reads before the first trial; the full resolved spec goes to a file."""
@@ -216,7 +215,7 @@ class Experiment:
         if spec.confirm is not None:
             c = spec.confirm
             lines.append(f"  confirm   top {c.top_k} per method x seeds {list(c.seeds)}"
-                         + (f" x label noise {list(c.label_noise)}" if c.label_noise else "")
+                         + (f" x {c.describe()}" if c.stress else "")
                          + f" (at most {self.confirm_runs_at_most()} runs)")
         lines.append(f"  results   {self.dir} (resolved spec: {self.dir / RESOLVED_FILE})")
         lines.append(f"  MLflow    {spec.tracking_uri}")
@@ -232,7 +231,7 @@ class Experiment:
         # (mostly waiting on its processes). A failed check shuts Ray down before anything is written.
         with ThreadPoolExecutor(1, thread_name_prefix="sharptune-store-check") as pool:
             checked = pool.submit(self.check_tracking, not resume)
-            with ray_session(self.address):
+            with ray_session(self.address, runtime_env=runtime_env(self.spec.workload.name)):
                 checked.result()
                 check_placement(self.spec.resources.cpu, self.spec.resources.gpu)
                 return self._run_checked(resume)
@@ -322,7 +321,7 @@ class Experiment:
             self.say("confirm: no completed search trial to confirm")
             return None
         self.say(f"confirm: {len(points)} runs (top {self.spec.confirm.top_k} per method x "
-                 f"{len(self.spec.confirm.seeds)} seeds x {max(1, len(self.spec.confirm.label_noise))} noise levels)")
+                 f"{len(self.spec.confirm.seeds)} seeds x {len(self.spec.confirm.conditions())} stress conditions)")
         return self._confirm_tuner(points).fit()
 
     @staticmethod

@@ -66,8 +66,13 @@ RAY_STOP = RayStopWatch()
 
 
 @contextmanager
-def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
-    """Attach to `address` (or RAY_ADDRESS), else start a private local Ray; always shut our Ray down."""
+def ray_session(address: str | None, num_cpus: int | None = None,
+                runtime_env: dict[str, Any] | None = None) -> Iterator[None]:
+    """Attach to `address` (or RAY_ADDRESS), else start a private local Ray; always shut our Ray down.
+
+    `runtime_env` is the job's (a user's workload code shipped to every worker); a caller that owns
+    the Ray session ships its own.
+    """
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     tune_logger = logging.getLogger("ray.tune.tune")
@@ -79,14 +84,15 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[No
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         if address:
-            ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True)
+            ray.init(address=address, include_dashboard=False, logging_level="WARNING", log_to_driver=True,
+                     runtime_env=runtime_env)
         else:
             # Ray 2.60 turns token authentication on for a new local cluster (good) and warns that it did
             # on every start; keep stderr for errors (RAY_AUTH_MODE must be set before ray is imported).
             logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             # address="local": without it Ray joins any cluster that `ray start` left on this machine.
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
-                     _node_ip_address="127.0.0.1")
+                     _node_ip_address="127.0.0.1", runtime_env=runtime_env)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise RuntimeFailure(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
     try:

@@ -36,6 +36,7 @@ from tuner.spec.model import (
     MAX_CPU,
     MAX_GPU,
     NAME_PATTERN,
+    PRECISIONS,
     SAMPLERS,
     SCHEDULERS,
     TOP_KEYS,
@@ -130,6 +131,10 @@ def _parse(file: str, data: Any) -> Spec:
                                ", ".join(k for k, multi in SAMPLERS.items() if multi))
 
     confirm = _parse_confirm(top, workload) if top.has("confirm") else None
+    precision = top.take("precision", _choice(PRECISIONS), "fp32")
+    if precision == "fp16" and resources.gpu == 0:
+        top.fail("precision", "fp16 needs a GPU (loss scaling is a CUDA matter) and resources.gpu is 0",
+                 "fp32 or bf16 on a CPU; fp16 with resources.gpu > 0")
     enqueue = parse_enqueue(top, methods, space, sampler.name, trial_grad_evals)
     warm_start = parse_warm_start(top, storage_path, name, sampler.name)
     constraints = parse_constraints(top, sampler.name)
@@ -138,7 +143,7 @@ def _parse(file: str, data: Any) -> Spec:
         workload=workload, methods=methods, parameters=parameters, space=space, defaults=defaults,
         sampler=sampler, scheduler=scheduler, budget=budget, resources=resources, seed=seed,
         tracking_uri=tracking_uri, storage_path=str(storage_path), objectives=objectives,
-        confirm=confirm, max_failures=top.take("max_failures", _int(0, 100), 1),
+        confirm=confirm, max_failures=top.take("max_failures", _int(0, 100), 1), precision=precision,
         enqueue=enqueue, warm_start=warm_start, constraints=constraints,
     )
 

@@ -42,7 +42,7 @@ from tuner.spec.model import (
 )
 from tuner.trial.protocol import METRIC_PREFIXES  # the report protocol owns the metric namespaces
 from tuner.values import GOALS
-from tuner.workloads import list_workloads, resolve_options
+from tuner.workloads import absolute_target, is_target, list_workloads, load_target, resolve_options
 
 
 def _objective(b: _Block, key: str, value: Any) -> Objective:
@@ -70,12 +70,21 @@ def _workload_names() -> list[str]:
 
 def _parse_workload(b: _Block) -> Workload:
 
-    name = b.take("name", _choice(_workload_names()))
+    raw = b.data.get("name")
+    if isinstance(raw, str) and is_target(raw):  # a user's class: file path relative to the spec's folder
+        try:
+            spec_dir = Path(b.file).resolve().parent
+            name = absolute_target(raw, spec_dir)
+            load_target(name, str(spec_dir))  # imports it now: a broken file fails here, not in a trial
+        except UserError as exc:
+            raise SpecError(b.file, b.line_of("name"), "", str(exc)) from None
+    else:
+        name = b.take("name", _choice(_workload_names()))
     options = b.take("options", lambda blk, k, v: v, {})
     if not isinstance(options, dict):
         b.fail("options", f"must be a mapping, got {_kind(options)}")
     try:
-        resolved = resolve_options(name, dict(options))
+        resolved = resolve_options(name, dict(options), base=Path(b.file).resolve().parent)
     except UserError as exc:
         bad = next((k for k in options if repr(k) in str(exc) or str(k) in str(exc)), None)
         where = b.sub("options") + (f".{bad}" if bad is not None else "")
@@ -244,14 +253,34 @@ def _tracking_uri(spec_dir: Path) -> Callable[..., str]:
 
 
 def _parse_confirm(top: _Block, workload: Workload) -> Confirm:
-
-    b = top.block("confirm", ("top_k", "seeds", "label_noise"))
-    confirm = Confirm(top_k=b.take("top_k", _int(1, 1000), 1),
-                      seeds=b.take("seeds", _list_of(_int(0, 2**32 - 1)), (0, 1, 2)),
-                      label_noise=b.take("label_noise", _list_of(_number(0.0, 1.0), non_empty=False), ()))
-    for noise in confirm.label_noise:
-        try:
-            resolve_options(workload.name, {**workload.options, "label_noise": noise})
-        except UserError as exc:
-            b.fail("label_noise", f"workload {workload.name} rejects label_noise {noise!r}: {exc}")
-    return confirm
+    """`confirm: {top_k, seeds, stress: {option: [levels]}}`; `label_noise: [...]` is `stress.label_noise`."""
+    b = top.block("confirm", ("top_k", "seeds", "stress", "label_noise"))
+    top_k = b.take("top_k", _int(1, 1000), 1)
+    seeds = b.take("seeds", _list_of(_int(0, 2**32 - 1)), (0, 1, 2))
+    raw: dict[str, Any] = {}
+    if b.has("stress"):
+        inner = b.data["stress"]
+        if not isinstance(inner, dict):
+            b.fail("stress", f"must be a mapping {{workload option: [levels]}}, got {_kind(inner)}")
+        s = _Block(b.file, inner, b.sub("stress"), b.line_of("stress"), [k for k in inner if isinstance(k, str)])
+        for name in inner:
+            if name not in workload.options:
+                s.fail(name, f"workload {workload.name} has no option {name!r}",
+                       ", ".join(workload.options) or "none: this workload takes no options")
+            raw[name] = (s, s.take(name, _list_of(_scalar)))
+    if b.has("label_noise"):
+        if "label_noise" in raw:
+            b.fail("label_noise", "given twice (here and in stress)", "stress: {label_noise: [...]} alone")
+        levels = b.take("label_noise", _list_of(_number(0.0, 1.0), non_empty=False), ())
+        if levels:
+            raw["label_noise"] = (b, levels)
+    stress: dict[str, tuple[Any, ...]] = {}
+    for name, (holder, levels) in raw.items():
+        typed = []
+        for level in levels:
+            try:
+                typed.append(resolve_options(workload.name, {**workload.options, name: level})[name])
+            except UserError as exc:
+                holder.fail(name, f"workload {workload.name} rejects {name} {level!r}: {exc}")
+        stress[name] = tuple(typed)
+    return Confirm(top_k=top_k, seeds=seeds, stress=stress)

@@ -39,6 +39,7 @@ TIME_UNITS: Mapping[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.
 TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql")
 PARAM_TYPES = ("float", "int", "categorical")
 MAX_CPU, MAX_GPU = 512.0, 64.0
+PRECISIONS = ("fp32", "bf16", "fp16")  # what the closure runs under (tuner.trial.precision)
 
 
 
@@ -118,12 +119,31 @@ class Resources:
 
 @dataclass(frozen=True)
 class Confirm:
+    """Re-runs of the winners: every seed x every combination of the stress levels (workload options)."""
+
     top_k: int
     seeds: tuple[int, ...]
-    label_noise: tuple[float, ...]
+    stress: Mapping[str, tuple[Any, ...]]  # workload option -> levels (`label_noise: [...]` is one)
+
+    @property
+    def label_noise(self) -> tuple[Any, ...]:
+        """The label-noise levels (the `confirm.label_noise` key of older specs)."""
+        return tuple(self.stress.get("label_noise", ()))
+
+    def conditions(self) -> list[dict[str, Any]]:
+        """Every combination of the stress levels (`[{}]` without any): what each seed runs under."""
+        out: list[dict[str, Any]] = [{}]
+        for name, levels in self.stress.items():
+            out = [{**c, name: v} for c in out for v in levels]
+        return out
+
+    def describe(self) -> str:
+        """`label noise [0.0, 0.2] x depth [1, 2]` for the header and the progress lines ('' without stress)."""
+        return " x ".join(f"{k.replace('_', ' ')} {list(v)}" for k, v in self.stress.items())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"top_k": self.top_k, "seeds": list(self.seeds), "label_noise": list(self.label_noise)}
+        return {"top_k": self.top_k, "seeds": list(self.seeds),
+                "stress": {k: _plain(list(v)) for k, v in self.stress.items()}}
 
 
 @dataclass(frozen=True)
@@ -168,6 +188,7 @@ class Spec:
     objectives: tuple[Objective, ...]
     confirm: Confirm | None
     max_failures: int
+    precision: str = "fp32"
     # study tools (tuner.spec._study)
     enqueue: tuple[Mapping[str, Any], ...] = ()
     warm_start: str | None = None
@@ -197,6 +218,7 @@ class Spec:
             "objectives": [o.to_dict() for o in self.objectives] or None,
             "confirm": self.confirm.to_dict() if self.confirm else None,
             "max_failures": self.max_failures,
+            "precision": self.precision,
             "enqueue": [dict(c) for c in self.enqueue] or None,
             "warm_start": {"from": self.warm_start} if self.warm_start else None,
             "constraints": [c.to_dict() for c in self.constraints] or None,
@@ -209,4 +231,4 @@ class Spec:
 
 TOP_KEYS = ("name", "description", "metric", "workload", "methods", "parameters", "sampler", "scheduler",
             "budget", "resources", "seed", "tracking", "storage", "objectives", "confirm", "max_failures",
-            "enqueue", "warm_start", "constraints")
+            "enqueue", "warm_start", "constraints", "precision")

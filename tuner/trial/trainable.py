@@ -27,6 +27,7 @@ from ray import tune
 
 from methods import build_optimizer
 from tuner.hparams import trial_hparams
+from tuner.trial.precision import check_device, optimizer_kwargs
 from tuner.trial.protocol import (
     COMPLETE_KEY,
     DEVICE_KEY,
@@ -54,7 +55,10 @@ def build_trial(setup: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[Wo
     device = "auto" if float(setup.get("gpu", 0)) > 0 else "cpu"
     workload = create_workload(setup["workload"], {**setup["workload_options"], **overrides}, seed=seed,
                                device=device, num_threads=threads)
-    optimizer = build_optimizer(workload.model, method, pairs=workload.pairs or None, **hparams)
+    precision = str(setup.get("precision", "fp32"))
+    check_device(precision, workload.device)
+    optimizer = build_optimizer(workload.model, method, pairs=workload.pairs or None, **hparams,
+                                **optimizer_kwargs(precision))
     return workload, optimizer, seed
 
 
@@ -91,7 +95,7 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     workload, optimizer, _ = build_trial(setup, values)
     budget = int(setup["trial_grad_evals"])
     trainer = Trainer(workload, optimizer, eval_every=int(setup["eval_every"]), max_grad_evals=budget,
-                      plan=trial_plan(setup))
+                      plan=trial_plan(setup), precision=str(setup.get("precision", "fp32")))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         try:

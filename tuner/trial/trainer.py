@@ -30,6 +30,7 @@ import torch
 
 from methods import _device
 from tuner.errors import RuntimeFailure
+from tuner.trial.precision import autocast, autocast_closure
 
 CURVE_POINTS = 12  # subset-evaluated curve points per trial that `trial_setup` asks for
 CHECK_EVERY = 16  # accelerator path: steps between reads of the finiteness flags (one sync each)
@@ -109,12 +110,13 @@ class Trainer:
 
     def __init__(self, workload: Any, optimizer: Any, *, eval_every: int, max_grad_evals: float | None = None,
                  max_steps: int | None = None, diag_every: int | None = None,
-                 grad_clip: float | None = None, plan: EvalPlan | None = None) -> None:
+                 grad_clip: float | None = None, plan: EvalPlan | None = None, precision: str = "fp32") -> None:
         if max_grad_evals is None and max_steps is None:
             raise ValueError("Trainer needs max_grad_evals or max_steps (or both)")
         if eval_every < 1 or (diag_every is not None and diag_every < 1):
             raise ValueError("eval_every and diag_every must be >= 1")
         self.workload, self.optimizer = workload, optimizer
+        self.precision = precision  # the closure and evaluation run under autocast (tuner.trial.precision)
         self.eval_every, self.diag_every, self.plan = eval_every, diag_every, plan
         self.max_grad_evals, self.max_steps = max_grad_evals, max_steps
         if grad_clip is not None:
@@ -145,7 +147,7 @@ class Trainer:
 
     def _one_step(self) -> torch.Tensor:
         batch = self.workload.next_batch()
-        closure = self.workload.closure(batch)
+        closure = autocast_closure(self.workload.closure(batch), self._device, self.precision)
         if self._device.type == "cuda":  # timed on the device: no wait here, read at the next report
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -199,7 +201,7 @@ class Trainer:
         if kind == NONE:
             return {}
         begin = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self._device, self.precision):
             metrics = self.workload.evaluate(subset=True) if kind == SUBSET else self.workload.evaluate()
         if kind == SUBSET:
             metrics = {"eval_subset/" + k.removeprefix("eval/"): v for k, v in metrics.items()}

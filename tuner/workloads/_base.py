@@ -4,12 +4,17 @@ A workload owns a model, its data and its evaluation. The trainer asks it for th
 for a closure over that batch (`closure() -> (loss, outputs)`, no backward: the optimizer takes its
 own gradients, possibly several times on one batch), for evaluation metrics and for diagnostics.
 Its state (trainable weights, buffers, data position, global RNG) makes a resumed trial exact.
+
+Your own workload is a subclass named in the spec by import target (`workload: {name:
+"my_tasks.py:MyTask"}`); `tuner.workloads.DatasetWorkload` writes most of it for a model, a loss and
+two `torch.utils.data.Dataset`s; `tuner.workloads.conformance` checks the contract below.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -34,17 +39,44 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a workload that takes none."""
+
+
 class Workload(ABC):
     """A trainable problem: model + data + evaluation + diagnostics, built from validated options.
 
-    Subclasses set `name`, `Options` (a dataclass), `primary_metric` (metric, "max"|"min"), build
-    `self.model` (and `self.pairs`, the scale-invariant pairs for balancers and balancedness) and a
-    `self.sampler`, and implement `next_batch`, `closure` and `evaluate` (called under
-    `torch.inference_mode`).
+    A subclass sets, as class attributes:
+
+    - `Options`: a frozen dataclass; each field has a default, optionally `option(default, check,
+      allowed)`. The spec's `workload.options` are checked against it (unknown names, types, values)
+      before anything starts, and the `parameters` of a spec may search any of its fields;
+    - `primary_metric`: `("eval/<name>", "max" | "min")`, what `evaluate` returns and a spec ranks by;
+    - `name` (registered workloads only) and `eval_subset` (optional, see `evaluate`).
+
+    `__init__(options, *, seed, device)` calls `super().__init__` first, then builds `self.model` on
+    `device`, `self.sampler` (a `BatchSampler`, or anything with `next`, `state_dict`,
+    `load_state_dict`), `self.pairs`, and ends with `self.start_training_rng()`.
+
+    **Seeds pair runs across methods.** Everything random is a function of `seed` alone: the model
+    init (`super().__init__` seeds torch with it), splits, label noise and the batch order (draw them
+    from `tuner.workloads._data.generator(seed, "tag")`, never from the global RNG). Two methods run
+    with one seed then see the same initial weights and the same batches, so a difference between
+    them is the method's, and confirmation seeds compare methods pairwise.
+
+    **Pairs** are the scale-invariant factor pairs `(x, y)` (LoRA's B and A, two consecutive linear
+    layers of a homogeneous net): the balancers (oBAR, nBAR) rescale them and `diagnostics` logs
+    their balancedness `D = ||x||² - ||y||²`. Leave `self.pairs` empty when the model has none;
+    `methods.find_lora_pairs(model)` finds them in a peft model.
+
+    **A resumed trial is exact**: `state_dict` holds the trainable weights, the buffers, the
+    sampler's position and the global RNG; a trial killed and resumed from it takes the very same
+    steps. Keep anything else that changes while training in those, or extend both methods.
     """
 
-    name: ClassVar[str]
-    Options: ClassVar[type]
+    name: ClassVar[str] = ""  # a registered workload's name; a target's is its class path
+    Options: ClassVar[type] = NoOptions
     primary_metric: ClassVar[tuple[str, str]]
     # Examples in the fixed validation subset that curve points evaluate (`evaluate(subset=True)`);
     # None: evaluation is cheap, every evaluation is of the full split.
@@ -64,11 +96,19 @@ class Workload(ABC):
 
     @abstractmethod
     def next_batch(self) -> Any:
-        """The next training batch (on the workload's device), in the seed's fixed order."""
+        """The next training batch (on the workload's device), in the seed's fixed order.
+
+        Called once per optimizer step; the closure of that step may run several times on it.
+        """
 
     @abstractmethod
     def closure(self, batch: Any) -> Closure:
-        """A zero-argument closure: forward on `batch` in train mode, returns (loss, outputs)."""
+        """A zero-argument closure: forward on `batch` in train mode, returns (loss, outputs).
+
+        No `zero_grad`, no `backward`: the optimizer calls it once per gradient it needs (twice for
+        SAM: at w and at w + e) and differentiates the loss itself. `loss` is a scalar tensor that
+        depends on the trainable parameters; `outputs` are the model's outputs (Functional-SAM uses them).
+        """
 
     @abstractmethod
     def evaluate(self) -> dict[str, float]:

@@ -7,9 +7,11 @@ wrong types and values outside the allowed set with a one-line `WorkloadError` n
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from tuner.errors import UserError
@@ -22,9 +24,23 @@ class WorkloadError(UserError):
 T = TypeVar("T")
 
 
-def option(default: Any, check: Callable[[Any], bool] | None = None, allowed: str = "") -> Any:
-    """A dataclass field with a default and an optional value check described by `allowed`."""
-    return dataclasses.field(default=default, metadata={"check": check, "allowed": allowed})
+def option(default: Any, check: Callable[[Any], bool] | None = None, allowed: str = "", *, path: bool = False) -> Any:
+    """A dataclass field with a default and an optional value check described by `allowed`.
+
+    `path=True`: a file or folder; a relative one is taken relative to the spec's folder.
+    """
+    return dataclasses.field(default=default, metadata={"check": check, "allowed": allowed, "path": path})
+
+
+def with_absolute_paths(cls: type, options: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """`options` with every relative path option (`option(..., path=True)`) made absolute against `base`."""
+    out = dict(options)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = out.get(f.name)
+        if f.metadata.get("path") and isinstance(value, str) and value:
+            target = Path(os.path.expanduser(value))
+            out[f.name] = str(target if target.is_absolute() else (base / target).resolve())
+    return out
 
 
 def _describe(tp: Any) -> str:
@@ -74,7 +90,7 @@ def parse_options(workload: str, cls: type[T], options: Mapping[str, Any] | None
     hints = typing.get_type_hints(cls)
     values = {}
     for name, f in fields.items():
-        value = options.get(name, f.default)
+        value = options.get(name, f.default if f.default is not dataclasses.MISSING else f.default_factory())
         ok, value = _coerce(value, hints[name])
         if not ok:
             raise WorkloadError(f"{workload}: option {name!r} = {options[name]!r} has the wrong type "

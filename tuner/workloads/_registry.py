@@ -6,11 +6,13 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from tuner.workloads._options import WorkloadError, parse_options
+from tuner.workloads._options import WorkloadError, parse_options, with_absolute_paths
+from tuner.workloads._target import is_target, load_target
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,14 @@ class WorkloadInfo:
 _REGISTRY: dict[str, WorkloadInfo] = {}
 
 
+def _info(name: str, cls: type) -> WorkloadInfo:
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return WorkloadInfo(name, doc[0] if doc else "", cls.Options, cls.primary_metric, cls)
+
+
 def register(cls: type) -> type:
     """Class decorator: add a `Workload` subclass to the registry under `cls.name`."""
-    doc = (cls.__doc__ or "").strip().splitlines()
-    _REGISTRY[cls.name] = WorkloadInfo(cls.name, doc[0] if doc else "", cls.Options, cls.primary_metric, cls)
+    _REGISTRY[cls.name] = _info(cls.name, cls)
     return cls
 
 
@@ -40,15 +46,26 @@ def list_workloads() -> list[WorkloadInfo]:
 
 
 def get_workload(name: str) -> WorkloadInfo:
-    """The registered workload `name`; WorkloadError lists the valid names otherwise."""
+    """The registered workload `name`, or the class an import target names (`tasks.py:MyTask`).
+
+    WorkloadError lists the valid names, or names the target's file and what is wrong with it.
+    """
+    if is_target(name):
+        return _info(name, load_target(name))
     if name not in _REGISTRY:
-        raise WorkloadError(f"unknown workload {name!r} (allowed: {', '.join(sorted(_REGISTRY))})")
+        raise WorkloadError(f"unknown workload {name!r} (allowed: {', '.join(sorted(_REGISTRY))}, "
+                            "or an import target such as my_tasks.py:MyTask)")
     return _REGISTRY[name]
 
 
-def resolve_options(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Options with defaults filled, validated, as a plain dict. Loads no data or model."""
+def resolve_options(name: str, options: Mapping[str, Any] | None = None, base: Path | None = None) -> dict[str, Any]:
+    """Options with defaults filled, validated, as a plain dict. Loads no data or model.
+
+    `base`: the spec's folder, against which relative path options are made absolute.
+    """
     info = get_workload(name)
+    if base is not None:
+        options = with_absolute_paths(info.options, options or {}, base)
     return dataclasses.asdict(parse_options(name, info.options, options))
 
 
