@@ -93,7 +93,7 @@ def ray_session(address: str | None, num_cpus: int | None = None,
             # address="local": without it Ray joins any cluster that `ray start` left on this machine.
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
                      _node_ip_address="127.0.0.1", runtime_env=runtime_env)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # Ray raises a bare Exception when a node times out starting
         raise RuntimeFailure(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
     try:
         yield

