@@ -223,6 +223,8 @@ class Spec:
             "warm_start": {"from": self.warm_start} if self.warm_start else None,
             "constraints": [c.to_dict() for c in self.constraints] or None,
         }
+        if not self.description:  # the default; an empty string would not load again
+            del out["description"]
         if include_space:
             out["space"] = {m: {k: p.to_dict() for k, p in s.items()} for m, s in self.space.items()}
         return out

@@ -120,3 +120,11 @@ def test_error_is_one_line_with_file_line_field(tmp_path: Path) -> None:
         load_spec(path)
     assert str(info.value).startswith(f"{path}:6: budget.num_samples: out of range")
     assert "\n" not in str(info.value)
+
+
+def test_a_spec_without_a_description_round_trips(tmp_path: Path) -> None:
+    # The experiment saves to_dict(include_space=False) and `resume` loads it again.
+    spec = load_spec(_write(tmp_path, MINIMAL))
+    assert spec.description == ""
+    again = _write(tmp_path, yaml.safe_dump(spec.to_dict(include_space=False)), "again.yaml")
+    assert load_spec(again).to_dict() == spec.to_dict()
