@@ -21,7 +21,9 @@ import pytest
 from e2e import ROOT, smoke_spec
 from mlflow_server import SLOW_START, free_port
 
-pytestmark = pytest.mark.slow
+# About 5 minutes on 2 cores (the head's job server and agents start slowly, then the job runs the
+# smoke spec), so it is left out of the default run: `python -m pytest -m opt_in`.
+pytestmark = [pytest.mark.slow, pytest.mark.opt_in]
 
 
 def _descendants(pid: int) -> list[int]:
