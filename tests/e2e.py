@@ -26,3 +26,18 @@ def smoke_spec(folder: Path, **changes: object) -> Path:
     path = folder / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, theirs, ...): what a test must clean up after a SIGKILL."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        p, pp = (int(x) for x in line.split())
+        children.setdefault(pp, []).append(p)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import socket
 import sys
 from pathlib import Path
 
+from tuner.commands.ui import port_free
 from tuner.errors import UserError
 from tuner.layout import DEFAULT_STORAGE, JOURNAL_FILE
 
@@ -41,20 +41,11 @@ def journal_of(storage: str | Path, name: str) -> Path:
     return path
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def handle(args: argparse.Namespace) -> int:
     journal = journal_of(args.storage, args.name)
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise UserError(f"tuner dashboard needs optuna-dashboard: {EXTRA}")
-    if not _port_free(args.host, args.port):
+    if not port_free(args.host, args.port):
         raise UserError(f"port {args.port} on {args.host} is in use; pass --port N")
     # optuna and optuna-dashboard load only for this command (keeps the CLI's --help fast)
     import optuna_dashboard

@@ -67,7 +67,8 @@ def runs_url(base: str, experiment_id: str | None) -> str:
     return f"{base}#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW}"
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could bind `host:port` now (checked before starting one, for a one-line error)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind((host, port))
@@ -110,7 +111,7 @@ def handle(args: argparse.Namespace) -> int:
     if uri.startswith(("http://", "https://")):
         print(f"{uri} is already a tracking server: open {runs_url(uri.rstrip('/') + '/', experiment_id)}")
         return 0
-    if not _port_free(args.host, args.port):
+    if not port_free(args.host, args.port):
         raise UserError(f"port {args.port} on {args.host} is in use; pass --port N")
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port), "--workers", "1"]

@@ -50,21 +50,34 @@ def wait_seconds() -> float:
 
 
 @contextlib.contextmanager
-def quick_requests(tracking_uri: str) -> Iterator[None]:
-    """One retry and a 10 s timeout per request while the driver writes: a down server costs seconds
-    per attempt, not MLflow's default minutes of back-off inside a Ray callback."""
+def http_settings(tracking_uri: str, settings: dict[str, str], *, override: bool) -> Iterator[None]:
+    """MLflow HTTP client settings (`MLFLOW_HTTP_REQUEST_*`) for a block, for an HTTP store only.
+
+    `override=False` keeps any value the user set; the environment is restored afterwards either way.
+    """
     if not tracking_uri.startswith(("http:", "https:")):
         yield
         return
-    saved = {k: os.environ.get(k) for k in _FAST}
-    for key, value in _FAST.items():
-        os.environ.setdefault(key, value)
+    saved = {k: os.environ.get(k) for k in settings}
+    for key, value in settings.items():
+        if override:
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)
     try:
         yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def quick_requests(tracking_uri: str) -> contextlib.AbstractContextManager[None]:
+    """One retry and a 10 s timeout per request while the driver writes: a down server costs seconds
+    per attempt, not MLflow's default minutes of back-off inside a Ray callback."""
+    return http_settings(tracking_uri, _FAST, override=False)
 
 
 class Outage:

@@ -7,11 +7,9 @@ MLFLOW_TRACKING_TOKEN): a UserError (exit 2), raised before the experiment folde
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +18,13 @@ from mlflow import MlflowClient
 from tuner.errors import RuntimeFailure, UserError
 from tuner.layout import experiment_name
 from tuner.run.mlflow_ui import EXPERIMENT_KIND_TAG, MODEL_TRAINING
+from tuner.run.outage import http_settings
 
 CREDENTIALS = "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
 
 
-@contextlib.contextmanager
-def _fast_http(tracking_uri: str) -> Iterator[None]:
-    """No retries and a short timeout while probing a server: fail in seconds, not minutes."""
-    if not tracking_uri.startswith(("http:", "https:")):
-        yield
-        return
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+# No retries and a short timeout while probing a server: fail in seconds, not minutes.
+_PROBE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def artifact_location(tracking_uri: str, experiment_dir: str | Path) -> str | None:
@@ -83,7 +67,7 @@ def check_tracking(tracking_uri: str, name: str, experiment_dir: str | Path) -> 
         if not os.access(folder, os.W_OK):
             raise RuntimeFailure(f"MLflow store {tracking_uri}: folder {folder} is not writable")
     try:
-        with _fast_http(tracking_uri):
+        with http_settings(tracking_uri, _PROBE, override=True):
             client = MlflowClient(tracking_uri)
             exp_id = ensure_experiment(client, name, artifact_location(tracking_uri, experiment_dir))
             client.set_experiment_tag(exp_id, "sharptune.checked_at", str(int(time.time())))

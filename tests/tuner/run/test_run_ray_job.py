@@ -18,26 +18,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from e2e import ROOT, smoke_spec
+from e2e import ROOT, descendants, smoke_spec
 from mlflow_server import SLOW_START, free_port
 
 # About 5 minutes on 2 cores (the head's job server and agents start slowly, then the job runs the
 # smoke spec), so it is left out of the default run: `python -m pytest -m opt_in`.
 pytestmark = [pytest.mark.slow, pytest.mark.opt_in]
-
-
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        p, pp = (int(x) for x in line.split())
-        children.setdefault(pp, []).append(p)
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def test_ray_job_submit_runs_the_spec(tmp_path: Path) -> None:
@@ -65,7 +51,7 @@ def test_ray_job_submit_runs_the_spec(tmp_path: Path) -> None:
                     break
             except OSError:
                 time.sleep(0.5)
-        started = _descendants(head.pid)
+        started = descendants(head.pid)
         path = smoke_spec(tmp_path, name="job", scheduler={"name": "fifo"},
                           budget={"num_samples": 2, "max_concurrent_trials": 2, "trial_grad_evals": 200,
                                   "eval_every": 10})
@@ -82,7 +68,7 @@ def test_ray_job_submit_runs_the_spec(tmp_path: Path) -> None:
         children = client.search_runs([exp.experiment_id], "tags.`sharptune.role` = 'trial'")
         assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
     finally:
-        started += [p for p in _descendants(head.pid) if p not in started]
+        started += [p for p in descendants(head.pid) if p not in started]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGTERM)
         try:

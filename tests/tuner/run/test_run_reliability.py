@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e import ROOT, cli, smoke_spec
+from e2e import ROOT, cli, descendants, smoke_spec
 
 pytestmark = pytest.mark.slow
 
@@ -110,20 +110,6 @@ def test_confirm_phase_reruns_best_on_every_seed(faulty: dict) -> None:
     assert all(r.info.status != "RUNNING" for r in children)
 
 
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        p, pp = (int(x) for x in line.split())
-        children.setdefault(pp, []).append(p)
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def test_driver_sigkill_then_resume(tmp_path: Path) -> None:
     from optuna.trial import TrialState
 
@@ -140,7 +126,7 @@ def test_driver_sigkill_then_resume(tmp_path: Path) -> None:
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
             time.sleep(0.5)
         assert " completed at " in (tmp_path / "driver.log").read_text()
-        ray_processes = _descendants(driver.pid)
+        ray_processes = descendants(driver.pid)
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
     finally:
@@ -180,7 +166,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     while time.monotonic() < deadline and not list(experiment.glob("train_trial_*/checkpoint_*")):
         assert driver.poll() is None
         time.sleep(0.5)
-    ray_processes = _descendants(driver.pid)
+    ray_processes = descendants(driver.pid)
     assert ray_processes
     driver.send_signal(signal.SIGINT)
     out, _ = driver.communicate(timeout=120)
