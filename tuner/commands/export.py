@@ -41,6 +41,7 @@ def handle(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     m = config["provenance"]["metric"]
-    print(f"wrote {out}: {config['method']} ({m['name']} {m['mean']:.4g}, 95% CI {m['ci95']}, "
-          f"{m['source']} runs)")
+    low, high = m["ci95"] if m.get("ci95") else (None, None)
+    interval = f"95% CI [{low:.4g}, {high:.4g}]" if low is not None and high is not None else "no interval"
+    print(f"wrote {out}: {config['method']} ({m['name']} {m['mean']:.4g}, {interval}, {m['source']} runs)")
     return 0

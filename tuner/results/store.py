@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -136,6 +137,7 @@ class ExperimentStore:
         parent = self.parent()
         if parent is None:
             return {}
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no bar
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 path = self.client.download_artifacts(parent["run_id"], "spec.yaml", tmp)
