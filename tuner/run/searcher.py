@@ -11,6 +11,10 @@ values against `training_iteration`; and it keeps the study in memory. `SharpSea
   folder; the searcher's Ray checkpoint holds only the trial-id map and the sampler, and reconnects to
   the journal on restore, so `resume` continues the same study. Optuna trials asked after the last
   Ray checkpoint (the driver died in between) are failed on the first suggestion after a restore.
+  One asked after that checkpoint that also ended before the driver died keeps its state: it is a real
+  observation for the sampler, but the restored Ray does not know it and samples a replacement (the
+  tracker soft-deletes its MLflow run and tags it `sharptune.orphan`). Ray saves its state every 10 s
+  or so, so this costs at most one trial per concurrent slot, and only when a driver is killed.
 """
 
 from __future__ import annotations
