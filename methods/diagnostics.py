@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TraceEstimate", "balancedness", "grad_norm", "hessian_trace", "hvp_function", "lambda_max", "sam_edge",
-           "sam_edge_applies"]
+__all__ = ["Eigenpair", "TraceEstimate", "balancedness", "grad_norm", "hessian_trace", "hvp_function", "lambda_max",
+           "sam_edge", "sam_edge_applies", "top_eigenpair"]
 
 LossFn = Callable[[], Any]
 HvpMode = str  # "auto" | "autograd" | "fd"
@@ -257,26 +257,52 @@ def lambda_max(loss_fn: LossFn, params: Iterable[Tensor] | None = None, *, model
     λ = vᵀ w and v ← w / ‖w‖; stops when |λ − λ_prev| < tol · |λ| or after `max_iter` products.
     Returns 0.0 when H v vanishes.
     """
+    return top_eigenpair(loss_fn, params, model=model, tol=tol, max_iter=max_iter, seed=seed, mode=mode,
+                         fd_step=fd_step).value
+
+
+class Eigenpair(NamedTuple):
+    """λ_max, its unit eigenvector (detached, one tensor per parameter) and the Hessian-vector products spent."""
+
+    value: float
+    vector: list[Tensor]
+    products: int
+
+
+def top_eigenpair(loss_fn: LossFn, params: Iterable[Tensor] | None = None, *, model: nn.Module | None = None,
+                  start: Sequence[Tensor] | None = None, tol: float = 1e-3, max_iter: int = 100, seed: int = 0,
+                  mode: HvpMode = "auto", fd_step: float = FD_STEP) -> Eigenpair:
+    """`lambda_max` with its eigenvector; `start` (an earlier call's vector) warm-starts the iteration.
+
+    Measured along training, the top eigenvector moves slowly, so the last one converges in a few
+    products where a random vector takes tens. The start is mixed with 10 % of the seeded random vector
+    so that no direction is missing from it; the stopping rule is `lambda_max`'s.
+    """
     params = _params(params, model)
     generator = torch.Generator().manual_seed(seed)
     with _eval_mode(model):
         hvp, _ = hvp_function(loss_fn, params, mode=mode, fd_step=fd_step)
         v = _random(params, generator, rademacher=False)
+        if start is not None and len(start) == len(params) and all(
+                s.shape == p.shape for s, p in zip(start, params, strict=True)):
+            scale = 0.1 / _norm(v)
+            v = [s.to(t) + scale * t for s, t in zip(start, v, strict=True)]
         norm = _norm(v)
         v = [t / norm for t in v]
         previous = None
-        value = 0.0
+        value, products = 0.0, 0
         for _ in range(max_iter):
             w = hvp(v)
+            products += 1
             value = _dot(v, w)
             w_norm = _norm(w)
             if w_norm == 0:
-                return 0.0
+                return Eigenpair(0.0, [t.detach() for t in v], products)
             v = [t / w_norm for t in w]
             if previous is not None and abs(value - previous) < tol * abs(value):
                 break
             previous = value
-    return value
+    return Eigenpair(value, [t.detach() for t in v], products)
 
 
 class TraceEstimate(NamedTuple):

@@ -9,7 +9,15 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from methods.diagnostics import balancedness, grad_norm, hessian_trace, hvp_function, lambda_max, sam_edge
+from methods.diagnostics import (
+    balancedness,
+    grad_norm,
+    hessian_trace,
+    hvp_function,
+    lambda_max,
+    sam_edge,
+    top_eigenpair,
+)
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
@@ -42,6 +50,20 @@ def test_lambda_max_on_quadratic_is_the_top_eigenvalue(device):
     loss_fn, params = _quadratic(_spd([5.0, 2.0, 1.0, -0.5, 0.1, 0.0]), device)
     assert lambda_max(loss_fn, params, tol=1e-12) == pytest.approx(5.0, rel=1e-9)
     assert lambda_max(loss_fn, params) == pytest.approx(5.0, rel=1e-3)  # default tolerance 1e-3
+
+
+def test_top_eigenpair_warm_start_converges_in_fewer_products_to_the_same_value():
+    # eigenvalues 5 and 4.5: a small gap, so a random start needs many products
+    loss_fn, params = _quadratic(_spd([5.0, 4.5, 1.0, -0.5, 0.1, 0.0]))
+    cold = top_eigenpair(loss_fn, params, tol=1e-6)
+    assert cold.value == pytest.approx(5.0, rel=1e-4) and cold.products > 30
+    warm = top_eigenpair(loss_fn, params, tol=1e-6, start=cold.vector, seed=7)
+    assert warm.value == pytest.approx(5.0, rel=1e-4)
+    assert warm.products < cold.products / 2
+    assert [v.shape for v in warm.vector] == [p.shape for p in params]
+    # a start that does not fit the parameters (another model) is ignored, not an error
+    other = top_eigenpair(loss_fn, params, tol=1e-6, start=[torch.ones(3)])
+    assert other.value == cold.value and other.products == cold.products
 
 
 def test_lambda_max_accepts_closure_returning_loss_and_outputs():

@@ -17,7 +17,7 @@ from tuner.run.experiment import trial_setup
 from tuner.spec import load_spec
 from tuner.trial.protocol import FILLED_KEY, with_required
 from tuner.trial.trainable import trial_plan
-from tuner.trial.trainer import EvalPlan, Trainer
+from tuner.trial.trainer import CURVE_POINTS, DIAG_POINTS, EvalPlan, Trainer
 from tuner.workloads import create_workload
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +38,8 @@ def test_plan_holds_every_asha_rung_and_max_t(name: str) -> None:
     milestones = {float(m) for bracket in asha._brackets for m, _ in bracket._rungs}
     assert plan.clock == s.time_attr
     assert milestones | {float(s.max_t)} <= set(plan.full_at)
-    assert plan.curve_every == spec.budget.trial_grad_evals / 12
+    assert plan.curve_every == spec.budget.trial_grad_evals / CURVE_POINTS
+    assert plan.diag_every == spec.budget.trial_grad_evals / DIAG_POINTS
 
 
 def _tiny_lm_trainer(method: str, plan: EvalPlan | None, **kw) -> Trainer:
@@ -59,6 +60,20 @@ def test_full_split_at_the_points_subset_at_curve_points_nothing_between() -> No
     # the subset is the first blocks of the split: the full split's value differs, the subset's is reproducible
     wl = create_workload("tiny_lm", TINY_LM, seed=0, device="cpu")
     assert wl.evaluate(subset=True)["eval/loss"] != wl.evaluate()["eval/loss"]
+
+
+def test_diagnostics_run_on_their_own_sparser_clock() -> None:
+    """A power iteration costs tens of gradients: diagnostics run where the full split is evaluated and
+    at the plan's diagnostics points, not at every curve point."""
+    plan = EvalPlan(clock="cost/grad_evals", full_at=(12.0,), curve_every=8.0, diag_every=24.0)
+    trainer = _tiny_lm_trainer("sam", plan, eval_every=1, max_grad_evals=48)  # 2 grad evals a report
+    at: list[float] = []
+    trainer.workload.diagnostics = lambda optimizer: at.append(optimizer.counts["grad_evals"]) or {"diag/x": 1.0}
+    reports = list(trainer.run())
+    subset = [r["cost/grad_evals"] for r in reports if "eval_subset/loss" in r]
+    assert subset == [8.0, 16.0, 24.0, 32.0, 40.0]
+    assert at == [12.0, 24.0, 48.0]  # the full point, the diagnostics point, the end
+    assert all(r["diag/x"] == 1.0 for r in reports if r["cost/grad_evals"] >= 12.0)
 
 
 def test_without_a_plan_every_report_evaluates_the_full_split() -> None:

@@ -4,7 +4,8 @@ The driver hands every trial the same `setup` (workload, budget, seed: plain dat
 Ray hands it the sampled config (the trial's values, `tuner.trial.protocol`). The trial reports every
 `eval_every` steps (never every step). It evaluates the full validation split where the scheduler
 reads the primary metric (`setup["eval_plan"]`, see `tuner.trial.trainer.EvalPlan`), a fixed subset at
-`CURVE_POINTS` curve points (`eval_subset/...`), and nothing in between. It checkpoints at those
+`CURVE_POINTS` curve points (`eval_subset/...`), diagnostics there and at `DIAG_POINTS` points, and
+nothing in between. It checkpoints at those
 scheduler points and at least every `CHECKPOINT_S` seconds, so a trial whose process dies resumes
 exactly from its last checkpoint (re-running, with the same seed and batches, the steps after it).
 What its reports carry is the protocol's (`COMPLETE_KEY`, `DIVERGED_KEY`, `FILLED_KEY`, `NODE_KEY`).
@@ -38,11 +39,10 @@ from tuner.trial.protocol import (
     trial_values,
     with_required,
 )
-from tuner.trial.trainer import Diverged, EvalPlan, Trainer
+from tuner.trial.trainer import CURVE_POINTS, DIAG_POINTS, Diverged, EvalPlan, Trainer
 from tuner.workloads import Workload, create_workload
 
 CHECKPOINT_FILE = "trainer.pt"
-CURVE_POINTS = 12  # subset-evaluated curve points per trial
 CHECKPOINT_S = 60.0  # longest wall time between checkpoints besides the scheduler points
 FAULT_ENV = "SHARPTUNE_FAULT"  # tests only: JSON {"kill_at_grad_evals": N, "marker": PATH[, "method": M]}
 
@@ -63,11 +63,13 @@ def build_trial(setup: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[Wo
 
 
 def trial_plan(setup: Mapping[str, Any]) -> EvalPlan | None:
-    """The trial's `EvalPlan` from `setup["eval_plan"]`, curve points spaced over its budget (None: no plan)."""
+    """The trial's `EvalPlan` from `setup["eval_plan"]`, curve and diagnostics points spread over its budget
+    (None: no plan)."""
     if "eval_plan" not in setup:
         return None
     plan = dict(setup["eval_plan"])
     plan.setdefault("curve_every", int(setup["trial_grad_evals"]) / CURVE_POINTS)
+    plan.setdefault("diag_every", int(setup["trial_grad_evals"]) / DIAG_POINTS)
     return EvalPlan.from_dict(plan)
 
 

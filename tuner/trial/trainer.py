@@ -8,7 +8,9 @@ loss, gradient or parameter ends the run: a last report with `diverged = 1.0`, t
 Evaluation happens where it is used (`EvalPlan`): the full validation split on the reports a scheduler
 reads (the first report at or past each of its points, and the last report), the workload's fixed
 subset at the curve points in between (`eval_subset/...`, labelled with `eval_subset/examples`), and
-nothing on the other reports. Without a plan every report evaluates the full split.
+nothing on the other reports. Diagnostics (a power iteration costs tens of gradients) run on their own,
+sparser clock: at the reports a scheduler reads and at `DIAG_POINTS` points spread over the budget.
+Without a plan every report evaluates the full split and runs the diagnostics.
 
 On an accelerator the step loop never waits on the device: the loss stays there until a report, and
 finiteness is accumulated on the device and read every `CHECK_EVERY` steps and at each report.
@@ -32,7 +34,8 @@ from methods import _device
 from tuner.errors import RuntimeFailure
 from tuner.trial.precision import autocast, autocast_closure
 
-CURVE_POINTS = 12  # subset-evaluated curve points per trial that `trial_setup` asks for
+CURVE_POINTS = 8  # subset-evaluated curve points per trial (`tuner.trial.trainable.trial_plan`)
+DIAG_POINTS = 4  # diagnostics points per trial, beside the reports a scheduler reads
 CHECK_EVERY = 16  # accelerator path: steps between reads of the finiteness flags (one sync each)
 CLOCKS = ("cost/grad_evals", "cost/fwd_passes", "cost/bwd_passes", "step")  # counters a plan can be on
 FULL, SUBSET, NONE = "full", "subset", "none"
@@ -54,27 +57,30 @@ class EvalPlan:
     reads the primary metric (ASHA's rungs and `max_t`); the first report at or past each point, and
     the last report, evaluate the full split. `None`: every report does. `curve_every`: spacing on
     `cost/grad_evals` of the curve points evaluated on the subset in between (`None`: no curve points).
+    `diag_every`: the same for the diagnostics, which also run wherever the full split is evaluated
+    (`None`: at the curve points).
     """
 
     clock: str = "cost/grad_evals"
     full_at: tuple[float, ...] | None = None
     curve_every: float | None = None
+    diag_every: float | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> EvalPlan:
         """From `to_dict()` (plain data, as `trial_setup` hands it to every trial)."""
         if not data:
             return cls()
-        full, curve = data.get("full_at"), data.get("curve_every")
+        full, curve, diag = data.get("full_at"), data.get("curve_every"), data.get("diag_every")
         clock = str(data.get("clock", "cost/grad_evals"))
         if clock not in CLOCKS:
             full = None  # a clock the trial cannot see ahead (wall time, Ray's iteration): full everywhere
         return cls(clock, None if full is None else tuple(sorted(float(p) for p in full)),
-                   None if curve is None else float(curve))
+                   None if curve is None else float(curve), None if diag is None else float(diag))
 
     def to_dict(self) -> dict[str, Any]:
         return {"clock": self.clock, "full_at": None if self.full_at is None else list(self.full_at),
-                "curve_every": self.curve_every}
+                "curve_every": self.curve_every, "diag_every": self.diag_every}
 
     def at_point(self, before: float, now: float) -> bool:
         """Whether a report moving the clock from `before` to `now` is one a scheduler reads."""
@@ -82,8 +88,15 @@ class EvalPlan:
 
     def at_curve(self, before: float, now: float) -> bool:
         """Whether a report moving `cost/grad_evals` from `before` to `now` passes a curve point."""
-        return self.curve_every is not None and \
-            math.floor(now / self.curve_every) > math.floor(before / self.curve_every)
+        return _passes(self.curve_every, before, now)
+
+    def at_diag(self, before: float, now: float) -> bool:
+        """Whether such a report passes a diagnostics point."""
+        return _passes(self.curve_every if self.diag_every is None else self.diag_every, before, now)
+
+
+def _passes(every: float | None, before: float, now: float) -> bool:
+    return every is not None and math.floor(now / every) > math.floor(before / every)
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -103,7 +116,7 @@ class Trainer:
 
     `grad_clip` is handed to the optimizer (its `grad_clip` hyperparameter clips the final gradient
     before the base update, METHODS.md). `diag_every` puts diagnostics on the step clock; without it
-    they run at every report, or, with a `plan`, at the reports a scheduler reads and the curve points.
+    they run at every report, or, with a `plan`, at the reports a scheduler reads and its diagnostics points.
     After each report `last_at_point` says whether it was one a scheduler reads (trial checkpoints go
     there) and `seconds` holds the time spent evaluating and in diagnostics, for benchmarks.
     """
@@ -230,10 +243,11 @@ class Trainer:
         now = {"plan": report.get(plan.clock, 0.0), "curve": report["cost/grad_evals"]}
         at_point = final or self.plan is None or plan.at_point(self._clock["plan"], now["plan"])
         at_curve = self.plan is not None and plan.at_curve(self._clock["curve"], now["curve"])
+        at_diag = self.plan is not None and plan.at_diag(self._clock["curve"], now["curve"])
         self._clock = now
         kind = FULL if at_point or getattr(self.workload, "eval_subset", None) is None else \
             SUBSET if at_curve else NONE
-        if self.diag_every is None and final_diag and (self.plan is None or at_point or at_curve):
+        if self.diag_every is None and final_diag and (self.plan is None or at_point or at_diag):
             self._diagnostics()
         report.update(self._evaluate(kind))
         report.update(self._diag)

@@ -12,6 +12,7 @@ two `torch.utils.data.Dataset`s; `tuner.workloads.conformance` checks the contra
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ class Workload(ABC):
         self.options, self.seed, self.device = options, seed, device
         self.pairs: list[tuple[Tensor, Tensor]] = []
         self.sampler: BatchSampler | None = None
+        self.diag_memory: dict[str, Any] = {}  # what a diagnostic carries to its next call (`_diag.sharpness`)
         torch.manual_seed(derive(seed, "init"))  # model init (and LoRA init) depend on the seed only
 
     def start_training_rng(self) -> None:
@@ -138,6 +140,7 @@ class Workload(ABC):
             "model": self._changing_state(),
             "sampler": self.sampler.state_dict() if self.sampler is not None else None,
             "rng": _rng_state(),
+            "diag_memory": copy.deepcopy(self.diag_memory),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -149,3 +152,4 @@ class Workload(ABC):
         if self.sampler is not None:
             self.sampler.load_state_dict(state["sampler"])
         _set_rng_state(state["rng"])
+        self.diag_memory = copy.deepcopy(state.get("diag_memory", {}))

@@ -20,14 +20,19 @@ def balancedness(pairs: Sequence[tuple[Tensor, Tensor]]) -> dict[str, float]:
 
 
 def sharpness(loss_fn: Callable[[], Tensor], model: nn.Module, optimizer: Any, *, seed: int, full_batch: bool,
-              trace: bool = False) -> dict[str, float]:
+              trace: bool = False, memory: dict[str, Any] | None = None) -> dict[str, float]:
     """λ_max; the SAM edge at the scheduled ρ and λ_max / edge where the edge applies; Tr(H) ± its error.
 
     The edge holds for full-batch, momentum-free GD or plain SAM only (`diagnostics.sam_edge_applies`);
-    elsewhere nothing is logged for it, and the report says why it is missing.
+    elsewhere nothing is logged for it, and the report says why it is missing. `memory` (a dict the
+    workload keeps) carries the last top eigenvector, so the next power iteration starts from it: a few
+    Hessian-vector products instead of tens.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    out = {"diag/lambda_max": diagnostics.lambda_max(loss_fn, params, model=model, seed=seed)}
+    memory = {} if memory is None else memory
+    pair = diagnostics.top_eigenpair(loss_fn, params, model=model, seed=seed, start=memory.get("eigenvector"))
+    memory["eigenvector"] = pair.vector
+    out = {"diag/lambda_max": pair.value}
     if diagnostics.sam_edge_applies(optimizer, full_batch=full_batch) is None:
         norm = diagnostics.grad_norm(loss_fn, params, model=model)
         edge = diagnostics.sam_edge(norm, float(optimizer.param_groups[0]["lr"]), optimizer.scheduled_rho())

@@ -134,4 +134,4 @@ class MnistMLP(Workload):
         def loss_fn() -> Tensor:
             return self._loss(self.model(x), y)
         return _diag.sharpness(loss_fn, self.model, optimizer, seed=self.seed, full_batch=self.options.full_batch,
-                               trace=self.options.hessian_trace)
+                               trace=self.options.hessian_trace, memory=self.diag_memory)
