@@ -164,8 +164,17 @@ def experiment_share(grad_evals: int, samples: int, preflight: bool) -> None:
               f"{len(runs)} trials, sum cost/train_s {train:.0f} s, sum cost/wall_s {trial_wall:.0f} s")
         if spans:  # Ray's timestamps are whole seconds
             first, last = min(s for s, _ in spans), max(e for _, e in spans)
+            in_trials = sum(e - s for s, e in spans)
             print(f"command start to first trial start {first - started:.0f} s (imports, spec, preflight, Ray, "
                   f"MLflow); trials {last - first:.0f} s; last trial's end to exit {started + wall - last:.0f} s")
+            slot_s = wall * slots
+            parts = {"optimizer steps": train, "in-trial evaluation, diagnostics, reports": trial_wall - train,
+                     "trial set-up (model load, Ray hand-over)": in_trials - trial_wall,
+                     "idle slots between the first start and the last end": (last - first) * slots - in_trials,
+                     "start-up and end of the command": slot_s - (last - first) * slots}
+            print(f"where the {slot_s:.0f} slot-seconds ({slots} slots x {wall:.0f} s) went:")
+            for name, value in parts.items():
+                print(f"  {name:<54s} {value:7.0f} s  {value / slot_s:6.1%}")
         print(f"trial share {train / trial_wall:.3f}; experiment share (train / (wall x {slots})) "
               f"{train / (wall * slots):.3f}; target >= 0.70")
 

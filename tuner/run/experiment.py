@@ -159,11 +159,11 @@ class Experiment:
                           run_config=self._run_config(spec.name, Path(spec.storage_path), [tracker, progress]))
 
     def _confirm_tuner(self, points: list[dict[str, Any]]) -> Any:
-        searched = self._search_progress  # its rate starts the confirmation's ETA
+        searched = self._search_progress  # its cost model starts the confirmation's ETA
         progress = Progress(metric=self.spec.metric.name, goal=self.spec.metric.goal, total=len(points),
                             budget=self.spec.budget.trial_grad_evals, phase="confirm",
                             slots=self.spec.budget.max_concurrent_trials,
-                            prior=searched.work if searched is not None else (0.0, 0.0))
+                            prior=searched.model if searched is not None else None)
         tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=self.spec.budget.max_concurrent_trials,
                                       reuse_actors=True)
         return tune.Tuner(make_trainable(self.spec), param_space={"_point": tune.grid_search(points)},

@@ -2,15 +2,21 @@
 
 Each progress block names every running trial (method, grad evals done of the budget, latest
 metric), counts the finished trials by outcome, and gives an ETA for the search and for the
-confirmation phase. The ETA divides the work left by the rate of work so far, both in gradient
-evaluations (the budget's own unit, so it holds across methods of different cost):
+confirmation phase. Work is counted in gradient evaluations (the budget's own unit, so it holds across
+methods of different cost), and time as a `CostModel` fitted on the trials so far:
 
-- rate: grad evals done by all trials together / seconds since the phase started;
-- a running trial still needs E[final | reached w] − w, the mean final grad evals of the finished
-  trials that got at least as far (ASHA stops most trials early; a trial past a rung tends to go on),
-  or the full budget while no finished trial got that far;
+- a trial takes `start + grad_evals / rate` seconds in its slot: `start` is its fixed cost (set-up,
+  first evaluation, Ray's hand-over between trials), `rate` the speed of its training. Both come from a
+  least-squares line through the finished trials' (grad evals, seconds); ASHA's early stops give that
+  line its spread. With too few finished trials the rate is the mean speed of the trials so far and
+  the fixed cost is 0. A single rate for all work made short (pruned) trials look slow per grad eval,
+  and overestimated by half the confirmation phase, whose runs all go the whole budget;
+- a running trial still needs E[final | reached w] − w grad evals, the mean final grad evals of the
+  finished trials that got at least as far (ASHA stops most trials early; a trial past a rung tends
+  to go on), or the full budget while no finished trial got that far;
 - a trial not started yet needs the mean final grad evals of the finished trials (the budget at first);
-- the confirmation phase runs its configs to the full budget, at the search's rate.
+- the jobs go to the earliest free of the slots, as Ray hands them out; the confirmation phase runs
+  its configs to the full budget, with the search's cost model until its own runs finish.
 """
 
 from __future__ import annotations
@@ -36,16 +42,48 @@ QUIET_EVERY_S = 60.0
 
 @dataclass(frozen=True)
 class TrialView:
-    """One trial as the ETA sees it: method, grad evals so far, latest metric, finished or not."""
+    """One trial as the ETA sees it: method, grad evals so far, latest metric, finished or not, and the
+    seconds it has held its slot (None where unknown)."""
 
     method: str
     grad_evals: float
     value: float | None
     finished: bool
+    seconds: float | None = None
 
 
-def remaining_jobs(trials: Sequence[TrialView], total: int, budget: float) -> list[float]:
-    """Grad evals each trial of the phase still needs (module docstring): running trials, then those to come."""
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds a trial holds its slot: `start + grad_evals / rate`."""
+
+    start: float
+    rate: float  # grad evals per second in one slot
+
+    def seconds(self, grad_evals: float, *, started: bool = False) -> float:
+        return (0.0 if started else self.start) + grad_evals / self.rate
+
+
+def fit_cost(trials: Sequence[TrialView], prior: CostModel | None = None) -> CostModel | None:
+    """The `CostModel` of the trials so far (module docstring); `prior` (the phase before) until one of
+    this phase's trials finishes. None before any work is done."""
+    done = [(t.grad_evals, t.seconds) for t in trials if t.finished and t.seconds and t.grad_evals > 0]
+    if len(done) >= 2 and max(e for e, _ in done) > 1.5 * min(e for e, _ in done):
+        mean_e, mean_s = statistics.fmean(e for e, _ in done), statistics.fmean(s for _, s in done)
+        slope = sum((e - mean_e) * (s - mean_s) for e, s in done) / sum((e - mean_e) ** 2 for e, _ in done)
+        intercept = mean_s - slope * mean_e
+        if slope > 0 and intercept >= 0:
+            return CostModel(intercept, 1.0 / slope)
+    if not done and prior is not None:
+        return prior  # the first minutes of a phase load models: they do not set its rate
+    start = prior.start if prior is not None else 0.0
+    seen = done or [(t.grad_evals, t.seconds) for t in trials if t.seconds and t.grad_evals > 0]
+    evals = sum(e for e, _ in seen)
+    seconds = sum(max(s - start, 0.5 * s) for _, s in seen)
+    return CostModel(start, evals / seconds) if evals > 0 and seconds > 0 else prior
+
+
+def remaining_jobs(trials: Sequence[TrialView], total: int, budget: float) -> list[tuple[float, bool]]:
+    """(grad evals, started) each trial of the phase still needs (module docstring): running, then to come."""
     finals = [t.grad_evals for t in trials if t.finished]
     typical = statistics.fmean(finals) if finals else budget
     jobs = []
@@ -54,17 +92,17 @@ def remaining_jobs(trials: Sequence[TrialView], total: int, budget: float) -> li
             continue
         further = [f for f in finals if f >= t.grad_evals]
         expected = statistics.fmean(further) if further else budget
-        jobs.append(max(0.0, min(budget, expected) - t.grad_evals))
-    return jobs + [typical] * max(0, total - len(trials))
+        jobs.append((max(0.0, min(budget, expected) - t.grad_evals), True))
+    return jobs + [(typical, False)] * max(0, total - len(trials))
 
 
 def remaining_evals(trials: Sequence[TrialView], total: int, budget: float) -> float:
     """Grad evals the phase still needs, all trials together."""
-    return sum(remaining_jobs(trials, total, budget))
+    return sum(e for e, _ in remaining_jobs(trials, total, budget))
 
 
 def makespan(jobs: Sequence[float], slots: int) -> float:
-    """Work units until the last job ends when each job takes the earliest free of `slots` (Ray's order).
+    """Time until the last job ends when each job takes the earliest free of `slots` (Ray's order).
 
     At the tail fewer trials than slots are left, and the phase runs slower than its aggregate rate.
     """
@@ -74,20 +112,14 @@ def makespan(jobs: Sequence[float], slots: int) -> float:
     return max(free)
 
 
-def eta_seconds(trials: Sequence[TrialView], total: int, budget: float, elapsed_s: float, *, slots: int = 1,
-                prior: tuple[float, float] = (0.0, 0.0)) -> float | None:
-    """Seconds until the phase ends at the rate so far; None before any work is done.
-
-    The rate is grad evals per second over all `slots` (concurrent trials); `prior` (evals, seconds)
-    is work measured before this phase (the search, for the confirmation phase), so the first minutes
-    of a phase, spent loading models, do not set its rate alone.
-    """
-    done = sum(t.grad_evals for t in trials) + prior[0]
-    seconds = elapsed_s + prior[1]
-    if done <= 0 or seconds <= 0:
+def eta_seconds(trials: Sequence[TrialView], total: int, budget: float, *, slots: int = 1,
+                prior: CostModel | None = None) -> float | None:
+    """Seconds until the phase ends under the fitted `CostModel`; None before any work is done."""
+    model = fit_cost(trials, prior)
+    if model is None:
         return None
-    per_slot = done / seconds / max(1, slots)
-    return makespan(remaining_jobs(trials, total, budget), slots) / per_slot
+    jobs = [model.seconds(e, started=started) for e, started in remaining_jobs(trials, total, budget)]
+    return makespan(jobs, slots)
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -113,13 +145,15 @@ class Progress(Callback):
     """
 
     def __init__(self, *, metric: str, goal: str, total: int, budget: float, phase: str = "search",
-                 confirm_runs: int = 0, slots: int = 1, prior: tuple[float, float] = (0.0, 0.0),
+                 confirm_runs: int = 0, slots: int = 1, prior: CostModel | None = None,
                  every_s: float = DEFAULT_EVERY_S, write: Callable[[str], None] | None = None) -> None:
         self.metric, self.goal, self.total, self.budget = metric, goal, total, budget
         self.phase, self.confirm_runs, self.every_s = phase, confirm_runs, every_s
-        self.slots, self.prior = max(1, slots), (float(prior[0]), float(prior[1]))
-        self.work = (0.0, 0.0)  # (grad evals done, seconds) of this phase at the last block: the next phase's prior
+        self.slots, self.prior = max(1, slots), prior
+        self.model: CostModel | None = prior  # this phase's at the last block: the next phase's prior
         self._write = write
+        self._began: dict[str, float] = {}  # trial id -> when it took its slot (or was first seen)
+        self._held: dict[str, float] = {}  # trial id -> seconds it held its slot, once finished
         self._start = time.monotonic()
         self._last = self._start
         self._state: tuple = ()
@@ -147,28 +181,28 @@ class Progress(Callback):
 
     # --- the numbers -----------------------------------------------------------------------------
     def views(self, trials: Sequence[Any]) -> list[TrialView]:
-        out = []
+        out, now = [], time.monotonic()
         for t in trials:
             result = t.last_result or {}
             evals = result.get(EVALS)
             finished = t.trial_id in self.ended or t.status in ("TERMINATED", "ERROR")
             if not isinstance(evals, (int, float)) and t.status == "PENDING":
                 continue  # not started: counted with the trials still to come
+            began = self._began.setdefault(t.trial_id, now)
+            held = self._held.get(t.trial_id, None if finished else now - began)
             out.append(TrialView(trial_values(t.config).get("method", "?"),
                                  float(evals) if isinstance(evals, (int, float)) else 0.0,
-                                 result.get(self.metric), finished))
+                                 result.get(self.metric), finished, held))
         return out
 
     def etas(self, trials: Sequence[Any]) -> tuple[float | None, float | None]:
         """(this phase, confirmation) ETAs in seconds, from the trials Ray holds now."""
         views = self.views(trials)
-        elapsed = time.monotonic() - self._start
-        self.work = (sum(v.grad_evals for v in views), elapsed)
-        phase = eta_seconds(views, self.total, self.budget, elapsed, slots=self.slots, prior=self.prior)
+        self.model = fit_cost(views, self.prior)
+        phase = eta_seconds(views, self.total, self.budget, slots=self.slots, prior=self.prior)
         confirm = None
         if self.confirm_runs:
-            confirm = eta_seconds([], self.confirm_runs, self.budget, 0.0, slots=self.slots,
-                                  prior=(self.work[0] + self.prior[0], self.work[1] + self.prior[1]))
+            confirm = eta_seconds([], self.confirm_runs, self.budget, slots=self.slots, prior=self.model)
         return phase, confirm
 
     # --- the lines ---------------------------------------------------------------------------------
@@ -192,6 +226,8 @@ class Progress(Callback):
 
     def _end(self, trial: Any, status: str) -> None:
         self.ended[trial.trial_id] = status
+        if trial.trial_id in self._began:
+            self._held[trial.trial_id] = time.monotonic() - self._began[trial.trial_id]
         result = trial.last_result or {}
         method = trial_values(trial.config).get("method", "?")
         value = result.get(self.metric)
@@ -216,6 +252,18 @@ class Progress(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.block(trials)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._began.setdefault(trial.trial_id, self._free_since())
+
+    def _free_since(self) -> float:
+        """When the slot a starting trial takes fell free: the latest end of a trial whose slot nobody took
+        since (Ray's hand-over belongs to the trial's fixed cost), else now."""
+        now = time.monotonic()
+        ends = sorted((self._began[t] + held for t, held in self._held.items()), reverse=True)
+        running = sum(1 for t in self._began if t not in self._held)
+        free = ends[:max(0, self.slots - running)]
+        return min(free) if free and now - min(free) < 60 else now
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         value = result.get(self.metric)

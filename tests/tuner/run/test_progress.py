@@ -1,14 +1,15 @@
-"""The progress ETA: work left in grad evals over the rate so far, aware that ASHA stops trials early."""
+"""The progress ETA: work left in grad evals, timed by a cost model fitted on the trials so far, aware
+that ASHA stops trials early and that every trial has a fixed cost besides its training."""
 
 from __future__ import annotations
 
 import pytest
 
-from tuner.run.progress import TrialView, eta_seconds, fmt_duration, makespan, remaining_evals
+from tuner.run.progress import CostModel, TrialView, eta_seconds, fit_cost, fmt_duration, makespan, remaining_evals
 
 
-def view(evals: float, finished: bool = False) -> TrialView:
-    return TrialView("sam", evals, None, finished)
+def view(evals: float, finished: bool = False, seconds: float | None = None) -> TrialView:
+    return TrialView("sam", evals, None, finished, seconds)
 
 
 def test_before_any_trial_ends_every_trial_needs_the_full_budget() -> None:
@@ -27,10 +28,10 @@ def test_finished_trials_set_what_the_others_will_take() -> None:
 
 
 def test_eta_is_work_left_over_rate() -> None:
-    trials = [view(100, True), view(50)]  # 150 evals in 30 s: 5 per second
-    assert eta_seconds(trials, total=3, budget=100, elapsed_s=30.0) == pytest.approx((50 + 100) / 5.0)
-    assert eta_seconds([view(0)], total=3, budget=100, elapsed_s=30.0) is None  # no rate yet
-    assert eta_seconds([], total=3, budget=100, elapsed_s=30.0) is None
+    trials = [view(100, True, 20.0), view(50, seconds=10.0)]  # 5 evals a second
+    assert eta_seconds(trials, total=3, budget=100) == pytest.approx((50 + 100) / 5.0)
+    assert eta_seconds([view(0, seconds=30.0)], total=3, budget=100) is None  # no rate yet
+    assert eta_seconds([], total=3, budget=100) is None
 
 
 def test_a_finished_phase_has_nothing_left() -> None:
@@ -44,18 +45,33 @@ def test_durations_read_like_a_person_writes_them(seconds: float | None, text: s
 
 
 def test_the_tail_runs_on_fewer_slots_than_the_rate_was_measured_on() -> None:
-    """Two slots gave 10 evals/s together; the last trial alone runs at 5/s, so its 100 evals take 20 s."""
-    trials = [view(100, True), view(100, True), view(100, True), view(0)]  # 300 done in 30 s on 2 slots
-    assert eta_seconds(trials, total=4, budget=100, elapsed_s=30.0, slots=2) == pytest.approx(100 / 5.0)
+    """Three trials of 100 evals took 20 s each on two slots; the last one alone still takes 20 s."""
+    trials = [view(100, True, 20.0), view(100, True, 20.0), view(100, True, 20.0), view(0, seconds=0.0)]
+    assert eta_seconds(trials, total=4, budget=100, slots=2) == pytest.approx(20.0)
     assert makespan([100, 100, 100], 2) == 200 and makespan([30, 10, 10, 10], 2) == 30
     assert makespan([], 3) == 0
 
 
-def test_a_phase_starts_from_the_rate_of_the_phase_before() -> None:
-    """Confirmation runs load their models first: the search's rate sets the ETA until they report."""
-    fresh = [view(1), view(1)]  # 2 evals in 30 s: model loading, not the training rate
-    alone = eta_seconds(fresh, total=4, budget=100, elapsed_s=30.0, slots=2)
-    with_prior = eta_seconds(fresh, total=4, budget=100, elapsed_s=30.0, slots=2, prior=(6000.0, 600.0))
-    assert alone is not None and with_prior is not None
-    assert with_prior == pytest.approx(makespan([99, 99, 100, 100], 2) / ((6002 / 630) / 2))
-    assert with_prior < alone / 10
+def test_the_fixed_cost_of_a_trial_is_told_apart_from_its_training_rate() -> None:
+    """ASHA stopped two trials at 25 evals (7.5 s each) and one went to 100 (15 s): 5 s of fixed cost a
+    trial and 10 evals a second. Full-budget runs then take 15 s, where one rate over all the work
+    (150 evals in 30 s) would say 20 s: the confirmation phase's error before this model."""
+    finished = [view(25, True, 7.5), view(25, True, 7.5), view(100, True, 15.0)]
+    model = fit_cost(finished)
+    assert model == CostModel(pytest.approx(5.0), pytest.approx(10.0))
+    assert eta_seconds([], total=4, budget=100, slots=2, prior=model) == pytest.approx(2 * 15.0)
+    # a running trial has paid its fixed cost: 60 evals left take 6 s
+    assert eta_seconds([*finished, view(40, seconds=9.0)], total=4, budget=100, slots=2) == pytest.approx(6.0)
+
+
+def test_a_phase_starts_from_the_cost_model_of_the_phase_before() -> None:
+    """Confirmation runs load their models first: the search's model sets the ETA until one finishes,
+    then the runs' own rate takes over (with the search's fixed cost)."""
+    prior = CostModel(5.0, 10.0)
+    fresh = [view(1, seconds=30.0), view(1, seconds=30.0)]  # 2 evals in 30 s: model loading, not training
+    assert eta_seconds(fresh, total=4, budget=100, slots=2, prior=prior) == pytest.approx(
+        makespan([9.9, 9.9, 15.0, 15.0], 2))
+    assert eta_seconds(fresh, total=4, budget=100, slots=2) > 100 * eta_seconds(fresh, total=4, budget=100,
+                                                                                  slots=2, prior=prior)
+    slower = [view(100, True, 25.0), view(50, seconds=10.0)]  # finished: 100 evals in 25 - 5 s
+    assert fit_cost(slower, prior) == CostModel(5.0, pytest.approx(5.0))
