@@ -13,6 +13,7 @@ Evaluation batches are sorted by length (padding costs compute; the metrics do n
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -75,11 +76,14 @@ class _Classifier(nn.Module):
         return seq.classifier(seq.dropout(pooled))
 
 
-def _quiet() -> None:
+def quiet_transformers() -> None:
+    """No transformers chatter in a user's run: errors only, no progress bars, and not peft's call of a
+    deprecated transformers property (a FutureWarning on every model build, about code not ours)."""
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 @lru_cache(maxsize=2)
@@ -87,7 +91,7 @@ def pretrained(path: str, layers: int | None, num_labels: int) -> tuple[nn.Modul
     """(the checkpoint with a `num_labels` head, cut to `layers`; the names it lacked). Read once, never trained."""
     from transformers import AutoModelForSequenceClassification
 
-    _quiet()
+    quiet_transformers()
     cut = {} if layers is None else {"num_hidden_layers": layers}
     model, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels,
                                                                       output_loading_info=True, **cut)
@@ -98,7 +102,7 @@ def pretrained(path: str, layers: int | None, num_labels: int) -> tuple[nn.Modul
 def tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
-    _quiet()
+    quiet_transformers()
     return AutoTokenizer.from_pretrained(path)
 
 

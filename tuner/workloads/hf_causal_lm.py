@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tuner.workloads import _tables
 from tuner.workloads._data import split
 from tuner.workloads._hf_lm import CausalLM, stream
-from tuner.workloads._hf_text import check_lora, tokenizer
+from tuner.workloads._hf_text import check_lora, quiet_transformers, tokenizer
 from tuner.workloads._options import WorkloadError, option
 from tuner.workloads._registry import register
 
@@ -66,10 +66,8 @@ class HFCausalLMOptions:
 def _pretrained(path: str) -> nn.Module:
     """The checkpoint, read once per process and never trained (each trial trains a copy)."""
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+    quiet_transformers()
     return AutoModelForCausalLM.from_pretrained(path)
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from tuner.workloads._data import cache_dir, split
 from tuner.workloads._hf_lm import CausalLM, stream
+from tuner.workloads._hf_text import quiet_transformers
 from tuner.workloads._options import option
 from tuner.workloads._registry import register
 from tuner.workloads._text_data import all_texts
@@ -76,9 +77,8 @@ def _text_ids(vocab_size: int) -> tuple[list[int], ...]:
 
 def _gpt2(options: TinyLMOptions, vocab_size: int, eot: int) -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
-    from transformers.utils import logging
 
-    logging.set_verbosity_error()
+    quiet_transformers()
     config = GPT2Config(vocab_size=vocab_size, bos_token_id=eot, eos_token_id=eot,
                         n_positions=options.seq_len, n_embd=options.d_model,
                         n_layer=options.n_layer, n_head=options.n_head, resid_pdrop=options.dropout,
