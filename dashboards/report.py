@@ -98,6 +98,8 @@ def _summary_section(data: ReportData) -> Section:
         best = f"{_fmt(r['mean'])}{ci} (n={r['n']})"
         if r["winner_diverged"]:
             best += " — diverged on some seed"
+        if not r.get("full_budget", True):
+            best += " — pruned only: a value from early in training"
         overhead = f"{_fmt(r['overhead'], 3)}× vs {r['overhead_reference']}" if math.isfinite(r["overhead"]) \
             else "—"
         rows.append([esc(r["rank"]), _swatch(r["method"]), esc(best), esc(overhead), esc(_fmt(r["step_time_ms"], 3)),

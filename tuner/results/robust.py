@@ -158,6 +158,7 @@ def _config_rows(runs: pd.DataFrame, metric: str) -> list[dict]:
             "n_runs": len(group), "n_diverged": int(diverged.sum()),
             "seeds": sorted({int(s) for s in group["seed"].dropna()}),
             "run_ids": list(group["run_id"]),
+            "full_budget": bool((group["status"] != "pruned").any()),
         })
     return rows
 
@@ -179,7 +180,9 @@ def robust_winners(trials: pd.DataFrame, metric: str, goal: str) -> RobustResult
 
     Uses the confirmation runs; without any, falls back to the search trials (one value per trial, no
     interval) and says so in `note`. Configs with a diverged run rank last; errored and interrupted
-    runs count towards the run totals only.
+    runs count towards the run totals only. A config whose every run was pruned holds a value from
+    early in training, not comparable with a finished run's: it ranks after every config that ran its
+    whole budget, and a method with nothing better ranks after the methods that have one.
     """
     sign = _sign(goal)
     finished = trials[~trials["status"].isin(UNFINISHED)]  # their last value is not the config's result
@@ -199,10 +202,11 @@ def robust_winners(trials: pd.DataFrame, metric: str, goal: str) -> RobustResult
         note += "; only runs that meet the spec's constraints can win"
     configs = pd.DataFrame(_config_rows(pool, metric)) if len(pool) else pd.DataFrame(
         columns=["method", "config_key", "hparams", "mean", "low", "high", "std", "n", "n_runs", "n_diverged",
-                 "seeds", "run_ids"])
+                 "seeds", "run_ids", "full_budget"])
     if len(configs):
         configs["key"] = configs.apply(_rank_key, axis=1, sign=sign)
-        configs = configs.sort_values(["method", "key"], ascending=[True, False], kind="stable")
+        configs = configs.sort_values(["method", "full_budget", "key"], ascending=[True, False, False],
+                                      kind="stable")
         configs["config_rank"] = configs.groupby("method").cumcount() + 1
     rows = []
     for method in sorted(trials["method"].dropna().unique()):
@@ -217,15 +221,15 @@ def robust_winners(trials: pd.DataFrame, metric: str, goal: str) -> RobustResult
         if len(best):
             b = best.iloc[0]
             row.update({k: b[k] for k in ("config_key", "hparams", "mean", "low", "high", "std", "n", "n_runs",
-                                          "seeds", "run_ids", "key")})
+                                          "seeds", "run_ids", "key", "full_budget")})
             row["winner_diverged"] = int(b["n_diverged"])
         else:
             row.update({"config_key": None, "hparams": {}, "mean": math.nan, "low": math.nan, "high": math.nan,
                         "std": math.nan, "n": 0, "n_runs": 0, "seeds": [], "run_ids": [], "key": -math.inf,
-                        "winner_diverged": 0})
+                        "full_budget": False, "winner_diverged": 0})
         rows.append(row)
     methods = pd.DataFrame(rows)
     if len(methods):
-        methods = methods.sort_values("key", ascending=False, kind="stable").reset_index(drop=True)
+        methods = methods.sort_values(["full_budget", "key"], ascending=False, kind="stable").reset_index(drop=True)
         methods["rank"] = np.arange(1, len(methods) + 1)
     return RobustResult(metric, goal, source, note, configs.reset_index(drop=True), methods)

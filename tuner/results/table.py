@@ -89,7 +89,7 @@ def method_table(trials: pd.DataFrame, robust: RobustResult) -> pd.DataFrame:
     cols = ["rank", "method", "metric", "mean", "low", "high", "n", "source", "overhead", "overhead_reference",
             "step_time_ms", "grad_evals_per_step", "peak_mem_mb", "divergence_rate", "n_diverged", "n_runs_total",
             "n_errored", "first_error", "n_infeasible", "sensitivity", "n_search", "hparams", "run_ids", "seeds",
-            "winner_diverged"]
+            "winner_diverged", "full_budget"]
     return table[cols].reset_index(drop=True)
 
 

@@ -349,8 +349,9 @@ class Experiment:
             if method in rows:
                 row = rows[method]
                 interval = f"[{fmt_value(row['low'])}, {fmt_value(row['high'])}]" if is_number(row["low"]) else "-"
+                early = "" if row["full_budget"] else "  (pruned only: a value from early in training)"
                 self.say(f"{method:<14}{int(row['rank']):>5}{fmt_value(row['mean']):>12}{interval:>22}  {tally:<16}"
-                         f"{json.dumps(row['hparams'], default=str)}")
+                         f"{json.dumps(row['hparams'], default=str)}{early}")
             else:
                 self.say(f"{method:<14}{'-':>5}{'-':>12}{'-':>22}  {tally:<16}(no completed trial)")
         errors: dict[str, list[str]] = {}

@@ -57,6 +57,19 @@ def test_lower_bound_beats_lucky_mean() -> None:
     assert list(result.methods["rank"]) == [1, 2]
 
 
+def test_a_pruned_value_does_not_outrank_a_finished_one() -> None:
+    """Without confirmation the search trials rank; a pruned trial's value is from early in training."""
+    rows = [_run("sgd", 0.90, phase="search", status="pruned"),  # looked good at the first rung, then stopped
+            _run("sam", 0.85, phase="search", hp={"lr": 0.1, "rho": 0.05}),
+            _run("sam", 0.95, phase="search", status="pruned", hp={"lr": 0.2, "rho": 0.05})]
+    result = robust_winners(pd.DataFrame(rows), "eval/accuracy", "maximize")
+    assert result.source == "search"
+    assert list(result.methods["method"]) == ["sam", "sgd"]  # sgd has no trial that ran its whole budget
+    sam = result.methods.iloc[0]
+    assert sam["mean"] == pytest.approx(0.85) and bool(sam["full_budget"])  # its finished config, not the pruned
+    assert result.methods.iloc[1]["mean"] == pytest.approx(0.90) and not result.methods.iloc[1]["full_budget"]
+
+
 def test_seed_score_averages_stress_levels_and_minimize_uses_upper_bound() -> None:
     rows = []
     for seed, (clean, noisy) in enumerate([(1.0, 3.0), (2.0, 2.0), (1.5, 3.5)]):  # seed scores 2.0, 2.0, 2.5
