@@ -26,12 +26,15 @@ UNITS = {"s": 1.0, "m": 60.0}
 
 
 def seconds(text: str) -> float | None:
-    """`45s`, `12m`, `1h05m` back to seconds; None for `?`."""
+    """`45s`, `2m35s`, `12m`, `1h05m` back to seconds; None for `?`."""
     if text == "?":
         return None
     match = re.fullmatch(r"(\d+)h(\d+)m", text)
     if match:
         return int(match[1]) * 3600.0 + int(match[2]) * 60.0
+    match = re.fullmatch(r"(\d+)m(\d+)s", text)
+    if match:
+        return int(match[1]) * 60.0 + int(match[2])
     return float(text[:-1]) * UNITS[text[-1]]
 
 

@@ -123,12 +123,15 @@ def eta_seconds(trials: Sequence[TrialView], total: int, budget: float, *, slots
 
 
 def fmt_duration(seconds: float | None) -> str:
-    """`45s`, `12m`, `1h05m`; `?` when unknown."""
+    """`45s`, `2m35s` (to 5 s under 10 minutes), `12m`, `1h05m`; `?` when unknown."""
     if seconds is None or not math.isfinite(seconds):
         return "?"
     seconds = max(0.0, seconds)
     if seconds < 90:
         return f"{seconds:.0f}s"
+    rounded = int(5 * round(seconds / 5))
+    if rounded < 600:
+        return f"{rounded // 60}m{rounded % 60:02d}s"
     if seconds < 3600:
         return f"{seconds / 60:.0f}m"
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"

@@ -38,8 +38,8 @@ def test_a_finished_phase_has_nothing_left() -> None:
     assert remaining_evals([view(40, True), view(100, True)], total=2, budget=100) == 0.0
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(None, "?"), (12.4, "12s"), (600, "10m"), (3900, "1h05m"),
-                                               (-3, "0s"), (float("inf"), "?")])
+@pytest.mark.parametrize(("seconds", "text"), [(None, "?"), (12.4, "12s"), (156, "2m35s"), (598, "10m"),
+                                               (600, "10m"), (3900, "1h05m"), (-3, "0s"), (float("inf"), "?")])
 def test_durations_read_like_a_person_writes_them(seconds: float | None, text: str) -> None:
     assert fmt_duration(seconds) == text
 
