@@ -14,7 +14,9 @@ methods of different cost), and time as a `CostModel` fitted on the trials so fa
 - a running trial still needs E[final | reached w] − w grad evals, the mean final grad evals of the
   finished trials that got at least as far (ASHA stops most trials early; a trial past a rung tends
   to go on), or the full budget while no finished trial got that far;
-- a trial not started yet needs the mean final grad evals of the finished trials (the budget at first);
+- a trial not started yet needs the mean final grad evals of the latest third of the finished trials
+  (the budget at first): ASHA promotes the first trials at a rung easily and the later ones less, so
+  the first to finish ran longer than those to come;
 - the jobs go to the earliest free of the slots, as Ray hands them out; the confirmation phase runs
   its configs to the full budget, with the search's cost model until its own runs finish.
 """
@@ -37,6 +39,7 @@ from tuner.values import goal_sign
 
 EVALS = "cost/grad_evals"
 DEFAULT_EVERY_S = 15.0
+RECENT_MIN = 4  # finished trials at least that set what a trial not started yet will take
 QUIET_EVERY_S = 60.0
 
 
@@ -85,7 +88,8 @@ def fit_cost(trials: Sequence[TrialView], prior: CostModel | None = None) -> Cos
 def remaining_jobs(trials: Sequence[TrialView], total: int, budget: float) -> list[tuple[float, bool]]:
     """(grad evals, started) each trial of the phase still needs (module docstring): running, then to come."""
     finals = [t.grad_evals for t in trials if t.finished]
-    typical = statistics.fmean(finals) if finals else budget
+    recent = finals[-max(RECENT_MIN, len(finals) // 3):]  # Ray's order: the latest trials last
+    typical = statistics.fmean(recent) if recent else budget
     jobs = []
     for t in trials:
         if t.finished:

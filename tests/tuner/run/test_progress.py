@@ -27,6 +27,12 @@ def test_finished_trials_set_what_the_others_will_take() -> None:
         expected_running + expected_pending)
 
 
+def test_trials_to_come_take_what_the_latest_finished_trials_took() -> None:
+    """ASHA lets the first trials through its rungs: the later ones are stopped earlier."""
+    finished = [view(100, True)] * 6 + [view(25, True)] * 6  # in Ray's order: the latest last
+    assert remaining_evals(finished, total=14, budget=100) == pytest.approx(2 * 25)  # last third (4): 25 each
+
+
 def test_eta_is_work_left_over_rate() -> None:
     trials = [view(100, True, 20.0), view(50, seconds=10.0)]  # 5 evals a second
     assert eta_seconds(trials, total=3, budget=100) == pytest.approx((50 + 100) / 5.0)
