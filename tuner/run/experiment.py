@@ -148,9 +148,12 @@ class Experiment:
     def _search_tuner(self) -> Any:
         spec = self.spec
         tracker = self._tracker("search")
+        s, plan = spec.scheduler, trial_setup(spec)["eval_plan"]
+        asha = s.name == "asha" and s.time_attr == "cost/grad_evals"  # its rungs are ETA's first guess
         progress = Progress(metric=spec.metric.name, goal=spec.metric.goal, total=spec.budget.num_samples,
                             budget=spec.budget.trial_grad_evals, confirm_runs=self.confirm_runs_at_most(),
-                            slots=spec.budget.max_concurrent_trials)
+                            slots=spec.budget.max_concurrent_trials, rungs=plan["full_at"] if asha else (),
+                            factor=s.reduction_factor if asha else 0.0)
         self._search_progress = progress
         tune_config = tune.TuneConfig(
             search_alg=build_search(spec, self.dir), scheduler=make_scheduler(spec),

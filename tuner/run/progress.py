@@ -13,10 +13,11 @@ methods of different cost), and time as a `CostModel` fitted on the trials so fa
   and overestimated by half the confirmation phase, whose runs all go the whole budget;
 - a running trial still needs E[final | reached w] − w grad evals, the mean final grad evals of the
   finished trials that got at least as far (ASHA stops most trials early; a trial past a rung tends
-  to go on), or the full budget while no finished trial got that far;
+  to go on), or while none got that far what ASHA predicts (`asha_final`), else the budget;
 - a trial not started yet needs the mean final grad evals of the latest third of the finished trials
-  (the budget at first): ASHA promotes the first trials at a rung easily and the later ones less, so
-  the first to finish ran longer than those to come;
+  (ASHA promotes the first trials at a rung easily and the later ones less, so the first to finish ran
+  longer than those to come); before any has finished, what ASHA's rungs and reduction factor predict
+  (`asha_final`), or the budget;
 - the jobs go to the earliest free of the slots, as Ray hands them out; the confirmation phase runs
   its configs to the full budget, with the search's cost model until its own runs finish.
 """
@@ -85,24 +86,48 @@ def fit_cost(trials: Sequence[TrialView], prior: CostModel | None = None) -> Cos
     return CostModel(start, evals / seconds) if evals > 0 and seconds > 0 else prior
 
 
-def remaining_jobs(trials: Sequence[TrialView], total: int, budget: float) -> list[tuple[float, bool]]:
-    """(grad evals, started) each trial of the phase still needs (module docstring): running, then to come."""
+def asha_final(rungs: Sequence[float], factor: float) -> Callable[[float], float]:
+    """E[final grad evals | reached w] under ASHA before any trial has finished: a trial goes on to the
+    next rung, and past each later one with chance 1/factor (the share ASHA promotes). `rungs` end at
+    `max_t`."""
+    points = sorted(float(r) for r in rungs)
+
+    def expect(reached: float) -> float:
+        above = [r for r in points if r > reached]
+        if not above:
+            return reached
+        final, chance = above[0], 1.0
+        for low, high in zip(above, above[1:], strict=False):
+            chance /= factor
+            final += (high - low) * chance
+        return final
+    return expect
+
+
+def remaining_jobs(trials: Sequence[TrialView], total: int, budget: float,
+                   expect: Callable[[float], float] | None = None) -> list[tuple[float, bool]]:
+    """(grad evals, started) each trial of the phase still needs (module docstring): running, then to come.
+
+    `expect(w)`: the final grad evals of a trial at w while no finished trial tells (`asha_final`; the
+    budget without it)."""
     finals = [t.grad_evals for t in trials if t.finished]
     recent = finals[-max(RECENT_MIN, len(finals) // 3):]  # Ray's order: the latest trials last
-    typical = statistics.fmean(recent) if recent else budget
+    guess = expect or (lambda _: budget)
+    typical = statistics.fmean(recent) if recent else guess(0.0)
     jobs = []
     for t in trials:
         if t.finished:
             continue
         further = [f for f in finals if f >= t.grad_evals]
-        expected = statistics.fmean(further) if further else budget
+        expected = statistics.fmean(further) if further else guess(t.grad_evals)
         jobs.append((max(0.0, min(budget, expected) - t.grad_evals), True))
     return jobs + [(typical, False)] * max(0, total - len(trials))
 
 
-def remaining_evals(trials: Sequence[TrialView], total: int, budget: float) -> float:
+def remaining_evals(trials: Sequence[TrialView], total: int, budget: float,
+                    expect: Callable[[float], float] | None = None) -> float:
     """Grad evals the phase still needs, all trials together."""
-    return sum(e for e, _ in remaining_jobs(trials, total, budget))
+    return sum(e for e, _ in remaining_jobs(trials, total, budget, expect))
 
 
 def makespan(jobs: Sequence[float], slots: int) -> float:
@@ -117,12 +142,12 @@ def makespan(jobs: Sequence[float], slots: int) -> float:
 
 
 def eta_seconds(trials: Sequence[TrialView], total: int, budget: float, *, slots: int = 1,
-                prior: CostModel | None = None) -> float | None:
+                prior: CostModel | None = None, expect: Callable[[float], float] | None = None) -> float | None:
     """Seconds until the phase ends under the fitted `CostModel`; None before any work is done."""
     model = fit_cost(trials, prior)
     if model is None:
         return None
-    jobs = [model.seconds(e, started=started) for e, started in remaining_jobs(trials, total, budget)]
+    jobs = [model.seconds(e, started=started) for e, started in remaining_jobs(trials, total, budget, expect)]
     return makespan(jobs, slots)
 
 
@@ -153,8 +178,11 @@ class Progress(Callback):
 
     def __init__(self, *, metric: str, goal: str, total: int, budget: float, phase: str = "search",
                  confirm_runs: int = 0, slots: int = 1, prior: CostModel | None = None,
+                 rungs: Sequence[float] = (), factor: float = 0.0,
                  every_s: float = DEFAULT_EVERY_S, write: Callable[[str], None] | None = None) -> None:
         self.metric, self.goal, self.total, self.budget = metric, goal, total, budget
+        self.rungs, self.factor = tuple(rungs), factor  # ASHA's on cost/grad_evals (`asha_final`), else none
+        self._expect = asha_final(self.rungs, factor) if self.rungs and factor > 1 else None
         self.phase, self.confirm_runs, self.every_s = phase, confirm_runs, every_s
         self.slots, self.prior = max(1, slots), prior
         self.model: CostModel | None = prior  # this phase's at the last block: the next phase's prior
@@ -171,7 +199,7 @@ class Progress(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {"metric": self.metric, "goal": self.goal, "total": self.total, "budget": self.budget,
                 "phase": self.phase, "confirm_runs": self.confirm_runs, "slots": self.slots, "prior": self.prior,
-                "every_s": self.every_s}
+                "rungs": self.rungs, "factor": self.factor, "every_s": self.every_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
@@ -206,7 +234,7 @@ class Progress(Callback):
         """(this phase, confirmation) ETAs in seconds, from the trials Ray holds now."""
         views = self.views(trials)
         self.model = fit_cost(views, self.prior)
-        phase = eta_seconds(views, self.total, self.budget, slots=self.slots, prior=self.prior)
+        phase = eta_seconds(views, self.total, self.budget, slots=self.slots, prior=self.prior, expect=self._expect)
         confirm = None
         if self.confirm_runs:
             confirm = eta_seconds([], self.confirm_runs, self.budget, slots=self.slots, prior=self.model)

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.run.progress import CostModel, TrialView, eta_seconds, fit_cost, fmt_duration, makespan, remaining_evals
+from tuner.run.progress import (
+    CostModel,
+    TrialView,
+    asha_final,
+    eta_seconds,
+    fit_cost,
+    fmt_duration,
+    makespan,
+    remaining_evals,
+)
 
 
 def view(evals: float, finished: bool = False, seconds: float | None = None) -> TrialView:
@@ -31,6 +40,18 @@ def test_trials_to_come_take_what_the_latest_finished_trials_took() -> None:
     """ASHA lets the first trials through its rungs: the later ones are stopped earlier."""
     finished = [view(100, True)] * 6 + [view(25, True)] * 6  # in Ray's order: the latest last
     assert remaining_evals(finished, total=14, budget=100) == pytest.approx(2 * 25)  # last third (4): 25 each
+
+
+def test_before_any_trial_finishes_asha_predicts_how_far_trials_go() -> None:
+    """Rungs 200, 600, 1800 and max_t 4000, factor 3: every trial reaches 200, a third goes on to 600,
+    a ninth to 1800, a 27th to 4000: 200 + 400/3 + 1200/9 + 2200/27 grad evals on average."""
+    expect = asha_final([200, 600, 1800, 4000], 3)
+    assert expect(0) == pytest.approx(200 + 400 / 3 + 1200 / 9 + 2200 / 27)
+    assert expect(700) == pytest.approx(1800 + 2200 / 3)  # past 600: it goes to 1800, then on with 1/3
+    assert expect(4000) == 4000
+    # two running (at 100 and 700) and three to come; nothing finished yet
+    assert remaining_evals([view(100), view(700)], total=5, budget=4000, expect=expect) == pytest.approx(
+        expect(100) - 100 + expect(700) - 700 + 3 * expect(0))
 
 
 def test_eta_is_work_left_over_rate() -> None:
