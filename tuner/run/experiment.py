@@ -174,23 +174,32 @@ class Experiment:
                           run_config=self._run_config(CONFIRM_DIR, self.dir, [self._tracker("confirm"), progress]))
 
     def confirm_points(self, results: Any) -> list[dict[str, Any]]:
-        """Top-k completed configs per method x every seed x every noise level (seeds paired)."""
+        """Top-k configs per method x every seed x every noise level (seeds paired).
+
+        Completed configs first, best value first. A method with fewer than `top_k` completed configs is
+        filled with its pruned ones, the furthest-going first: ASHA compares methods at equal grad evals,
+        early, where a method that costs two gradients a step is half as far along, so a search can stop
+        every trial of one method; the confirmation runs each config its whole budget, so every method is
+        compared at the end of training, not left out of the comparison.
+        """
         confirm, spec = self.spec.confirm, self.spec
         sign = goal_sign(spec.metric.goal)
-        by_method: dict[str, list[tuple[float, dict[str, Any], str]]] = {}
+        by_method: dict[str, list[tuple[tuple[int, float, float], dict[str, Any], str]]] = {}
         for r in results:
             metrics = r.metrics or {}
-            value = metrics.get(spec.metric.name)
-            if outcome(metrics, r.error is not None) != COMPLETED or not is_number(value):
+            value, status = metrics.get(spec.metric.name), outcome(metrics, r.error is not None)
+            if status not in (COMPLETED, PRUNED) or not is_number(value):
                 continue
             if any(v > 0 for v in constraint_values(spec.constraints, metrics)):  # outside `constraints:`
                 continue
             params = public_values(trial_values(r.config))
-            by_method.setdefault(params["method"], []).append((sign * value, params, metrics.get("trial_id", "")))
+            reached = float(metrics.get("cost/grad_evals") or 0.0)
+            key = (int(status == COMPLETED), reached, sign * value)
+            by_method.setdefault(params["method"], []).append((key, params, metrics.get("trial_id", "")))
         points = []
         conditions = confirm.conditions()
         for method in spec.methods:
-            ranked = sorted(by_method.get(method, []), key=lambda x: -x[0])[:confirm.top_k]
+            ranked = sorted(by_method.get(method, []), key=lambda x: x[0], reverse=True)[:confirm.top_k]
             for rank, (_, params, source) in enumerate(ranked, 1):
                 for seed in confirm.seeds:
                     for condition in conditions:  # stress levels: workload options, as a search would set them
@@ -199,7 +208,7 @@ class Experiment:
         return points
 
     def confirm_runs_at_most(self) -> int:
-        """Runs of the confirmation phase if every method has `top_k` completed configs (0 without one)."""
+        """Runs of the confirmation phase if every method has `top_k` finished configs (0 without one)."""
         confirm = self.spec.confirm
         if confirm is None:
             return 0

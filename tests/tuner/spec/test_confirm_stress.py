@@ -39,6 +39,22 @@ def test_stress_takes_any_option_and_every_combination_is_confirmed(tmp_path: Pa
         (s, n, a) for s in (0, 1) for n in (0.5, 1.0) for a in (0.5, 2.0)}
 
 
+def test_a_method_whose_trials_were_all_pruned_is_confirmed_with_its_furthest_config(tmp_path: Path) -> None:
+    """ASHA compares methods early, at equal grad evals: it can stop every trial of a 2-gradient method.
+    The confirmation still runs that method's best config to the end, so the comparison keeps it."""
+    spec = _load(tmp_path, {"top_k": 1, "seeds": [0, 1]})
+    done = {"sharptune/complete": 1.0}
+    results = [SimpleNamespace(metrics={"eval/loss": loss, "cost/grad_evals": evals, "trial_id": tid, **extra},
+                               error=None, config={"method": method, "lr": lr})
+               for method, loss, evals, lr, tid, extra in [
+                   ("sgd", 0.5, 20, 0.1, "a", done), ("sgd", 0.1, 6, 0.3, "b", {}),  # sgd: the completed one
+                   ("sam", 0.3, 6, 0.2, "c", {}), ("sam", 0.6, 12, 0.4, "d", {}),  # sam: pruned only
+                   ("sam", float("nan"), 12, 0.5, "e", {})]]
+    points = Experiment(spec).confirm_points(results)
+    assert {(p["method"], p["lr"], p["_source"]) for p in points} == {("sgd", 0.1, "a"), ("sam", 0.4, "d")}
+    assert len(points) == Experiment(spec).confirm_runs_at_most() == 2 * 2
+
+
 def test_label_noise_key_is_an_alias_of_the_stress_axis(tmp_path: Path) -> None:
     moons = {"name": str(Path(__file__).resolve().parents[3] / "examples/own_workload/my_tasks.py") + ":Moons"}
     spec = _load(tmp_path, {"seeds": [0], "label_noise": [0.0, 0.2]}, moons)
