@@ -13,11 +13,11 @@ methods of different cost), and time as a `CostModel` fitted on the trials so fa
   and overestimated by half the confirmation phase, whose runs all go the whole budget;
 - a running trial still needs E[final | reached w] − w grad evals, the mean final grad evals of the
   finished trials that got at least as far (ASHA stops most trials early; a trial past a rung tends
-  to go on), or while none got that far what ASHA predicts (`asha_final`), else the budget;
+  to go on), averaged the same way with what ASHA predicts (`asha_final`), else the budget;
 - a trial not started yet needs the mean final grad evals of the latest third of the finished trials
   (ASHA promotes the first trials at a rung easily and the later ones less, so the first to finish ran
-  longer than those to come); before any has finished, what ASHA's rungs and reduction factor predict
-  (`asha_final`), or the budget;
+  longer than those to come), averaged with what ASHA's rungs and reduction factor predict
+  (`asha_final`, weighted as `PRIOR_WEIGHT` trials), or the budget without ASHA;
 - the jobs go to the earliest free of the slots, as Ray hands them out; the confirmation phase runs
   its configs to the full budget, with the search's cost model until its own runs finish.
 """
@@ -41,6 +41,7 @@ from tuner.values import goal_sign
 EVALS = "cost/grad_evals"
 DEFAULT_EVERY_S = 15.0
 RECENT_MIN = 4  # finished trials at least that set what a trial not started yet will take
+PRIOR_WEIGHT = 8.0  # finished trials ASHA's prediction (`asha_final`) counts as: the first ones pass every rung
 QUIET_EVERY_S = 60.0
 
 
@@ -112,14 +113,19 @@ def remaining_jobs(trials: Sequence[TrialView], total: int, budget: float,
     budget without it)."""
     finals = [t.grad_evals for t in trials if t.finished]
     recent = finals[-max(RECENT_MIN, len(finals) // 3):]  # Ray's order: the latest trials last
+    weight = PRIOR_WEIGHT if expect is not None else 0.0
     guess = expect or (lambda _: budget)
-    typical = statistics.fmean(recent) if recent else guess(0.0)
+
+    def blend(seen: list[float], reached: float) -> float:
+        if not seen and not weight:
+            return guess(reached)
+        return (sum(seen) + weight * guess(reached)) / (len(seen) + weight)
+    typical = blend(recent, 0.0)
     jobs = []
     for t in trials:
         if t.finished:
             continue
-        further = [f for f in finals if f >= t.grad_evals]
-        expected = statistics.fmean(further) if further else guess(t.grad_evals)
+        expected = blend([f for f in finals if f >= t.grad_evals], t.grad_evals)
         jobs.append((max(0.0, min(budget, expected) - t.grad_evals), True))
     return jobs + [(typical, False)] * max(0, total - len(trials))
 

@@ -52,6 +52,10 @@ def test_before_any_trial_finishes_asha_predicts_how_far_trials_go() -> None:
     # two running (at 100 and 700) and three to come; nothing finished yet
     assert remaining_evals([view(100), view(700)], total=5, budget=4000, expect=expect) == pytest.approx(
         expect(100) - 100 + expect(700) - 700 + 3 * expect(0))
+    # the first trials pass every rung (they are alone there): four at 4000 weigh as 4 of 12 against ASHA's 8
+    first = [view(4000, True)] * 4
+    assert remaining_evals(first, total=5, budget=4000, expect=expect) == pytest.approx(
+        (4 * 4000 + 8 * expect(0)) / 12)
 
 
 def test_eta_is_work_left_over_rate() -> None:
