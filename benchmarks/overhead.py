@@ -216,7 +216,7 @@ def run_workload(workload: Workload, device: torch.device, rounds: int,
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    header = (f"{'workload':<12} {'method':<9} {'base':<6} {'ms/step':>8} {'x base':>7} {'(min-max)':>11} {'best':>6} "
+    header = (f"{'workload':<12} {'method':<12} {'base':<6} {'ms/step':>8} {'x base':>7} {'(min-max)':>11} {'best':>6} "
               f"{'target':>7} {'met':>4} {'evals/step':>10} {'extra MB':>9}")
     print(header)
     print("-" * len(header))
@@ -224,8 +224,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         target = "" if row["target"] is None else f"<={row['target']:.2f}"
         met = "" if row["met"] is None else ("yes" if row["met"] else "NO")
         spread = f"{row['spread'][0]:.2f}-{row['spread'][1]:.2f}"
-        print(f"{row['workload']:<12} {row['method']:<9} {row['base']:<6} {row['ms']:>8.2f} {row['ratio']:>7.3f} "
-              f"{spread:>11} {row['best_ratio']:>6.3f} {target:>7} {met:>4} {row['grad_evals'] / row['steps']:>10.2f} "
+        per_step = f"{row['grad_evals'] / row['steps']:.2f}" if row["steps"] else "-"
+        print(f"{row['workload']:<12} {row['method']:<12} {row['base']:<6} {row['ms']:>8.2f} {row['ratio']:>7.3f} "
+              f"{spread:>11} {row['best_ratio']:>6.3f} {target:>7} {met:>4} {per_step:>10} "
               f"{row['extra_mb']:>9.2f}")
 
 
