@@ -274,9 +274,10 @@ def top_eigenpair(loss_fn: LossFn, params: Iterable[Tensor] | None = None, *, mo
                   mode: HvpMode = "auto", fd_step: float = FD_STEP) -> Eigenpair:
     """`lambda_max` with its eigenvector; `start` (an earlier call's vector) warm-starts the iteration.
 
-    Measured along training, the top eigenvector moves slowly, so the last one converges in a few
-    products where a random vector takes tens. The start is mixed with 10 % of the seeded random vector
-    so that no direction is missing from it; the stopping rule is `lambda_max`'s.
+    Along training the top eigenvector moves, less the closer the calls: starting from the last one
+    saves more products the less it moved (on the MNIST MLP, calls 200 SAM steps apart: 15 % fewer).
+    The start is mixed with 10 % of the seeded random vector so that no direction is missing from it;
+    the stopping rule is `lambda_max`'s.
     """
     params = _params(params, model)
     generator = torch.Generator().manual_seed(seed)

@@ -140,6 +140,14 @@ def _rank_key(row: pd.Series, sign: float) -> float:
     return sign * (bound if math.isfinite(bound) else row["mean"])
 
 
+def _tier(key: float, full_budget: bool) -> int:
+    """Ranking tiers: a config that ran its whole budget (2), one whose every run was pruned, so its value
+    is from early in training (1), one that diverged or has no value (0)."""
+    if not math.isfinite(key):
+        return 0
+    return 2 if full_budget else 1
+
+
 def _config_rows(runs: pd.DataFrame, metric: str) -> list[dict]:
     """Seeds are the independent unit: a seed's score is its mean over the stress levels."""
     rows = []
@@ -158,7 +166,7 @@ def _config_rows(runs: pd.DataFrame, metric: str) -> list[dict]:
             "n_runs": len(group), "n_diverged": int(diverged.sum()),
             "seeds": sorted({int(s) for s in group["seed"].dropna()}),
             "run_ids": list(group["run_id"]),
-            "full_budget": bool((group["status"] != "pruned").any()),
+            "full_budget": bool((group["status"] == "completed").any()),
         })
     return rows
 
@@ -205,8 +213,8 @@ def robust_winners(trials: pd.DataFrame, metric: str, goal: str) -> RobustResult
                  "seeds", "run_ids", "full_budget"])
     if len(configs):
         configs["key"] = configs.apply(_rank_key, axis=1, sign=sign)
-        configs = configs.sort_values(["method", "full_budget", "key"], ascending=[True, False, False],
-                                      kind="stable")
+        configs["tier"] = [_tier(k, full) for k, full in zip(configs["key"], configs["full_budget"], strict=True)]
+        configs = configs.sort_values(["method", "tier", "key"], ascending=[True, False, False], kind="stable")
         configs["config_rank"] = configs.groupby("method").cumcount() + 1
     rows = []
     for method in sorted(trials["method"].dropna().unique()):
@@ -221,15 +229,15 @@ def robust_winners(trials: pd.DataFrame, metric: str, goal: str) -> RobustResult
         if len(best):
             b = best.iloc[0]
             row.update({k: b[k] for k in ("config_key", "hparams", "mean", "low", "high", "std", "n", "n_runs",
-                                          "seeds", "run_ids", "key", "full_budget")})
+                                          "seeds", "run_ids", "key", "full_budget", "tier")})
             row["winner_diverged"] = int(b["n_diverged"])
         else:
             row.update({"config_key": None, "hparams": {}, "mean": math.nan, "low": math.nan, "high": math.nan,
                         "std": math.nan, "n": 0, "n_runs": 0, "seeds": [], "run_ids": [], "key": -math.inf,
-                        "full_budget": False, "winner_diverged": 0})
+                        "full_budget": False, "tier": 0, "winner_diverged": 0})
         rows.append(row)
     methods = pd.DataFrame(rows)
     if len(methods):
-        methods = methods.sort_values(["full_budget", "key"], ascending=False, kind="stable").reset_index(drop=True)
+        methods = methods.sort_values(["tier", "key"], ascending=False, kind="stable").reset_index(drop=True)
         methods["rank"] = np.arange(1, len(methods) + 1)
     return RobustResult(metric, goal, source, note, configs.reset_index(drop=True), methods)

@@ -4,10 +4,10 @@ The driver hands every trial the same `setup` (workload, budget, seed: plain dat
 Ray hands it the sampled config (the trial's values, `tuner.trial.protocol`). The trial reports every
 `eval_every` steps (never every step). It evaluates the full validation split where the scheduler
 reads the primary metric (`setup["eval_plan"]`, see `tuner.trial.trainer.EvalPlan`), a fixed subset at
-`CURVE_POINTS` curve points (`eval_subset/...`), diagnostics there and at `DIAG_POINTS` points, and
-nothing in between. It checkpoints at those
-scheduler points and at least every `CHECKPOINT_S` seconds, so a trial whose process dies resumes
-exactly from its last checkpoint (re-running, with the same seed and batches, the steps after it).
+`CURVE_POINTS` curve points (`eval_subset/...`), diagnostics at the scheduler's points and at
+`DIAG_POINTS` more, and nothing in between. It checkpoints at the scheduler's points and at least every
+`CHECKPOINT_S` seconds, so a trial whose process dies resumes exactly from its last checkpoint
+(re-running, with the same seed and batches, the steps after it).
 What its reports carry is the protocol's (`COMPLETE_KEY`, `DIVERGED_KEY`, `FILLED_KEY`, `NODE_KEY`).
 """
 

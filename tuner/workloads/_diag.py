@@ -25,8 +25,9 @@ def sharpness(loss_fn: Callable[[], Tensor], model: nn.Module, optimizer: Any, *
 
     The edge holds for full-batch, momentum-free GD or plain SAM only (`diagnostics.sam_edge_applies`);
     elsewhere nothing is logged for it, and the report says why it is missing. `memory` (a dict the
-    workload keeps) carries the last top eigenvector, so the next power iteration starts from it: a few
-    Hessian-vector products instead of tens.
+    workload keeps) carries the last top eigenvector, so the next power iteration starts from it: fewer
+    Hessian-vector products the less the eigenvector moved since (on the MNIST MLP, calls 200 SAM steps
+    apart, 15 % fewer).
     """
     params = [p for p in model.parameters() if p.requires_grad]
     memory = {} if memory is None else memory

@@ -68,6 +68,10 @@ def test_a_pruned_value_does_not_outrank_a_finished_one() -> None:
     sam = result.methods.iloc[0]
     assert sam["mean"] == pytest.approx(0.85) and bool(sam["full_budget"])  # its finished config, not the pruned
     assert result.methods.iloc[1]["mean"] == pytest.approx(0.90) and not result.methods.iloc[1]["full_budget"]
+    # a method whose only trial diverged still ranks last, after the pruned-only one
+    rows.append(_run("asam", float("nan"), phase="search", status="diverged"))
+    assert list(robust_winners(pd.DataFrame(rows), "eval/accuracy", "maximize").methods["method"]) == \
+        ["sam", "sgd", "asam"]
 
 
 def test_seed_score_averages_stress_levels_and_minimize_uses_upper_bound() -> None:
