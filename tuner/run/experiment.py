@@ -48,7 +48,7 @@ from tuner.results.winners import winners, write_summary
 from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import check_placement
 from tuner.run.progress import Progress, fmt_duration, fmt_value
-from tuner.run.ray_parts import RAY_STOP, make_scheduler, ray_session
+from tuner.run.ray_parts import RAY_STOP, logger_callbacks, make_scheduler, ray_session
 from tuner.run.searcher import build_search
 from tuner.run.settle import TrackingDown, settle
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling, exception_line
@@ -137,7 +137,7 @@ class Experiment:
 
     def _run_config(self, name: str, storage: Path, callbacks: list[Any]) -> Any:
         return tune.RunConfig(
-            name=name, storage_path=str(storage.resolve()), verbose=0, callbacks=callbacks,
+            name=name, storage_path=str(storage.resolve()), verbose=0, callbacks=[*logger_callbacks(), *callbacks],
             failure_config=tune.FailureConfig(max_failures=self.spec.max_failures),
             # every checkpoint is kept while the experiment runs: with `num_to_keep`, Ray deletes old ones
             # before its state file stops naming them, and a driver killed in between cannot resume that

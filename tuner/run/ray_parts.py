@@ -1,4 +1,4 @@
-"""The Ray pieces of a run: a quiet, owned Ray session and the spec's trial scheduler.
+"""The Ray pieces of a run: a quiet, owned Ray session, the spec's trial scheduler and Ray's own loggers.
 
 The trainable itself (`trial_setup`, `make_trainable`) stays in `tuner.run.experiment` for now.
 """
@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import ray
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
 from tuner.errors import RuntimeFailure
@@ -25,6 +26,33 @@ QUIET_ENV = {
     "TUNE_MAX_PENDING_TRIALS_PG": "1",
 }
 
+
+
+class NoTensorboard(TBXLoggerCallback):
+    """Stands where Ray would add its TensorBoard logger, and logs nothing.
+
+    sharptune's record is MLflow. Ray's TensorBoard logger only cost time on every result, and it printed
+    "NaN or Inf found in input tensor." into the user's output for every diverged trial.
+    """
+
+    def __init__(self) -> None:  # no tensorboardX import, no writers
+        self._trial_writer: dict = {}
+        self._trial_result: dict = {}
+
+    def log_trial_start(self, trial: Any) -> None:
+        return None
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        return None
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        return None
+
+
+def logger_callbacks() -> list[Any]:
+    """Ray's JSON and CSV result logs (`Result.metrics_dataframe`, which `tuner.run.settle` reads after an
+    MLflow outage), and no TensorBoard logger."""
+    return [JsonLoggerCallback(), CSVLoggerCallback(), NoTensorboard()]
 
 
 def make_scheduler(spec: Any) -> Any:

@@ -31,3 +31,18 @@ def test_ray_still_has_the_private_fields(tmp_path: Path) -> None:
     search.suggest("t1")
     missing = [name for name in RAY_PRIVATE_FIELDS if name not in search.__dict__]
     assert missing == [], f"Ray's OptunaSearch no longer sets {missing}: SharpSearch's pickling must change"
+
+
+def test_ray_adds_no_tensorboard_logger_beside_ours() -> None:
+    """Ray adds CSV, JSON and TensorBoard loggers unless the callbacks hold one of each kind
+    (`_create_default_callbacks`, private): ours keep the JSON and CSV logs and stand in for TensorBoard."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+    from ray.tune.utils.callback import _create_default_callbacks
+
+    from tuner.run.ray_parts import NoTensorboard, logger_callbacks
+
+    made = _create_default_callbacks(logger_callbacks(), metric="eval/loss", mode="min")
+    tensorboard = [c for c in made if isinstance(c, TBXLoggerCallback)]
+    assert len(tensorboard) == 1 and isinstance(tensorboard[0], NoTensorboard)
+    assert sum(isinstance(c, JsonLoggerCallback) for c in made) == 1
+    assert sum(isinstance(c, CSVLoggerCallback) for c in made) == 1
