@@ -13,6 +13,7 @@ to the experiment folder and no trial runs until both are ready.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -238,6 +239,7 @@ class Experiment:
         if not resume:
             self.refuse_existing()
         RAY_STOP.stopped = False  # a stop belongs to this run's fits only
+        quiet_libraries()
         self.say(self.header())
         # The store check (MLflow import, SQLite schema: seconds of driver CPU) overlaps Ray's start-up
         # (mostly waiting on its processes). A failed check shuts Ray down before anything is written.
@@ -406,6 +408,15 @@ def _counts(results: Any) -> dict[str, int]:
         out[outcome(r.metrics, r.error is not None)] += 1
     out["total"] = len(results)
     return out
+
+
+def quiet_libraries() -> None:
+    """The driver's output is ours: not MLflow's "Creating initial MLflow database tables..." and
+    "Updating database tables", nor Optuna's "A new study created in Journal". Warnings still show."""
+    import optuna
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 # --- entry points for the commands ------------------------------------------------------------------
