@@ -19,7 +19,9 @@ methods of different cost), and time as a `CostModel` fitted on the trials so fa
   longer than those to come), averaged with what ASHA's rungs and reduction factor predict
   (`asha_final`, weighted as `PRIOR_WEIGHT` trials), or the budget without ASHA;
 - the jobs go to the earliest free of the slots, as Ray hands them out; the confirmation phase runs
-  its configs to the full budget, with the search's cost model until its own runs finish.
+  its configs to the full budget, with the search's cost model until its own runs finish, then with
+  their rate averaged with the search's (weighted as `PRIOR_RUNS` runs): its first runs also paid the
+  phase's start-up (new actors, models loaded again).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from tuner.values import goal_sign
 EVALS = "cost/grad_evals"
 DEFAULT_EVERY_S = 15.0
 RECENT_MIN = 4  # finished trials at least that set what a trial not started yet will take
+PRIOR_RUNS = 4  # runs of 1000 grad evals the phase before's rate counts as, once a run of this phase ends
 PRIOR_WEIGHT = 8.0  # finished trials ASHA's prediction (`asha_final`) counts as: the first ones pass every rung
 QUIET_EVERY_S = 60.0
 
@@ -84,6 +87,8 @@ def fit_cost(trials: Sequence[TrialView], prior: CostModel | None = None) -> Cos
     seen = done or [(t.grad_evals, t.seconds) for t in trials if t.seconds and t.grad_evals > 0]
     evals = sum(e for e, _ in seen)
     seconds = sum(max(s - start, 0.5 * s) for _, s in seen)
+    if prior is not None and evals > 0:  # the phase's first runs also paid its start-up: the prior weighs
+        evals, seconds = evals + PRIOR_RUNS * 1000.0, seconds + PRIOR_RUNS * 1000.0 / prior.rate  # as 4 runs
     return CostModel(start, evals / seconds) if evals > 0 and seconds > 0 else prior
 
 

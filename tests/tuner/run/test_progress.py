@@ -97,7 +97,7 @@ def test_the_fixed_cost_of_a_trial_is_told_apart_from_its_training_rate() -> Non
 
 def test_a_phase_starts_from_the_cost_model_of_the_phase_before() -> None:
     """Confirmation runs load their models first: the search's model sets the ETA until one finishes,
-    then the runs' own rate takes over (with the search's fixed cost)."""
+    then their own rate, averaged with the search's (its fixed cost kept)."""
     prior = CostModel(5.0, 10.0)
     fresh = [view(1, seconds=30.0), view(1, seconds=30.0)]  # 2 evals in 30 s: model loading, not training
     assert eta_seconds(fresh, total=4, budget=100, slots=2, prior=prior) == pytest.approx(
@@ -105,4 +105,6 @@ def test_a_phase_starts_from_the_cost_model_of_the_phase_before() -> None:
     assert eta_seconds(fresh, total=4, budget=100, slots=2) > 100 * eta_seconds(fresh, total=4, budget=100,
                                                                                   slots=2, prior=prior)
     slower = [view(100, True, 25.0), view(50, seconds=10.0)]  # finished: 100 evals in 25 - 5 s
-    assert fit_cost(slower, prior) == CostModel(5.0, pytest.approx(5.0))
+    # its rate (5/s) averaged with the prior's (10/s) weighted as 4 runs of 1000 grad evals
+    assert fit_cost(slower, prior) == CostModel(5.0, pytest.approx((100 + 4000) / (20 + 4000 / 10.0)))
+    assert fit_cost(slower) == CostModel(0.0, pytest.approx(100 / 25.0))  # no phase before: its own rate
