@@ -155,7 +155,12 @@ def makespan(jobs: Sequence[float], slots: int) -> float:
 def eta_seconds(trials: Sequence[TrialView], total: int, budget: float, *, slots: int = 1,
                 prior: CostModel | None = None, expect: Callable[[float], float] | None = None) -> float | None:
     """Seconds until the phase ends under the fitted `CostModel`; None before any work is done."""
-    model = fit_cost(trials, prior)
+    return eta_under(fit_cost(trials, prior), trials, total, budget, slots=slots, expect=expect)
+
+
+def eta_under(model: CostModel | None, trials: Sequence[TrialView], total: int, budget: float, *, slots: int = 1,
+              expect: Callable[[float], float] | None = None) -> float | None:
+    """`eta_seconds` with the cost model already fitted."""
     if model is None:
         return None
     jobs = [model.seconds(e, started=started) for e, started in remaining_jobs(trials, total, budget, expect)]
@@ -245,10 +250,10 @@ class Progress(Callback):
         """(this phase, confirmation) ETAs in seconds, from the trials Ray holds now."""
         views = self.views(trials)
         self.model = fit_cost(views, self.prior)
-        phase = eta_seconds(views, self.total, self.budget, slots=self.slots, prior=self.prior, expect=self._expect)
+        phase = eta_under(self.model, views, self.total, self.budget, slots=self.slots, expect=self._expect)
         confirm = None
         if self.confirm_runs:
-            confirm = eta_seconds([], self.confirm_runs, self.budget, slots=self.slots, prior=self.model)
+            confirm = eta_under(self.model, [], self.confirm_runs, self.budget, slots=self.slots)
         return phase, confirm
 
     # --- the lines ---------------------------------------------------------------------------------
@@ -303,8 +308,9 @@ class Progress(Callback):
         self._began.setdefault(trial.trial_id, self._free_since())
 
     def _free_since(self) -> float:
-        """When the slot a starting trial takes fell free: the latest end of a trial whose slot nobody took
-        since (Ray's hand-over belongs to the trial's fixed cost), else now."""
+        """When the slot a starting trial takes fell free (Ray's hand-over belongs to the trial's fixed
+        cost): of the ends of the slots free now (the latest ends, one per slot not running a trial), the
+        earliest; now if none, or if that was a minute ago or more."""
         now = time.monotonic()
         ends = sorted((self._began[t] + held for t, held in self._held.items()), reverse=True)
         running = sum(1 for t in self._began if t not in self._held)

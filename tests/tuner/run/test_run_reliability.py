@@ -144,7 +144,7 @@ def test_driver_sigkill_then_resume(tmp_path: Path) -> None:
     proc = cli("resume", "killed", "--storage", str(tmp_path / "results"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     experiment = tmp_path / "results" / "killed"
-    _, children, parents = store(experiment, "killed")
+    client, children, parents = store(experiment, "killed")
     ids = [r.data.tags["sharptune.trial_id"] for r in children]
     assert len(ids) == len(set(ids)) == 5, ids  # every trial exactly once, resumed ones continued
     assert all(r.info.status != "RUNNING" for r in children + parents)
@@ -158,7 +158,6 @@ def test_driver_sigkill_then_resume(tmp_path: Path) -> None:
     # replacement: its Optuna record stays (a real observation), and its MLflow run is soft-deleted and
     # tagged as an orphan, never silently lost.
     from mlflow.entities import ViewType
-    client, _, _ = store(experiment, "killed")
     deleted = client.search_runs([client.get_experiment_by_name("sharptune/killed").experiment_id],
                                  run_view_type=ViewType.DELETED_ONLY, max_results=100)
     orphans = {r.data.tags["sharptune.trial_id"] for r in deleted if r.data.tags.get("sharptune.orphan") == "true"}
