@@ -49,6 +49,7 @@ def test_bad_options_name_the_option(name: str, options: dict, option: str) -> N
     message = str(err.value)
     assert f"'{option}'" in message and "allowed" in message and "\n" not in message
     assert isinstance(err.value, UserError)
+    assert err.value.option == option  # so a spec error points at this option's line
 
 
 def test_unknown_workload_lists_the_valid_names() -> None:

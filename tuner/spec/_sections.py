@@ -86,7 +86,7 @@ def _parse_workload(b: _Block) -> Workload:
     try:
         resolved = resolve_options(name, dict(options), base=Path(b.file).resolve().parent)
     except UserError as exc:
-        bad = next((k for k in options if repr(k) in str(exc) or str(k) in str(exc)), None)
+        bad = getattr(exc, "option", None)
         where = b.sub("options") + (f".{bad}" if bad is not None else "")
         line = options.key_lines.get(bad) if bad is not None and isinstance(options, _Map) else None
         raise SpecError(b.file, line or b.line_of("options"), where, str(exc)) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -18,7 +19,14 @@ from tuner.errors import UserError
 
 
 class WorkloadError(UserError):
-    """Unknown workload, unknown option or impossible option value (one line, names the option)."""
+    """Unknown workload, unknown option or impossible option value (one line, names the option).
+
+    `option` is the option's name when one option is at fault, so a spec error can point at its line.
+    """
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 T = TypeVar("T")
@@ -86,7 +94,8 @@ def parse_options(workload: str, cls: type[T], options: Mapping[str, Any] | None
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(options) - set(fields))
     if unknown:
-        raise WorkloadError(f"{workload}: unknown option {unknown[0]!r} (allowed: {', '.join(fields)})")
+        raise WorkloadError(f"{workload}: unknown option {unknown[0]!r} (allowed: {', '.join(fields)})",
+                            unknown[0])
     hints = typing.get_type_hints(cls)
     values = {}
     for name, f in fields.items():
@@ -94,14 +103,15 @@ def parse_options(workload: str, cls: type[T], options: Mapping[str, Any] | None
         ok, value = _coerce(value, hints[name])
         if not ok:
             raise WorkloadError(f"{workload}: option {name!r} = {options[name]!r} has the wrong type "
-                                f"(allowed: {_describe(hints[name])})")
+                                f"(allowed: {_describe(hints[name])})", name)
         check = f.metadata.get("check")
         if check is not None and value is not None and not check(value):
             raise WorkloadError(f"{workload}: option {name!r} = {value!r} is impossible "
-                                f"(allowed: {f.metadata['allowed']})")
+                                f"(allowed: {f.metadata['allowed']})", name)
         values[name] = value
     parsed = cls(**values)
     problem = getattr(parsed, "problem", lambda: None)()
-    if problem:
-        raise WorkloadError(f"{workload}: {problem}")
+    if problem:  # by convention a problem about one option starts "option 'name'"
+        named = re.match(r"option '(\w+)'", problem)
+        raise WorkloadError(f"{workload}: {problem}", named[1] if named and named[1] in fields else None)
     return parsed
