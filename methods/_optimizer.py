@@ -25,7 +25,7 @@ from methods._bases import build_base
 from methods._distributed import average_
 from methods._errors import ConfigError
 from methods._hparams import schedule_factor
-from methods._ire import boost, boost_weights, flat_mask, ire_start
+from methods._ire import boost, boost_along, boost_weights, flat_mask, heavy_ball_directions, ire_start
 from methods._pairs import Pair
 from methods._passes import RngSnapshot, frozen_batchnorm, logits_of
 from methods._perturbation import global_norm, is_weight, perturbation
@@ -108,13 +108,15 @@ class SharpOptimizer(torch.optim.Optimizer):
             self._first_loss = loss
         return loss, outputs
 
-    def _grad(self, output: Tensor, inputs: Sequence[Tensor], grad_outputs: Tensor | None = None) -> list[Tensor]:
+    def _grad(self, output: Tensor, inputs: Sequence[Tensor], grad_outputs: Tensor | None = None,
+              keep_graph: bool = False) -> list[Tensor]:
         """∇ of `output` (a loss, or outputs with a cotangent) over `inputs`, parameters first: the
-        parameters' part unscaled (fp16) and averaged over ranks; a further input's keeps the scale."""
+        parameters' part unscaled (fp16) and averaged over ranks; a further input's keeps the scale.
+        `keep_graph`: the forward's graph stays for one more backward through the same outputs."""
         if grad_outputs is None:
             output = self.loss_scale.scaled(output)
-        grads = list(torch.autograd.grad(output, list(inputs), grad_outputs, allow_unused=True,
-                                         materialize_grads=True))
+        grads = list(torch.autograd.grad(output, list(inputs), grad_outputs, retain_graph=keep_graph,
+                                         allow_unused=True, materialize_grads=True))
         self.counts["bwd"] += 1
         self.counts["grad_evals"] += 1
         own = grads[:len(self._params)]
@@ -122,11 +124,11 @@ class SharpOptimizer(torch.optim.Optimizer):
         average_(own)
         return grads
 
-    def _loss_grads(self, closure: Closure) -> tuple[Tensor, Any, list[Tensor]]:
+    def _loss_grads(self, closure: Closure, keep_graph: bool = False) -> tuple[Tensor, Any, list[Tensor]]:
         """One forward and backward on the batch: loss, outputs and the parameters' gradients."""
         if self.closure_style == "outputs":
             loss, outputs = self._forward(closure)
-            return loss, outputs, self._grad(loss, self._params)
+            return loss, outputs, self._grad(loss, self._params, keep_graph=keep_graph)
         for p in self._params:
             p.grad = None
         with torch.enable_grad(), self.loss_scale.autocast():
@@ -144,18 +146,24 @@ class SharpOptimizer(torch.optim.Optimizer):
         average_(grads)
         return loss, None, grads
 
-    def _fisher_squares(self, closure: Closure, rng: RngSnapshot, what: str) -> list[Tensor]:
-        """Squared gradient of the loss on labels sampled from the model's predictions (one pass)."""
-        rng.restore()
-        with frozen_batchnorm(self._batchnorms):
-            _, outputs = self._forward(closure)
-            logits = logits_of(outputs, what)
-            flat = logits.reshape(-1, logits.shape[-1])
-            probs = torch.softmax(flat.detach().float(), dim=-1)  # sampled where it lies: no host copy
-            if self.loss_scale.scaling:  # fp16 logits may overflow: sample anyway, the gradient check skips the step
-                probs = probs.nan_to_num(1.0, 1.0, 0.0)
-            labels = torch.multinomial(probs, 1, generator=self._label_generator(probs.device)).squeeze(-1)
-            grads = self._grad(F.cross_entropy(flat.float(), labels), self._params)  # fp32 loss: scalable
+    def _fisher_squares(self, closure: Closure, rng: RngSnapshot | None, what: str,
+                        outputs: Any = None) -> list[Tensor]:
+        """Squared gradient of the loss on labels sampled from the model's predictions (one backward).
+
+        `outputs`: the step's own forward, its graph kept (a backward through the same forward, no
+        second one); otherwise the forward is replayed on θ with the step's RNG state."""
+        if outputs is None:
+            assert rng is not None
+            rng.restore()
+            with frozen_batchnorm(self._batchnorms):
+                _, outputs = self._forward(closure)
+        logits = logits_of(outputs, what)
+        flat = logits.reshape(-1, logits.shape[-1])
+        probs = torch.softmax(flat.detach().float(), dim=-1)  # sampled where it lies: no host copy
+        if self.loss_scale.scaling:  # fp16 logits may overflow: sample anyway, the gradient check skips the step
+            probs = probs.nan_to_num(1.0, 1.0, 0.0)
+        labels = torch.multinomial(probs, 1, generator=self._label_generator(probs.device)).squeeze(-1)
+        grads = self._grad(F.cross_entropy(flat.float(), labels), self._params)  # fp32 loss: scalable
         return torch._foreach_mul(grads, grads)
 
     def _label_generator(self, device: torch.device) -> torch.Generator:
@@ -236,10 +244,11 @@ class SharpOptimizer(torch.optim.Optimizer):
                 scales = [adam_ratio(g, v[2 * k:2 * k + 2], hp["eps"]) for k, g in enumerate(pair_grads)]
         balance(self.info.preset.balancer, self._pairs, pair_grads, lrs, mu, norm, scales)
 
-    def _estimate_mask(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> None:
+    def _estimate_mask(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None,
+                       outputs: Any = None) -> None:
         kind = self.hparams["curvature"]
         if kind == "fisher":
-            curvature = self._fisher_squares(closure, rng, "curvature 'fisher'")
+            curvature = self._fisher_squares(closure, rng, "curvature 'fisher'", outputs)
         elif kind == "adam":
             curvature = adam_second_moment(self.base, self._params) or torch._foreach_mul(grads, grads)
         else:
@@ -276,7 +285,12 @@ class SharpOptimizer(torch.optim.Optimizer):
         preset, hp = self.info.preset, self.hparams
         perturbing = preset.perturbation != "none"
         estimate = self._is_estimate_step()
-        replays = perturbing or (estimate and hp["curvature"] == "fisher")
+        fisher_estimate = estimate and hp["curvature"] == "fisher"
+        # IRE's Fisher pass reuses the step's forward when θ has not moved since (no perturbation):
+        # one more backward through the same graph instead of a replayed forward and backward
+        # (fisher curvature implies closure_style 'outputs', checked at build)
+        reuse_forward = fisher_estimate and not perturbing
+        replays = perturbing or (fisher_estimate and not reuse_forward)
         rng = RngSnapshot(self._cuda) if replays else None
 
         if preset.perturbation == "functional":
@@ -285,13 +299,14 @@ class SharpOptimizer(torch.optim.Optimizer):
             *grads, output_grad = self._grad(loss, [*self._params, logits])
             output_grad = output_grad.detach()
         else:
-            grads, output_grad = self._loss_grads(closure)[2], None
+            _, outputs, grads = self._loss_grads(closure, keep_graph=reuse_forward)
+            output_grad = None
         final = self._perturbed_grads(closure, grads, output_grad, rng) if perturbing else grads
 
         if preset.balancer != "none":
             self._balance(grads)
         if estimate:
-            self._estimate_mask(grads, closure, rng)
+            self._estimate_mask(grads, closure, rng, outputs if reuse_forward else None)
         for p, g in zip(self._params, final, strict=True):
             p.grad = g
         if hp["grad_clip"] is not None:
@@ -299,9 +314,15 @@ class SharpOptimizer(torch.optim.Optimizer):
 
         self._lr_warm = self._lr_warm or self._lr_warmup_over()
         boosting = preset.ire and self._lr_warm and "ire_mask" in self.state[self._params[0]]
-        theta_old = self._copy_of("ire_theta_old", self._params) if boosting else []
+        heavy_ball = boosting and heavy_ball_directions(self.base, self._params) is not None
+        theta_old = self._copy_of("ire_theta_old", self._params) if boosting and not heavy_ball else []
         self.base.step()
-        if boosting:
+        if heavy_ball:  # Δ = −lr · (momentum buffer): no copy of θ needed
+            directions = heavy_ball_directions(self.base, self._params)
+            assert directions is not None  # the buffers existed before the step and still do
+            boost_along(self._params, directions, self._boost_weights(),
+                        [self.param_groups[k]["lr"] for k in self._group])
+        elif boosting:
             boost(self._params, theta_old, self._boost_weights())
         self._last_lr = [g["lr"] for g in self.param_groups]
         self._step += 1

@@ -135,6 +135,15 @@ class MethodInfo:
             evals += 1.0 / hp["ire_interval"]
         return evals
 
+    def forwards_per_step(self, **hparams: Any) -> float:
+        """Declared forward passes per step: one per gradient evaluation, except IRE's Fisher pass
+        without a perturbation, which is a second backward through the step's own forward."""
+        evals = self.grad_evals_per_step(**hparams)
+        if self.plugin or not self.preset.ire or self.preset.perturbation != "none":
+            return evals
+        hp = self.resolve(hparams, need_horizon=False)
+        return evals - 1.0 / hp["ire_interval"] if hp["curvature"] == "fisher" else evals
+
 
 def _other_base_names(info: MethodInfo, base: str, hparams: Mapping[str, Any]) -> frozenset[str]:
     """Base-specific names `base` does not take; a ConfigError if the user set one of them."""

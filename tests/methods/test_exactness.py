@@ -267,3 +267,97 @@ def test_ire_mask_takes_exactly_round_gamma_p_coordinates_ties_by_position():
     assert [m.tolist() for m in masks] == [[[False, True], [True, True]], [False, False, False]]
     masks = flat_mask(curvature, gamma=6 / 7)  # all ties, then the next smallest (0.5)
     assert [m.tolist() for m in masks] == [[[True, True], [True, True]], [True, True, False]]
+
+
+@pytest.mark.parametrize("kind", ["squares", "many_zeros", "sorted", "reversed", "nans", "constant", "two_values"])
+def test_ire_host_selection_is_exactly_numpys_partition(kind: str) -> None:
+    """The bracketed selection that IRE's mask uses on the host returns np.partition's k-th value, ties,
+    NaNs and sorted inputs included: the sample only decides how fast, never what."""
+    import numpy as np
+
+    from methods._ire import BRACKET_MIN, _kth_smallest_host
+
+    rng = np.random.default_rng(0)
+    n = 4 * BRACKET_MIN + 17
+    values = {
+        "squares": rng.standard_normal(n) ** 2,
+        "many_zeros": np.where(rng.random(n) < 0.3, 0.0, rng.random(n)),  # dead units: exact zero curvature
+        "sorted": np.sort(rng.random(n)),
+        "reversed": np.sort(rng.random(n))[::-1].copy(),
+        "nans": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
+        "constant": np.ones(n),
+        "two_values": np.where(np.arange(n) % 7 == 0, 2.0, 1.0),
+    }[kind].astype(np.float32)
+    for k in (1, 2, n // 7, n // 2, int(0.8 * n), n - 1, n):
+        expected = float(np.partition(values, k - 1)[k - 1])
+        got = _kth_smallest_host(values, k)
+        assert got == expected or (np.isnan(got) and np.isnan(expected)), (kind, k, got, expected)
+
+
+def test_ire_mask_on_a_large_model_takes_exactly_round_gamma_p_smallest() -> None:
+    """Above the size where the host selection brackets, the mask is still the round(γ·p) smallest."""
+    from methods._ire import BRACKET_MIN, flat_mask
+
+    torch.manual_seed(0)
+    curvature = [torch.rand(300, 200) ** 2, torch.zeros(BRACKET_MIN), torch.rand(777)]  # one block of ties at 0
+    gamma = 0.6
+    masks = flat_mask(curvature, gamma)
+    flat = torch.cat([h.reshape(-1) for h in curvature])
+    count = int(gamma * flat.numel() + 0.5)
+    expected = torch.zeros(flat.numel(), dtype=torch.bool)
+    expected[torch.argsort(flat, stable=True)[:count]] = True
+    assert torch.equal(torch.cat([m.reshape(-1) for m in masks]), expected)
+
+
+def test_ire_fisher_pass_through_the_steps_forward_equals_a_replayed_forward() -> None:
+    """Without a perturbation IRE's Fisher pass is a second backward through the step's own forward;
+    it must give exactly what a replayed forward (same RNG: dropout) with the same sampled labels gives."""
+    from methods._passes import RngSnapshot
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 4))
+    x, y = torch.randn(32, 5), torch.randint(0, 4, (32,))
+    opt = build_optimizer(model, "admire")
+
+    def closure():
+        logits = model(x)
+        return nn.functional.cross_entropy(logits, y), logits
+
+    rng = RngSnapshot(())
+    _, outputs, grads = opt._loss_grads(closure, keep_graph=True)
+    labels_state = opt._generator.get_state()
+    reused = opt._fisher_squares(closure, None, "test", outputs)
+    opt._generator.set_state(labels_state)
+    replayed = opt._fisher_squares(closure, rng, "test")
+    assert all(torch.equal(a, b) for a, b in zip(reused, replayed, strict=True))
+    assert any(not torch.equal(a, g * g) for a, g in zip(reused, grads, strict=True))  # sampled labels, not y
+    assert opt.counts["fwd"] == 2 and opt.counts["grad_evals"] == 3
+
+
+@pytest.mark.parametrize("hp", [{"momentum": 0.9}, {"momentum": 0.5, "weight_decay": 0.01},
+                                {"momentum": 0.9, "nesterov": True}, {"momentum": 0.0}])
+def test_ire_boost_from_the_momentum_buffer_equals_the_boost_from_a_copy_of_theta(hp, monkeypatch) -> None:
+    """With heavy-ball SGD, IRE boosts from the momentum buffer (Δ = −lr·b) instead of θ_new − θ_old;
+    both must give the same trajectory, across mask re-estimates and with two lr groups."""
+    import methods._optimizer as optimizer_module
+
+    def run(heavy_ball: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+        x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+        groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.05}]
+        opt = build_optimizer(groups, "sgd_ire", lr=0.1, kappa=1.5, gamma=0.6, ire_interval=4, **hp)
+
+        def closure():
+            logits = model(x)
+            return nn.functional.cross_entropy(logits, y), logits
+
+        with monkeypatch.context() as patch:
+            if not heavy_ball:
+                patch.setattr(optimizer_module, "heavy_ball_directions", lambda base, params: None)
+            for _ in range(15):
+                opt.step(closure)
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)

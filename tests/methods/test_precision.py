@@ -64,7 +64,7 @@ def test_bf16_autocast_runs_every_pass_of_every_preset_and_the_loss_falls(name):
     assert all(torch.isfinite(loss) for loss in losses)
     assert losses[-1] < losses[0]
     assert set(model.dtypes) == {torch.bfloat16}  # every pass the optimizer ran was autocast
-    assert len(model.dtypes) == opt.counts["fwd"] == pytest.approx(INFO[name].grad_evals_per_step() * 10)
+    assert len(model.dtypes) == opt.counts["fwd"] == pytest.approx(INFO[name].forwards_per_step() * 10)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
 
 
@@ -86,7 +86,7 @@ def test_an_fp16_step_is_the_fp32_step_to_fp16_accuracy(name):
 
 
 @pytest.mark.parametrize(("name", "bad_pass"), [("adamw", 1), ("nbar", 1), ("sam", 2), ("fsam", 2),
-                                              ("admire", 2)])  # 2: the perturbed pass, or IRE's Fisher pass
+                                              ("sam_ire", 3)])  # 2: the perturbed pass; 3: IRE's Fisher pass
 def test_an_fp16_overflow_in_any_pass_skips_the_step_and_halves_the_scale(name, bad_pass):
     model, x, y = _problem()
     opt = _build(model, name, precision="fp16")
