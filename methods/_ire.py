@@ -124,7 +124,8 @@ def heavy_ball_directions(base: torch.optim.Optimizer, params: Sequence[Tensor])
     b its momentum buffer after the step, whatever the dampening or weight decay. IRE then boosts
     from b, with no copy of θ before the step (one pass over θ instead of two)."""
     if type(base) is not torch.optim.SGD or not all(
-            g["momentum"] > 0 and not g["nesterov"] and not g.get("maximize", False) for g in base.param_groups):
+            g["momentum"] > 0 and not g["nesterov"] and not g.get("maximize", False)
+            and isinstance(g["lr"], (int, float)) for g in base.param_groups):  # a tensor lr: the copy path
         return None
     buffers = [base.state[p].get("momentum_buffer") for p in params]
     return None if any(b is None for b in buffers) else buffers
