@@ -21,12 +21,14 @@ from tuner.errors import UserError
 class WorkloadError(UserError):
     """Unknown workload, unknown option or impossible option value (one line, names the option).
 
-    `option` is the option's name when one option is at fault, so a spec error can point at its line.
+    `option` is the option's name when one option is at fault, so a spec error can point at its line;
+    by default the first "option 'name'" in the message (the convention of every option check).
     """
 
     def __init__(self, message: str, option: str | None = None) -> None:
         super().__init__(message)
-        self.option = option
+        named = re.search(r"option '(\w+)'", message)
+        self.option = option if option is not None else named[1] if named else None
 
 
 T = TypeVar("T")
@@ -111,7 +113,6 @@ def parse_options(workload: str, cls: type[T], options: Mapping[str, Any] | None
         values[name] = value
     parsed = cls(**values)
     problem = getattr(parsed, "problem", lambda: None)()
-    if problem:  # by convention a problem about one option starts "option 'name'"
-        named = re.match(r"option '(\w+)'", problem)
-        raise WorkloadError(f"{workload}: {problem}", named[1] if named and named[1] in fields else None)
+    if problem:  # a problem about one option says "option 'name'" (WorkloadError reads it)
+        raise WorkloadError(f"{workload}: {problem}")
     return parsed
