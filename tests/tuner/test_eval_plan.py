@@ -42,6 +42,17 @@ def test_plan_holds_every_asha_rung_and_max_t(name: str) -> None:
     assert plan.diag_every == spec.budget.trial_grad_evals / DIAG_POINTS
 
 
+def test_budget_sets_how_many_curve_and_diagnostics_points_a_trial_has() -> None:
+    """Dense λ_max or loss curves are a spec key away; they reach the trial's plan, and the saved spec."""
+    spec = load_spec(REPO / "search_spaces" / "sam.yaml",
+                     ["budget.trial_grad_evals=600", "budget.curve_points=20", "budget.diag_points=12"])
+    plan = trial_plan(trial_setup(spec))
+    assert (plan.curve_every, plan.diag_every) == (600 / 20, 600 / 12)
+    assert (spec.budget.to_dict()["curve_points"], spec.budget.to_dict()["diag_points"]) == (20, 12)
+    defaults = load_spec(REPO / "search_spaces" / "sam.yaml").budget
+    assert (defaults.curve_points, defaults.diag_points) == (CURVE_POINTS, DIAG_POINTS)
+
+
 def _tiny_lm_trainer(method: str, plan: EvalPlan | None, **kw) -> Trainer:
     wl = create_workload("tiny_lm", TINY_LM, seed=0, device="cpu")
     opt = build_optimizer(wl.model, method, lr=0.01, **({"rho": 0.05} if method == "sam" else {}))

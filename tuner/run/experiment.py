@@ -83,6 +83,7 @@ def trial_setup(spec: Any) -> dict[str, Any]:
     return {
         "workload": spec.workload.name, "workload_options": dict(spec.workload.options), "seed": spec.seed,
         "trial_grad_evals": budget.trial_grad_evals, "eval_every": budget.eval_every,
+        "curve_points": budget.curve_points, "diag_points": budget.diag_points,
         "cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "precision": spec.precision,
         "required_metrics": sorted(set(required) - {"training_iteration", "time_total_s"}),
         "eval_plan": {"clock": s.time_attr if s.name != "fifo" else "cost/grad_evals", "full_at": full_at},

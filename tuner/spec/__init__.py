@@ -89,7 +89,7 @@ def _parse(file: str, data: Any) -> Spec:
     workload = _parse_workload(top.block("workload", ("name", "options")))
     methods = top.take("methods", _list_of(_method_name))
     budget_block = top.block("budget", ("num_samples", "max_concurrent_trials", "time", "trial_grad_evals",
-                                        "eval_every"))
+                                        "eval_every", "curve_points", "diag_points"))
     sampler_block = top.block("sampler", ("name", "seed"))
     sampler = Sampler(sampler_block.take("name", _choice(SAMPLERS), "tpe"),
                       sampler_block.take("seed", _int(0, 2**32 - 1), seed))

@@ -28,6 +28,7 @@ from tuner.spec._reader import (
 from tuner.spec._resolve import _check_when
 from tuner.spec.model import (
     MAX_GRID_POINTS,
+    MAX_POINTS,
     PARAM_TYPES,
     SCHEDULERS,
     TIME_ATTRS,
@@ -40,7 +41,11 @@ from tuner.spec.model import (
     SpecError,
     Workload,
 )
-from tuner.trial.protocol import METRIC_PREFIXES  # the report protocol owns the metric namespaces
+from tuner.trial.protocol import (  # the report protocol owns the metric namespaces and the points' defaults
+    CURVE_POINTS,
+    DIAG_POINTS,
+    METRIC_PREFIXES,
+)
 from tuner.values import GOALS
 from tuner.workloads import absolute_target, is_target, list_workloads, load_target, resolve_options
 
@@ -201,6 +206,8 @@ def _parse_budget(b: _Block, sampler: Sampler, methods: tuple[str, ...],
         time_s=b.take("time", _duration, None),
         trial_grad_evals=trial_grad_evals,
         eval_every=eval_every,
+        curve_points=b.take("curve_points", _int(1, MAX_POINTS), CURVE_POINTS),
+        diag_points=b.take("diag_points", _int(1, MAX_POINTS), DIAG_POINTS),
     )
 
 

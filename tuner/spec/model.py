@@ -13,9 +13,11 @@ from typing import Any
 
 from tuner.errors import UserError
 from tuner.space import Param
+from tuner.trial.protocol import CURVE_POINTS, DIAG_POINTS
 from tuner.values import plain as _plain
 
 MAX_GRID_POINTS = 10_000
+MAX_POINTS = 10_000  # curve or diagnostics points per trial (each lands on a report, at most one per report)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 SCALAR_TYPES = (str, int, float, bool, type(None))
 
@@ -105,10 +107,13 @@ class Budget:
     time_s: float | None  # wall-clock limit of the whole search; None: none
     trial_grad_evals: int  # budget of one trial, in gradient evaluations
     eval_every: int  # steps between reports
+    curve_points: int = CURVE_POINTS  # subset-evaluated curve points per trial
+    diag_points: int = DIAG_POINTS  # diagnostics points per trial, beside the scheduler's points and the end
 
     def to_dict(self) -> dict[str, Any]:
         return {"num_samples": self.num_samples, "max_concurrent_trials": self.max_concurrent_trials,
-                "time": self.time_s, "trial_grad_evals": self.trial_grad_evals, "eval_every": self.eval_every}
+                "time": self.time_s, "trial_grad_evals": self.trial_grad_evals, "eval_every": self.eval_every,
+                "curve_points": self.curve_points, "diag_points": self.diag_points}
 
 
 @dataclass(frozen=True)

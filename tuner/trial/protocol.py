@@ -20,6 +20,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+CURVE_POINTS = 8  # default subset-evaluated curve points per trial (spec: budget.curve_points)
+DIAG_POINTS = 4  # default diagnostics points per trial, beside the reports a scheduler reads (budget.diag_points)
 COMPLETE_KEY = "sharptune/complete"
 DIVERGED_KEY = "diverged"
 NODE_KEY = "sharptune/node_id"

@@ -68,8 +68,8 @@ def trial_plan(setup: Mapping[str, Any]) -> EvalPlan | None:
     if "eval_plan" not in setup:
         return None
     plan = dict(setup["eval_plan"])
-    plan.setdefault("curve_every", int(setup["trial_grad_evals"]) / CURVE_POINTS)
-    plan.setdefault("diag_every", int(setup["trial_grad_evals"]) / DIAG_POINTS)
+    plan.setdefault("curve_every", int(setup["trial_grad_evals"]) / int(setup.get("curve_points", CURVE_POINTS)))
+    plan.setdefault("diag_every", int(setup["trial_grad_evals"]) / int(setup.get("diag_points", DIAG_POINTS)))
     return EvalPlan.from_dict(plan)
 
 

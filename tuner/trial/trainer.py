@@ -33,9 +33,8 @@ import torch
 from methods import _device
 from tuner.errors import RuntimeFailure
 from tuner.trial.precision import autocast, autocast_closure
+from tuner.trial.protocol import CURVE_POINTS, DIAG_POINTS  # noqa: F401 - the defaults, re-exported
 
-CURVE_POINTS = 8  # subset-evaluated curve points per trial (`tuner.trial.trainable.trial_plan`)
-DIAG_POINTS = 4  # diagnostics points per trial, beside the reports a scheduler reads
 CHECK_EVERY = 16  # accelerator path: steps between reads of the finiteness flags (one sync each)
 CLOCKS = ("cost/grad_evals", "cost/fwd_passes", "cost/bwd_passes", "step")  # counters a plan can be on
 FULL, SUBSET, NONE = "full", "subset", "none"
