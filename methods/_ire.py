@@ -15,6 +15,10 @@ Defaults follow the official code (wmz9/IRE-algorithm-framework):
   curvatures reach 0 once v underflows, and a tie rule that takes both would boost v and diverge.
   "official" marks the int(γ·p) smallest plus every coordinate tied at the threshold (h ≤ h_(k)),
   as the official `update_mask` (its γ > 0.5 branch selects from the top, one coordinate more).
+
+Cost (issue 11): on the host the mask's threshold is an exact bracketed selection in numpy; on an
+accelerator, torch.kthvalue with no host sync. Heavy-ball SGD boosts from its momentum buffer
+(Δ = −lr·b), so no copy of θ is taken; other bases copy θ before the step and lerp after it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Order within `step(closure)` (METHODS.md):
   2. perturbation: ε from (preconditioned) g; g̃ = ∇L(θ+ε) (or, for `functional`, J(θ+ε)ᵀ ∂ℓ/∂z(θ));
      θ restored exactly.
   3. balancer: scale each pair (x, y) using g.
-  4. IRE: every K steps after its warm-up, a new flat-direction mask from the curvature estimate.
+  4. IRE: every K steps after its warm-up, a new flat-direction mask from the curvature estimate
+     (its `fisher` pass is a second backward through pass 1's forward when nothing perturbed θ).
   5. base step (SGD or AdamW, weight decay there only) with g̃ (clipped if asked);
      IRE then adds κ · mask ⊙ Δ, once the lr warm-up is over (each group's lr has reached its
      configured peak or stopped rising).
