@@ -122,11 +122,11 @@ def boost(params: Sequence[Tensor], previous: Sequence[Tensor], weights: Sequenc
 
 
 def heavy_ball_directions(base: torch.optim.Optimizer, params: Sequence[Tensor]) -> list[Tensor] | None:
-    """The buffers b with Δ = −lr · b for the step `base` just took, or None when there are none.
+    """The momentum buffers b with Δ = −lr · b for `base`'s next step, or None when there are none yet.
 
     torch's SGD with heavy-ball momentum (not Nesterov, not maximize) moves θ by exactly −lr · b,
-    b its momentum buffer after the step, whatever the dampening or weight decay. IRE then boosts
-    from b, with no copy of θ before the step (one pass over θ instead of two)."""
+    b its momentum buffer after the step (updated in place), whatever the dampening or weight decay.
+    IRE then boosts from b, with no copy of θ before the step (one pass over θ instead of two)."""
     if type(base) is not torch.optim.SGD or not all(
             g["momentum"] > 0 and not g["nesterov"] and not g.get("maximize", False)
             and isinstance(g["lr"], (int, float)) for g in base.param_groups):  # a tensor lr: the copy path

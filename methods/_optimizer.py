@@ -315,12 +315,12 @@ class SharpOptimizer(torch.optim.Optimizer):
 
         self._lr_warm = self._lr_warm or self._lr_warmup_over()
         boosting = preset.ire and self._lr_warm and "ire_mask" in self.state[self._params[0]]
-        heavy_ball = boosting and heavy_ball_directions(self.base, self._params) is not None
-        theta_old = self._copy_of("ire_theta_old", self._params) if boosting and not heavy_ball else []
+        # Δ = −lr · (momentum buffer): torch's SGD updates an existing buffer in place, so the buffers
+        # read now hold the step's direction afterwards, and θ need not be copied
+        directions = heavy_ball_directions(self.base, self._params) if boosting else None
+        theta_old = self._copy_of("ire_theta_old", self._params) if boosting and directions is None else []
         self.base.step()
-        if heavy_ball:  # Δ = −lr · (momentum buffer): no copy of θ needed
-            directions = heavy_ball_directions(self.base, self._params)
-            assert directions is not None  # the buffers existed before the step and still do
+        if directions is not None:
             boost_along(self._params, directions, self._boost_weights(),
                         [self.param_groups[k]["lr"] for k in self._group])
         elif boosting:

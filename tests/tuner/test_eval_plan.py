@@ -15,9 +15,9 @@ import pytest
 from methods import build_optimizer
 from tuner.run.experiment import trial_setup
 from tuner.spec import load_spec
-from tuner.trial.protocol import FILLED_KEY, with_required
+from tuner.trial.protocol import CURVE_POINTS, DIAG_POINTS, FILLED_KEY, with_required
 from tuner.trial.trainable import trial_plan
-from tuner.trial.trainer import CURVE_POINTS, DIAG_POINTS, EvalPlan, Trainer
+from tuner.trial.trainer import EvalPlan, Trainer
 from tuner.workloads import create_workload
 
 REPO = Path(__file__).resolve().parents[2]

@@ -31,7 +31,9 @@ from tuner.hparams import trial_hparams
 from tuner.trial.precision import check_device, optimizer_kwargs
 from tuner.trial.protocol import (
     COMPLETE_KEY,
+    CURVE_POINTS,
     DEVICE_KEY,
+    DIAG_POINTS,
     DIVERGED_KEY,
     GPU_KEY,
     NODE_KEY,
@@ -39,7 +41,7 @@ from tuner.trial.protocol import (
     trial_values,
     with_required,
 )
-from tuner.trial.trainer import CURVE_POINTS, DIAG_POINTS, Diverged, EvalPlan, Trainer
+from tuner.trial.trainer import Diverged, EvalPlan, Trainer
 from tuner.workloads import Workload, create_workload
 
 CHECKPOINT_FILE = "trainer.pt"

@@ -9,7 +9,7 @@ Evaluation happens where it is used (`EvalPlan`): the full validation split on t
 reads (the first report at or past each of its points, and the last report), the workload's fixed
 subset at the curve points in between (`eval_subset/...`, labelled with `eval_subset/examples`), and
 nothing on the other reports. Diagnostics (a power iteration costs tens of gradients) run on their own,
-sparser clock: at the reports a scheduler reads and at `DIAG_POINTS` points spread over the budget.
+sparser clock: at the reports a scheduler reads and at `budget.diag_points` points spread over the budget.
 Without a plan every report evaluates the full split and runs the diagnostics.
 
 On an accelerator the step loop never waits on the device: the loss stays there until a report, and
@@ -33,7 +33,6 @@ import torch
 from methods import _device
 from tuner.errors import RuntimeFailure
 from tuner.trial.precision import autocast, autocast_closure
-from tuner.trial.protocol import CURVE_POINTS, DIAG_POINTS  # noqa: F401 - the defaults, re-exported
 
 CHECK_EVERY = 16  # accelerator path: steps between reads of the finiteness flags (one sync each)
 CLOCKS = ("cost/grad_evals", "cost/fwd_passes", "cost/bwd_passes", "step")  # counters a plan can be on

@@ -21,14 +21,14 @@ from tuner.errors import UserError
 class WorkloadError(UserError):
     """Unknown workload, unknown option or impossible option value (one line, names the option).
 
-    `option` is the option's name when one option is at fault, so a spec error can point at its line;
-    by default the first "option 'name'" in the message (the convention of every option check).
+    `option` is the option at fault, so a spec error can point at its line: the first "option 'name'"
+    in the message (every option check words its message so), None when no one option is at fault.
     """
 
-    def __init__(self, message: str, option: str | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         named = re.search(r"option '(\w+)'", message)
-        self.option = option if option is not None else named[1] if named else None
+        self.option = named[1] if named else None
 
 
 T = TypeVar("T")
@@ -96,8 +96,7 @@ def parse_options(workload: str, cls: type[T], options: Mapping[str, Any] | None
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(options) - set(fields))
     if unknown:
-        raise WorkloadError(f"{workload}: unknown option {unknown[0]!r} (allowed: {', '.join(fields)})",
-                            unknown[0])
+        raise WorkloadError(f"{workload}: unknown option {unknown[0]!r} (allowed: {', '.join(fields)})")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, f in fields.items():
@@ -105,14 +104,14 @@ def parse_options(workload: str, cls: type[T], options: Mapping[str, Any] | None
         ok, value = _coerce(value, hints[name])
         if not ok:
             raise WorkloadError(f"{workload}: option {name!r} = {options[name]!r} has the wrong type "
-                                f"(allowed: {_describe(hints[name])})", name)
+                                f"(allowed: {_describe(hints[name])})")
         check = f.metadata.get("check")
         if check is not None and value is not None and not check(value):
             raise WorkloadError(f"{workload}: option {name!r} = {value!r} is impossible "
-                                f"(allowed: {f.metadata['allowed']})", name)
+                                f"(allowed: {f.metadata['allowed']})")
         values[name] = value
     parsed = cls(**values)
     problem = getattr(parsed, "problem", lambda: None)()
-    if problem:  # a problem about one option says "option 'name'" (WorkloadError reads it)
+    if problem:
         raise WorkloadError(f"{workload}: {problem}")
     return parsed
