@@ -41,3 +41,22 @@ def test_an_address_from_the_flag_or_ray_address_is_joined(
         pass
     assert [call["address"] for call in init_calls] == [flag or env]
     assert "num_cpus" not in init_calls[0]
+
+
+def test_every_slot_of_a_search_starts_at_once(init_calls: list[dict[str, Any]], tmp_path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray creates as many pending trials as the search may run at once, so each slot's actor starts
+    right away; capped at 1, the second slot waited for the first trial's actor to come up."""
+    from e2e import smoke_spec
+    from ray.tune.execution.tune_controller import _get_max_pending_trials
+    from ray.tune.search import SearchGenerator
+
+    from tuner.run.searcher import build_search
+    from tuner.spec import load_spec
+
+    monkeypatch.delenv("TUNE_MAX_PENDING_TRIALS_PG", raising=False)
+    spec = load_spec(smoke_spec(tmp_path, budget={"num_samples": 6, "max_concurrent_trials": 3,
+                                                  "trial_grad_evals": 60}))
+    with ray_session(None, num_cpus=2):
+        pending = _get_max_pending_trials(SearchGenerator(build_search(spec, tmp_path)))
+    assert pending == 3
