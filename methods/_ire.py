@@ -59,19 +59,24 @@ def _kth_smallest_host(values: np.ndarray, k: int) -> float:
     n = values.size
     if n < BRACKET_MIN:
         return float(np.partition(values, k - 1)[k - 1])
-    sample = np.sort(values[::n // BRACKET_SAMPLE])
-    m, q = sample.size, k / n
+    stride = n // BRACKET_SAMPLE
+    m, q = -(-n // stride), k / n  # the sample's size, the rank's quantile
     at, margin = q * m, 4.0 * math.sqrt(m * q * (1.0 - q)) + 2.0  # the sample rank's spread, 4 standard deviations
-    low, high = sample[max(int(at - margin), 0)], sample[min(int(at + margin) + 1, m - 1)]
-    below = int(np.count_nonzero(values < low))
-    inside = np.compress((values >= low) & (values <= high), values)  # (faster than boolean indexing)
+    ranks = [max(int(at - margin), 0), min(int(at + margin) + 1, m - 1)]
+    sample = np.partition(values[::stride], ranks)  # the two order statistics only, not a sort
+    low, high = sample[ranks[0]], sample[ranks[1]]
+    under = values < low
+    below = int(np.count_nonzero(under))
+    inside = np.compress(under ^ (values <= high), values)  # low <= v <= high (faster than boolean indexing)
     if below < k <= below + inside.size:
         return float(np.partition(inside, k - below - 1)[k - below - 1])
     return float(np.partition(values, k - 1)[k - 1])
 
 
-def flat_mask(curvature: Sequence[Tensor], gamma: float, ties: str = "exact") -> list[Tensor]:
-    """Boolean masks (one per parameter) of the smallest-curvature coordinates (see `ire_ties` above)."""
+def flat_mask(curvature: Sequence[Tensor], gamma: float, ties: str = "exact",
+              dtype: torch.dtype = torch.bool) -> list[Tensor]:
+    """Masks (one per parameter, 0/1 in `dtype`) of the smallest-curvature coordinates (see `ire_ties`
+    above): views of one flat tensor, so the conversion to `dtype` is one operation for all of them."""
     flat = torch.cat([h.detach().reshape(-1).float() for h in curvature])
     exact = ties == "exact"
     count = int(math.floor(gamma * flat.numel() + 0.5)) if exact else int(gamma * flat.numel())
@@ -83,6 +88,7 @@ def flat_mask(curvature: Sequence[Tensor], gamma: float, ties: str = "exact") ->
         chosen = _exact_on_device(flat, count)
     else:
         chosen = flat <= torch.kthvalue(flat, count).values
+    chosen = chosen.to(dtype)
     return [m.view_as(h) for m, h in zip(chosen.split([h.numel() for h in curvature]), curvature, strict=True)]
 
 
@@ -109,7 +115,8 @@ def _chosen_on_host(values: np.ndarray, count: int, exact: bool) -> Tensor:
 
 
 def boost_weights(masks: Sequence[Tensor], kappas: Sequence[float]) -> list[Tensor]:
-    """−κ · mask per parameter: the weights `boost` takes (rebuilt only when κ or the mask changes)."""
+    """−κ · mask per parameter: the weights `boost` takes (rebuilt only when κ or the mask changes;
+    `boost_along` needs none)."""
     if len(set(kappas)) == 1:
         return list(torch._foreach_mul(list(masks), -kappas[0]))
     return [m * -kappa for m, kappa in zip(masks, kappas, strict=True)]
@@ -136,11 +143,15 @@ def heavy_ball_directions(base: torch.optim.Optimizer, params: Sequence[Tensor])
 
 
 @torch.no_grad()
-def boost_along(params: Sequence[Tensor], directions: Sequence[Tensor], weights: Sequence[Tensor],
-                lrs: Sequence[float]) -> None:
-    """θ ← θ + κ · mask ⊙ Δ with Δ = −lr · b per parameter: θ += lr · (−κ · mask) ⊙ b, one call per lr."""
-    for lr in dict.fromkeys(lrs):
-        index = [i for i, each in enumerate(lrs) if each == lr]
-        torch._foreach_addcmul_([params[i] for i in index], [weights[i] for i in index],
-                                [directions[i] for i in index], value=lr)
-
+def boost_along(params: Sequence[Tensor], directions: Sequence[Tensor], masks: Sequence[Tensor],
+                scales: Sequence[float]) -> None:
+    """θ ← θ + κ · mask ⊙ Δ with Δ = −lr · b per parameter: θ += (−lr · κ) · mask ⊙ b, one call per
+    distinct −lr · κ. The masks enter as they are, so nothing is rebuilt when κ or the lr moves."""
+    distinct = dict.fromkeys(scales)
+    if len(distinct) == 1:
+        torch._foreach_addcmul_(list(params), list(masks), list(directions), value=scales[0])
+        return
+    for scale in distinct:
+        index = [i for i, each in enumerate(scales) if each == scale]
+        torch._foreach_addcmul_([params[i] for i in index], [masks[i] for i in index],
+                                [directions[i] for i in index], value=scale)

@@ -28,7 +28,7 @@ from methods._errors import ConfigError
 from methods._hparams import schedule_factor
 from methods._ire import boost, boost_along, boost_weights, flat_mask, heavy_ball_directions, ire_start
 from methods._pairs import Pair
-from methods._passes import RngSnapshot, frozen_batchnorm, logits_of
+from methods._passes import RngSnapshot, frozen_batchnorm, logits_of, sample_labels
 from methods._perturbation import global_norm, is_weight, perturbation
 from methods._precision import NonFiniteGradient, Precision
 from methods._preconditioner import adam_second_moment, apply_inverse, update_ema
@@ -95,6 +95,7 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._group = [group_of[id(p)] for p in self._params]  # param index -> param group index
         self._buffers: dict[str, list[Tensor]] = {}  # scratch copies of θ, allocated once (see _copy_of)
         self._boost: tuple[tuple[float, ...], list[Tensor]] | None = None  # IRE: (κ per param, −κ·mask); derived
+        self._masks: list[Tensor] | None = None  # IRE: the state's masks in θ's order; derived
         self._first_loss: Tensor | None = None  # the step's first-pass loss, what step() returns
 
     # ------------------------------------------------------------------ passes
@@ -163,9 +164,10 @@ class SharpOptimizer(torch.optim.Optimizer):
         probs = torch.softmax(flat.detach().float(), dim=-1)  # sampled where it lies: no host copy
         if self.loss_scale.scaling:  # fp16 logits may overflow: sample anyway, the gradient check skips the step
             probs = probs.nan_to_num(1.0, 1.0, 0.0)
-        labels = torch.multinomial(probs, 1, generator=self._label_generator(probs.device)).squeeze(-1)
+        labels = sample_labels(probs, self._label_generator(probs.device))
         grads = self._grad(F.cross_entropy(flat.float(), labels), self._params)  # fp32 loss: scalable
-        return torch._foreach_mul(grads, grads)
+        torch._foreach_mul_(grads, grads)  # the gradients are this pass's own: squared where they lie
+        return grads
 
     def _label_generator(self, device: torch.device) -> torch.Generator:
         """The label-sampling generator on `device`: each device's is seeded 0 and saved in `state_dict`."""
@@ -254,10 +256,13 @@ class SharpOptimizer(torch.optim.Optimizer):
             curvature = adam_second_moment(self.base, self._params) or torch._foreach_mul(grads, grads)
         else:
             curvature = torch._foreach_mul(grads, grads)
-        masks = flat_mask(curvature, self.hparams["gamma"], ties=self.hparams["ire_ties"])
+        dtypes = {p.dtype for p in self._params}  # one conversion for all when θ has one dtype
+        masks = flat_mask(curvature, self.hparams["gamma"], ties=self.hparams["ire_ties"],
+                          dtype=dtypes.pop() if len(dtypes) == 1 else torch.bool)
         for p, mask in zip(self._params, masks, strict=True):
             self.state[p]["ire_mask"] = mask.to(p.dtype)  # stored as 0/1 in θ's dtype
         self._boost = None
+        self._masks = masks
 
     def _is_estimate_step(self) -> bool:
         hp = self.hparams
@@ -321,8 +326,9 @@ class SharpOptimizer(torch.optim.Optimizer):
         theta_old = self._copy_of("ire_theta_old", self._params) if boosting and directions is None else []
         self.base.step()
         if directions is not None:
-            boost_along(self._params, directions, self._boost_weights(),
-                        [self.param_groups[k]["lr"] for k in self._group])
+            kappas = self._kappas()
+            boost_along(self._params, directions, self._ire_masks(),
+                        [-self.param_groups[k]["lr"] * kappa for k, kappa in zip(self._group, kappas, strict=True)])
         elif boosting:
             boost(self._params, theta_old, self._boost_weights())
         self._last_lr = [g["lr"] for g in self.param_groups]
@@ -344,12 +350,17 @@ class SharpOptimizer(torch.optim.Optimizer):
                 torch._foreach_copy_(buffer, tensors)
         return buffer
 
+    def _ire_masks(self) -> list[Tensor]:
+        """The masks in θ's order (kept from the estimate; read back from the state after a load)."""
+        if self._masks is None:
+            self._masks = [self.state[p]["ire_mask"] for p in self._params]
+        return self._masks
+
     def _boost_weights(self) -> list[Tensor]:
         """−κ·mask for `boost`, cached until the mask or κ (kappa_decay) changes."""
         kappas = tuple(self._kappas())
         if self._boost is None or self._boost[0] != kappas:
-            masks = [self.state[p]["ire_mask"] for p in self._params]
-            self._boost = (kappas, boost_weights(masks, kappas))
+            self._boost = (kappas, boost_weights(self._ire_masks(), kappas))
         return self._boost[1]
 
     def _kappas(self) -> list[float]:
@@ -399,6 +410,7 @@ class SharpOptimizer(torch.optim.Optimizer):
             self._label_generator(torch.device(key)).set_state(state)
         self.state.clear()
         self._boost = None
+        self._masks = None
         for i, entries in state_dict["per_param"].items():
             p = self._params[int(i)]
             self.state[p] = {k: v.to(p.device).clone() for k, v in entries.items()}

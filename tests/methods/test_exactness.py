@@ -335,10 +335,12 @@ def test_ire_fisher_pass_through_the_steps_forward_equals_a_replayed_forward() -
 
 
 @pytest.mark.parametrize("hp", [{"momentum": 0.9}, {"momentum": 0.5, "weight_decay": 0.01},
-                                {"momentum": 0.9, "nesterov": True}, {"momentum": 0.0}])
+                                {"momentum": 0.9, "nesterov": True}, {"momentum": 0.0},
+                                {"momentum": 0.9, "kappa_decay": True}])
 def test_ire_boost_from_the_momentum_buffer_equals_the_boost_from_a_copy_of_theta(hp, monkeypatch) -> None:
     """With heavy-ball SGD, IRE boosts from the momentum buffer (Δ = −lr·b) instead of θ_new − θ_old;
-    both must give the same trajectory, across mask re-estimates and with two lr groups."""
+    both must give the same trajectory, across mask re-estimates, with two lr groups and a decaying lr
+    (so κ_t moves under kappa_decay)."""
     import methods._optimizer as optimizer_module
 
     def run(heavy_ball: bool) -> list[torch.Tensor]:
@@ -357,7 +359,42 @@ def test_ire_boost_from_the_momentum_buffer_equals_the_boost_from_a_copy_of_thet
                 patch.setattr(optimizer_module, "heavy_ball_directions", lambda base, params: None)
             for _ in range(15):
                 opt.step(closure)
+                for group in opt.param_groups:
+                    group["lr"] *= 0.9
         return [p.detach().clone() for p in model.parameters()]
 
     for a, b in zip(run(True), run(False), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_sampled_labels_follow_the_predicted_distribution_and_the_generator() -> None:
+    """Fisher passes draw labels by inverse CDF: each row's frequencies match its probabilities, a
+    zero-probability class is never drawn, and the same generator state gives the same labels."""
+    from methods._passes import sample_labels
+
+    probs = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3], [1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]])
+    rows = probs.repeat(40_000, 1).view(40_000, 3, 5)  # extra leading axes, as an LM's (batch, tokens, vocab)
+    labels = sample_labels(rows, torch.Generator().manual_seed(0))
+    assert labels.shape == (40_000, 3)
+    for r in range(3):
+        freq = torch.bincount(labels[:, r], minlength=5).double() / 40_000
+        assert torch.all(freq[probs[r] == 0] == 0)
+        torch.testing.assert_close(freq, probs[r].double(), atol=0.01, rtol=0)  # 4 standard errors at most
+    again = sample_labels(rows, torch.Generator().manual_seed(0))
+    assert torch.equal(labels, again)
+    assert not torch.equal(labels, sample_labels(rows, torch.Generator().manual_seed(1)))
+
+
+def test_ire_masks_in_a_dtype_are_the_boolean_masks_as_views_of_one_tensor() -> None:
+    """`flat_mask(dtype=...)` converts once for all parameters: the same 0/1 pattern, sharing one storage."""
+    from methods._ire import flat_mask
+
+    torch.manual_seed(0)
+    curvature = [torch.rand(30, 40), torch.rand(40), torch.rand(7, 30, 2)]
+    boolean = flat_mask(curvature, 0.7)
+    floats = flat_mask(curvature, 0.7, dtype=torch.float32)
+    assert sum(int(m.sum()) for m in boolean) == round(0.7 * sum(h.numel() for h in curvature))
+    for b, f, h in zip(boolean, floats, curvature, strict=True):
+        assert f.dtype == torch.float32 and f.shape == h.shape
+        assert torch.equal(f, b.float())
+    assert len({f.untyped_storage().data_ptr() for f in floats}) == 1
