@@ -17,8 +17,10 @@ Defaults follow the official code (wmz9/IRE-algorithm-framework):
   as the official `update_mask` (its γ > 0.5 branch selects from the top, one coordinate more).
 
 Cost (issue 11): on the host the mask's threshold is an exact bracketed selection in numpy; on an
-accelerator, torch.kthvalue with no host sync. Heavy-ball SGD boosts from its momentum buffer
-(Δ = −lr·b), so no copy of θ is taken; other bases copy θ before the step and lerp after it.
+accelerator, torch.kthvalue with no host sync. The masks are views of one tensor in θ's dtype (one
+conversion). Heavy-ball SGD boosts from its momentum buffer (Δ = −lr·b) with the 0/1 masks and −lr·κ
+as the scalar, so no copy of θ is taken and nothing is rebuilt when κ decays; other bases copy θ
+before the step and lerp after it.
 """
 
 from __future__ import annotations

@@ -262,7 +262,7 @@ class SharpOptimizer(torch.optim.Optimizer):
         for p, mask in zip(self._params, masks, strict=True):
             self.state[p]["ire_mask"] = mask.to(p.dtype)  # stored as 0/1 in θ's dtype
         self._boost = None
-        self._masks = masks
+        self._masks = None  # re-read from the state: θ's dtype per parameter when θ mixes dtypes
 
     def _is_estimate_step(self) -> bool:
         hp = self.hparams

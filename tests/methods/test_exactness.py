@@ -398,3 +398,36 @@ def test_ire_masks_in_a_dtype_are_the_boolean_masks_as_views_of_one_tensor() -> 
         assert f.dtype == torch.float32 and f.shape == h.shape
         assert torch.equal(f, b.float())
     assert len({f.untyped_storage().data_ptr() for f in floats}) == 1
+
+
+def test_ire_on_parameters_of_two_dtypes_boosts_each_in_its_own_dtype(monkeypatch) -> None:
+    """A model whose parameters mix float64 and float32: each mask is kept in its parameter's dtype,
+    and the momentum-buffer boost gives the same trajectory as the copy path."""
+    import methods._optimizer as optimizer_module
+
+    class Cast(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.float()
+
+    def run(heavy_ball: bool) -> tuple[list[torch.Tensor], list[torch.dtype]]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 8).double(), nn.Tanh(), Cast(), nn.Linear(8, 3))
+        x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+        opt = build_optimizer(model, "sgd_ire", lr=0.1, momentum=0.9, kappa=1.5, gamma=0.6, ire_interval=4)
+
+        def closure():
+            logits = model(x)
+            return nn.functional.cross_entropy(logits, y), logits
+
+        with monkeypatch.context() as patch:
+            if not heavy_ball:
+                patch.setattr(optimizer_module, "heavy_ball_directions", lambda base, params: None)
+            for _ in range(10):
+                opt.step(closure)
+        masks = [opt.state[p]["ire_mask"].dtype for p in model.parameters()]
+        return [p.detach().clone() for p in model.parameters()], masks
+
+    (fast, masks), (copied, _) = run(True), run(False)
+    assert masks == [p.dtype for p in fast] == [torch.float64] * 2 + [torch.float32] * 2
+    for a, b in zip(fast, copied, strict=True):
+        torch.testing.assert_close(a, b)
