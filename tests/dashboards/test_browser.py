@@ -58,6 +58,11 @@ def test_report_renders_sections_and_plots(built_report: Path, tmp_path: Path) -
 
 
 @pytest.mark.slow
+def _sigint_ignored() -> None:
+    """Start a server as a shell starts a background job: SIGINT ignored. Ctrl-C must stop it anyway."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_mlflow_ui_on_loopback_shows_runs_and_stops_on_ctrl_c(fake_experiment: FakeExperiment,
                                                                built_report: Path, tmp_path: Path) -> None:
     port = _free_port()
@@ -65,7 +70,7 @@ def test_mlflow_ui_on_loopback_shows_runs_and_stops_on_ctrl_c(fake_experiment: F
     with log.open("w") as out:
         ui = subprocess.Popen([sys.executable, "-m", "tuner", "ui", fake_experiment.name, "--storage",
                                str(fake_experiment.storage), "--port", str(port)], cwd=ROOT, stdout=out,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+                              stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_sigint_ignored)
     try:
         deadline, url = time.monotonic() + 150, None
         while url is None and time.monotonic() < deadline and ui.poll() is None:

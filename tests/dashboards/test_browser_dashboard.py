@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from e2e import smoke_spec
-from test_browser import CHROMIUM, ROOT, _chromium, _free_port
+from test_browser import CHROMIUM, ROOT, _chromium, _free_port, _sigint_ignored
 
 from tuner.layout import JOURNAL_FILE
 from tuner.run.searcher import SharpSearch
@@ -51,7 +51,7 @@ def test_dashboard_serves_the_study_on_loopback(tmp_path: Path) -> None:
     with log.open("w") as out:
         server = subprocess.Popen([sys.executable, "-m", "tuner", "dashboard", "smoke", "--storage", str(storage),
                                    "--port", str(port)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+                                  start_new_session=True, preexec_fn=_sigint_ignored)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and server.poll() is None:

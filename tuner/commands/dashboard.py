@@ -13,7 +13,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from tuner.commands.ui import port_free
+from tuner.commands.ui import ctrl_c_interrupts, port_free
 from tuner.errors import UserError
 from tuner.layout import DEFAULT_STORAGE, JOURNAL_FILE
 
@@ -59,7 +59,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: bound to {args.host}: reachable from other machines", file=sys.stderr, flush=True)
     try:
-        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+        with ctrl_c_interrupts():
+            optuna_dashboard.run_server(storage, host=args.host, port=args.port)
     except KeyboardInterrupt:
         print("stopping the Optuna dashboard", file=sys.stderr)
     return 0

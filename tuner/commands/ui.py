@@ -18,6 +18,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tuner.commands.export import add_store_arguments
@@ -77,6 +79,18 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+@contextmanager
+def ctrl_c_interrupts() -> Iterator[None]:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt inside, even in a process started with SIGINT ignored:
+    a shell starts its background jobs that way, and Python then leaves it ignored, so "Ctrl-C to
+    stop" (or `kill -INT`) would do nothing and the server would run on."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _wait_ready(proc: subprocess.Popen, host: str, port: int) -> None:
     probe = "127.0.0.1" if host in ("0.0.0.0", "") else host
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -117,23 +131,24 @@ def handle(args: argparse.Namespace) -> int:
            "--host", args.host, "--port", str(args.port), "--workers", "1"]
     if uri.startswith("sqlite:///") and uri.endswith(DB_NAME):  # keep server-side artifacts beside the store
         cmd += ["--artifacts-destination", str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")]
-    proc = subprocess.Popen(cmd, start_new_session=True)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` stop the server too
-    try:
-        _wait_ready(proc, args.host, args.port)
-        shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-        url = runs_url(f"http://{shown}:{args.port}/", experiment_id)
-        print(f"MLflow UI: {url}  (store {uri}; Ctrl-C to stop)", flush=True)
-        if args.host not in ("127.0.0.1", "localhost", "::1"):
-            print(f"warning: bound to {args.host}: reachable from other machines", file=sys.stderr, flush=True)
-        code = proc.wait()
-        raise RuntimeFailure(f"mlflow server stopped with code {code}")
-    except KeyboardInterrupt:
-        print("stopping the MLflow UI", file=sys.stderr)
-        return 0
-    finally:
-        _stop(proc)
-        signal.signal(signal.SIGTERM, previous)
+    with ctrl_c_interrupts():
+        proc = subprocess.Popen(cmd, start_new_session=True)
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill`/`timeout` stop the server too
+        try:
+            _wait_ready(proc, args.host, args.port)
+            shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+            url = runs_url(f"http://{shown}:{args.port}/", experiment_id)
+            print(f"MLflow UI: {url}  (store {uri}; Ctrl-C to stop)", flush=True)
+            if args.host not in ("127.0.0.1", "localhost", "::1"):
+                print(f"warning: bound to {args.host}: reachable from other machines", file=sys.stderr, flush=True)
+            code = proc.wait()
+            raise RuntimeFailure(f"mlflow server stopped with code {code}")
+        except KeyboardInterrupt:
+            print("stopping the MLflow UI", file=sys.stderr)
+            return 0
+        finally:
+            _stop(proc)
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupt(signum: int, frame: object) -> None:
