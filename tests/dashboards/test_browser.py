@@ -57,12 +57,12 @@ def test_report_renders_sections_and_plots(built_report: Path, tmp_path: Path) -
     assert shot.stat().st_size > 20_000
 
 
-@pytest.mark.slow
 def _sigint_ignored() -> None:
     """Start a server as a shell starts a background job: SIGINT ignored. Ctrl-C must stop it anyway."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@pytest.mark.slow
 def test_mlflow_ui_on_loopback_shows_runs_and_stops_on_ctrl_c(fake_experiment: FakeExperiment,
                                                                built_report: Path, tmp_path: Path) -> None:
     port = _free_port()
