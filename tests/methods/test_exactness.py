@@ -334,6 +334,25 @@ def test_ire_fisher_pass_through_the_steps_forward_equals_a_replayed_forward() -
     assert opt.counts["fwd"] == 2 and opt.counts["grad_evals"] == 3
 
 
+def _train_ire(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int,
+               heavy_ball: bool, monkeypatch: pytest.MonkeyPatch, lr_decay: float = 1.0) -> None:
+    """`steps` IRE steps on (x, y); `heavy_ball=False` forces the copy-and-lerp boost; each group's lr
+    is multiplied by `lr_decay` after every step."""
+    import methods._optimizer as optimizer_module
+
+    def closure():
+        logits = model(x)
+        return nn.functional.cross_entropy(logits, y), logits
+
+    with monkeypatch.context() as patch:
+        if not heavy_ball:
+            patch.setattr(optimizer_module, "heavy_ball_directions", lambda base, params: None)
+        for _ in range(steps):
+            opt.step(closure)
+            for group in opt.param_groups:
+                group["lr"] *= lr_decay
+
+
 @pytest.mark.parametrize("hp", [{"momentum": 0.9}, {"momentum": 0.5, "weight_decay": 0.01},
                                 {"momentum": 0.9, "nesterov": True}, {"momentum": 0.0},
                                 {"momentum": 0.9, "kappa_decay": True}])
@@ -341,26 +360,13 @@ def test_ire_boost_from_the_momentum_buffer_equals_the_boost_from_a_copy_of_thet
     """With heavy-ball SGD, IRE boosts from the momentum buffer (Δ = −lr·b) instead of θ_new − θ_old;
     both must give the same trajectory, across mask re-estimates, with two lr groups and a decaying lr
     (so κ_t moves under kappa_decay)."""
-    import methods._optimizer as optimizer_module
-
     def run(heavy_ball: bool) -> list[torch.Tensor]:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
         x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
         groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.05}]
         opt = build_optimizer(groups, "sgd_ire", lr=0.1, kappa=1.5, gamma=0.6, ire_interval=4, **hp)
-
-        def closure():
-            logits = model(x)
-            return nn.functional.cross_entropy(logits, y), logits
-
-        with monkeypatch.context() as patch:
-            if not heavy_ball:
-                patch.setattr(optimizer_module, "heavy_ball_directions", lambda base, params: None)
-            for _ in range(15):
-                opt.step(closure)
-                for group in opt.param_groups:
-                    group["lr"] *= 0.9
+        _train_ire(model, opt, x, y, 15, heavy_ball, monkeypatch, lr_decay=0.9)
         return [p.detach().clone() for p in model.parameters()]
 
     for a, b in zip(run(True), run(False), strict=True):
@@ -403,8 +409,6 @@ def test_ire_masks_in_a_dtype_are_the_boolean_masks_as_views_of_one_tensor() -> 
 def test_ire_on_parameters_of_two_dtypes_boosts_each_in_its_own_dtype(monkeypatch) -> None:
     """A model whose parameters mix float64 and float32: each mask is kept in its parameter's dtype,
     and the momentum-buffer boost gives the same trajectory as the copy path."""
-    import methods._optimizer as optimizer_module
-
     class Cast(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.float()
@@ -414,16 +418,7 @@ def test_ire_on_parameters_of_two_dtypes_boosts_each_in_its_own_dtype(monkeypatc
         model = nn.Sequential(nn.Linear(5, 8).double(), nn.Tanh(), Cast(), nn.Linear(8, 3))
         x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
         opt = build_optimizer(model, "sgd_ire", lr=0.1, momentum=0.9, kappa=1.5, gamma=0.6, ire_interval=4)
-
-        def closure():
-            logits = model(x)
-            return nn.functional.cross_entropy(logits, y), logits
-
-        with monkeypatch.context() as patch:
-            if not heavy_ball:
-                patch.setattr(optimizer_module, "heavy_ball_directions", lambda base, params: None)
-            for _ in range(10):
-                opt.step(closure)
+        _train_ire(model, opt, x, y, 10, heavy_ball, monkeypatch)
         masks = [opt.state[p]["ire_mask"].dtype for p in model.parameters()]
         return [p.detach().clone() for p in model.parameters()], masks
 
