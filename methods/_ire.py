@@ -18,9 +18,11 @@ Defaults follow the official code (wmz9/IRE-algorithm-framework):
 
 Cost (issue 11): on the host the mask's threshold is an exact bracketed selection in numpy; on an
 accelerator, torch.kthvalue with no host sync. The masks are views of one tensor in θ's dtype (one
-conversion). Heavy-ball SGD boosts from its momentum buffer (Δ = −lr·b) with the 0/1 masks and −lr·κ
-as the scalar, so no copy of θ is taken and nothing is rebuilt when κ decays; other bases copy θ
-before the step and lerp after it.
+conversion). Heavy-ball SGD boosts from its momentum buffer (Δ = −lr·b), so no copy of θ is taken:
+while κ holds, SGD's step and the boost are one pass, θ ← θ − lr·(1 + κ·mask) ⊙ b (the factors
+1 + κ·mask cost one θ-sized tensor); when κ moves every step (kappa_decay under an lr schedule), torch's
+step runs and the boost adds −lr·κ_t · mask ⊙ b with the 0/1 masks, rebuilding nothing. Other bases
+copy θ before the step and lerp after it.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def flat_mask(curvature: Sequence[Tensor], gamma: float, ties: str = "exact",
         chosen = _exact_on_device(flat, count)
     else:
         chosen = flat <= torch.kthvalue(flat, count).values
-    chosen = chosen.to(dtype)
+    if dtype is not torch.bool:  # through uint8: on the host torch's bool→float cast is ~7x slower
+        chosen = chosen.view(torch.uint8).to(dtype)
     return [m.view_as(h) for m, h in zip(chosen.split([h.numel() for h in curvature]), curvature, strict=True)]
 
 
@@ -130,6 +133,37 @@ def boost(params: Sequence[Tensor], previous: Sequence[Tensor], weights: Sequenc
     torch._foreach_lerp_(list(params), list(previous), list(weights))
 
 
+def boost_factors(masks: Sequence[Tensor], kappas: Sequence[float]) -> list[Tensor]:
+    """1 + κ · mask per parameter: the factors `boosted_heavy_ball_step` takes (rebuilt only when κ or
+    the mask changes)."""
+    if len(set(kappas)) == 1:
+        return list(torch._foreach_add(torch._foreach_mul(list(masks), kappas[0]), 1.0))
+    return [m * kappa + 1.0 for m, kappa in zip(masks, kappas, strict=True)]
+
+
+@torch.no_grad()
+def boosted_heavy_ball_step(groups: Sequence[Mapping[str, Any]], index: Sequence[Sequence[int]],
+                            params: Sequence[Tensor], buffers: Sequence[Tensor], factors: Sequence[Tensor]) -> None:
+    """torch's heavy-ball SGD step followed by IRE's boost, as one pass over θ.
+
+    For each group: b ← μ·b + (1 − dampening)·(g + wd·θ), as torch.optim.SGD updates its buffer in place,
+    then θ ← θ − lr·(1 + κ·mask) ⊙ b, which is SGD's θ − lr·b followed by θ + κ·mask ⊙ Δ with Δ = −lr·b.
+    `index[k]` lists the positions in `params` (each with its gradient set) of group k's trainable
+    parameters. Only for what `heavy_ball_directions` accepts: heavy ball, no Nesterov, no maximize.
+    """
+    for group, positions in zip(groups, index, strict=True):
+        if not positions:
+            continue
+        thetas = [params[i] for i in positions]
+        grads = [params[i].grad for i in positions]
+        bufs = [buffers[i] for i in positions]
+        if group["weight_decay"]:
+            grads = torch._foreach_add(grads, thetas, alpha=group["weight_decay"])
+        torch._foreach_mul_(bufs, group["momentum"])
+        torch._foreach_add_(bufs, grads, alpha=1 - group["dampening"])
+        torch._foreach_addcmul_(thetas, [factors[i] for i in positions], bufs, value=-group["lr"])
+
+
 def heavy_ball_directions(base: torch.optim.Optimizer, params: Sequence[Tensor]) -> list[Tensor] | None:
     """The momentum buffers b with Δ = −lr · b for `base`'s next step, or None when there are none yet.
 
@@ -138,6 +172,7 @@ def heavy_ball_directions(base: torch.optim.Optimizer, params: Sequence[Tensor])
     IRE then boosts from b, with no copy of θ before the step (one pass over θ instead of two)."""
     if type(base) is not torch.optim.SGD or not all(
             g["momentum"] > 0 and not g["nesterov"] and not g.get("maximize", False)
+            and not g.get("differentiable", False) and not g.get("fused", False)
             and isinstance(g["lr"], (int, float)) for g in base.param_groups):  # a tensor lr: the copy path
         return None
     buffers = [base.state[p].get("momentum_buffer") for p in params]

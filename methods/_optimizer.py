@@ -9,7 +9,7 @@ Order within `step(closure)` (METHODS.md):
      (its `fisher` pass is a second backward through pass 1's forward when nothing perturbed θ).
   5. base step (SGD or AdamW, weight decay there only) with g̃ (clipped if asked);
      IRE then adds κ · mask ⊙ Δ, once the lr warm-up is over (each group's lr has reached its
-     configured peak or stopped rising).
+     configured peak or stopped rising); with heavy-ball SGD, step and boost are one pass over θ.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ from methods._bases import build_base
 from methods._distributed import average_
 from methods._errors import ConfigError
 from methods._hparams import schedule_factor
-from methods._ire import boost, boost_along, boost_weights, flat_mask, heavy_ball_directions, ire_start
+from methods._ire import (
+    boost,
+    boost_along,
+    boost_factors,
+    boost_weights,
+    boosted_heavy_ball_step,
+    flat_mask,
+    heavy_ball_directions,
+    ire_start,
+)
 from methods._pairs import Pair
 from methods._passes import RngSnapshot, frozen_batchnorm, logits_of, sample_labels
 from methods._perturbation import global_norm, is_weight, perturbation
@@ -93,8 +102,10 @@ class SharpOptimizer(torch.optim.Optimizer):
         self._ire_warmup = ire_start(hparams) if info.preset.ire else 0
         group_of = {id(p): k for k, g in enumerate(self.param_groups) for p in g["params"]}
         self._group = [group_of[id(p)] for p in self._params]  # param index -> param group index
+        self._group_index = [[i for i, k in enumerate(self._group) if k == g] for g in range(len(self.param_groups))]
         self._buffers: dict[str, list[Tensor]] = {}  # scratch copies of θ, allocated once (see _copy_of)
-        self._boost: tuple[tuple[float, ...], list[Tensor]] | None = None  # IRE: (κ per param, −κ·mask); derived
+        # IRE: (path, κ per param, −κ·mask for the lerp or 1 + κ·mask for the heavy-ball step); derived
+        self._boost: tuple[str, tuple[float, ...], list[Tensor]] | None = None
         self._masks: list[Tensor] | None = None  # IRE: the state's masks in θ's order; derived
         self._first_loss: Tensor | None = None  # the step's first-pass loss, what step() returns
 
@@ -323,14 +334,21 @@ class SharpOptimizer(torch.optim.Optimizer):
         # Δ = −lr · (momentum buffer): torch's SGD updates an existing buffer in place, so the buffers
         # read now hold the step's direction afterwards, and θ need not be copied
         directions = heavy_ball_directions(self.base, self._params) if boosting else None
-        theta_old = self._copy_of("ire_theta_old", self._params) if boosting and directions is None else []
-        self.base.step()
-        if directions is not None:
-            kappas = self._kappas()
-            boost_along(self._params, directions, self._ire_masks(),
-                        [-self.param_groups[k]["lr"] * kappa for k, kappa in zip(self._group, kappas, strict=True)])
+        if directions is not None and not any(g.is_sparse for g in final):
+            kappas = tuple(self._kappas())
+            if not self._kappas_move():
+                boosted_heavy_ball_step(self.param_groups, self._group_index, self._params, directions,
+                                        self._boost_tensors("heavy_ball", kappas))  # one pass over θ
+            else:  # κ_t moves every step: factors would be rebuilt each time, so boost from b with the masks
+                self.base.step()
+                boost_along(self._params, directions, self._ire_masks(),
+                            [-self.param_groups[k]["lr"] * kappa for k, kappa in zip(self._group, kappas, strict=True)])
         elif boosting:
-            boost(self._params, theta_old, self._boost_weights())
+            theta_old = self._copy_of("ire_theta_old", self._params)
+            self.base.step()
+            boost(self._params, theta_old, self._boost_tensors("lerp", tuple(self._kappas())))
+        else:
+            self.base.step()
         self._last_lr = [g["lr"] for g in self.param_groups]
         self._step += 1
 
@@ -356,12 +374,17 @@ class SharpOptimizer(torch.optim.Optimizer):
             self._masks = [self.state[p]["ire_mask"] for p in self._params]
         return self._masks
 
-    def _boost_weights(self) -> list[Tensor]:
-        """−κ·mask for `boost`, cached until the mask or κ (kappa_decay) changes."""
-        kappas = tuple(self._kappas())
-        if self._boost is None or self._boost[0] != kappas:
-            self._boost = (kappas, boost_weights(self._ire_masks(), kappas))
-        return self._boost[1]
+    def _boost_tensors(self, path: str, kappas: tuple[float, ...]) -> list[Tensor]:
+        """−κ·mask for the lerp (`boost`) or 1 + κ·mask for `boosted_heavy_ball_step`, cached until the
+        mask or κ changes."""
+        if self._boost is None or self._boost[:2] != (path, kappas):
+            build = boost_factors if path == "heavy_ball" else boost_weights
+            self._boost = (path, kappas, build(self._ire_masks(), kappas))
+        return self._boost[2]
+
+    def _kappas_move(self) -> bool:
+        """Whether κ_t follows the lr (kappa_decay) and the lr moved since the last step."""
+        return bool(self.hparams["kappa_decay"]) and self._last_lr != [g["lr"] for g in self.param_groups]
 
     def _kappas(self) -> list[float]:
         """κ per parameter; with kappa_decay, κ · η_t / η_peak, η_peak the group's configured lr."""

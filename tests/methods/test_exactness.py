@@ -353,23 +353,36 @@ def _train_ire(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
                 group["lr"] *= lr_decay
 
 
-@pytest.mark.parametrize("hp", [{"momentum": 0.9}, {"momentum": 0.5, "weight_decay": 0.01},
-                                {"momentum": 0.9, "nesterov": True}, {"momentum": 0.0},
-                                {"momentum": 0.9, "kappa_decay": True}])
-def test_ire_boost_from_the_momentum_buffer_equals_the_boost_from_a_copy_of_theta(hp, monkeypatch) -> None:
-    """With heavy-ball SGD, IRE boosts from the momentum buffer (Δ = −lr·b) instead of θ_new − θ_old;
-    both must give the same trajectory, across mask re-estimates, with two lr groups and a decaying lr
-    (so κ_t moves under kappa_decay)."""
-    def run(heavy_ball: bool) -> list[torch.Tensor]:
+@pytest.mark.parametrize(("hp", "lr_decay", "path"), [
+    ({"momentum": 0.9}, 0.9, "fused"), ({"momentum": 0.5, "weight_decay": 0.01}, 0.9, "fused"),
+    ({"momentum": 0.9, "nesterov": True}, 0.9, "copy"), ({"momentum": 0.0}, 0.9, "copy"),
+    ({"momentum": 0.9, "kappa_decay": True}, 0.9, "buffer"), ({"momentum": 0.9, "kappa_decay": True}, 1.0, "fused")])
+def test_ire_boost_from_the_momentum_buffer_equals_the_boost_from_a_copy_of_theta(hp, lr_decay, path,
+                                                                                 monkeypatch) -> None:
+    """With heavy-ball SGD, IRE boosts from the momentum buffer (Δ = −lr·b) instead of θ_new − θ_old:
+    fused with SGD's own step into θ − lr·(1 + κ·mask) ⊙ b while κ holds, or after torch's step while κ_t
+    moves (kappa_decay under a decaying lr). Every path must give the trajectory of torch's SGD step
+    followed by the copy-and-lerp boost, across mask re-estimates, with two lr groups, one of them
+    with dampening."""
+    import methods._optimizer as optimizer_module
+
+    def run(heavy_ball: bool) -> tuple[list[torch.Tensor], set[str]]:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
         x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
-        groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.05}]
+        groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.05, "dampening": 0.3}]
         opt = build_optimizer(groups, "sgd_ire", lr=0.1, kappa=1.5, gamma=0.6, ire_interval=4, **hp)
-        _train_ire(model, opt, x, y, 15, heavy_ball, monkeypatch, lr_decay=0.9)
-        return [p.detach().clone() for p in model.parameters()]
+        used = set()
+        for name, label in (("boosted_heavy_ball_step", "fused"), ("boost_along", "buffer"), ("boost", "copy")):
+            original = getattr(optimizer_module, name)
+            monkeypatch.setattr(optimizer_module, name,
+                                lambda *a, _f=original, _l=label: used.add(_l) or _f(*a))
+        _train_ire(model, opt, x, y, 15, heavy_ball, monkeypatch, lr_decay=lr_decay)
+        return [p.detach().clone() for p in model.parameters()], used
 
-    for a, b in zip(run(True), run(False), strict=True):
+    (fast, paths), (copied, _) = run(True), run(False)
+    assert paths - {"copy"} == ({path} - {"copy"})  # the first boost has no buffer yet: it copies
+    for a, b in zip(fast, copied, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
