@@ -20,8 +20,9 @@ Cost (issue 11): on the host the mask's threshold is an exact bracketed selectio
 accelerator, torch.kthvalue with no host sync. The masks are views of one tensor in θ's dtype (one
 conversion). Heavy-ball SGD boosts from its momentum buffer (Δ = −lr·b), so no copy of θ is taken:
 while κ holds, SGD's step and the boost are one pass, θ ← θ − lr·(1 + κ·mask) ⊙ b (the factors
-1 + κ·mask cost one θ-sized tensor); when κ moves every step (kappa_decay under an lr schedule), torch's
-step runs and the boost adds −lr·κ_t · mask ⊙ b with the 0/1 masks, rebuilding nothing. Other bases
+1 + κ·mask cost one θ-sized tensor, so only for fp32/fp64 θ); when κ moves every step (kappa_decay
+under an lr schedule) or θ is in 16 bits, torch's step runs and the boost adds −lr·κ_t · mask ⊙ b with
+the 0/1 masks, rebuilding nothing. Other bases
 copy θ before the step and lerp after it.
 """
 

@@ -103,6 +103,8 @@ class SharpOptimizer(torch.optim.Optimizer):
         group_of = {id(p): k for k, g in enumerate(self.param_groups) for p in g["params"]}
         self._group = [group_of[id(p)] for p in self._params]  # param index -> param group index
         self._group_index = [[i for i, k in enumerate(self._group) if k == g] for g in range(len(self.param_groups))]
+        # IRE's fused heavy-ball step keeps 1 + κ·mask in θ's dtype: exact enough in fp32/fp64 only
+        self._fusable = all(p.dtype in (torch.float32, torch.float64) for p in self._params)
         self._buffers: dict[str, list[Tensor]] = {}  # scratch copies of θ, allocated once (see _copy_of)
         # IRE: (path, κ per param, −κ·mask for the lerp or 1 + κ·mask for the heavy-ball step); derived
         self._boost: tuple[str, tuple[float, ...], list[Tensor]] | None = None
@@ -336,10 +338,10 @@ class SharpOptimizer(torch.optim.Optimizer):
         directions = heavy_ball_directions(self.base, self._params) if boosting else None
         if directions is not None and not any(g.is_sparse for g in final):
             kappas = tuple(self._kappas())
-            if not self._kappas_move():
+            if self._fusable and not self._kappas_move():
                 boosted_heavy_ball_step(self.param_groups, self._group_index, self._params, directions,
                                         self._boost_tensors("heavy_ball", kappas))  # one pass over θ
-            else:  # κ_t moves every step: factors would be rebuilt each time, so boost from b with the masks
+            else:  # κ_t moves every step (factors would be rebuilt each time), or θ is in 16 bits
                 self.base.step()
                 boost_along(self._params, directions, self._ire_masks(),
                             [-self.param_groups[k]["lr"] * kappa for k, kappa in zip(self._group, kappas, strict=True)])
