@@ -22,8 +22,7 @@ conversion). Heavy-ball SGD boosts from its momentum buffer (Δ = −lr·b), so 
 while κ holds, SGD's step and the boost are one pass, θ ← θ − lr·(1 + κ·mask) ⊙ b (the factors
 1 + κ·mask cost one θ-sized tensor, so only for fp32/fp64 θ); when κ moves every step (kappa_decay
 under an lr schedule) or θ is in 16 bits, torch's step runs and the boost adds −lr·κ_t · mask ⊙ b with
-the 0/1 masks, rebuilding nothing. Other bases
-copy θ before the step and lerp after it.
+the 0/1 masks, rebuilding nothing. Other bases copy θ before the step and lerp after it.
 """
 
 from __future__ import annotations
