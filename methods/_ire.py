@@ -22,7 +22,9 @@ conversion). Heavy-ball SGD boosts from its momentum buffer (Δ = −lr·b), so 
 while κ holds, SGD's step and the boost are one pass, θ ← θ − lr·(1 + κ·mask) ⊙ b (the factors
 1 + κ·mask cost one θ-sized tensor, so only for fp32/fp64 θ); when κ moves every step (kappa_decay
 under an lr schedule) or θ is in 16 bits, torch's step runs and the boost adds −lr·κ_t · mask ⊙ b with
-the 0/1 masks, rebuilding nothing. Other bases copy θ before the step and lerp after it.
+the 0/1 masks, rebuilding nothing. AdamW (plain: no amsgrad) fuses the same way while κ holds,
+θ + (1 + κ·mask) ⊙ Δ with Δ its decoupled decay and Adam step, in foreach ops. Other bases copy θ
+before the step and lerp after it.
 """
 
 from __future__ import annotations
@@ -162,6 +164,62 @@ def boosted_heavy_ball_step(groups: Sequence[Mapping[str, Any]], index: Sequence
         torch._foreach_mul_(bufs, group["momentum"])
         torch._foreach_add_(bufs, grads, alpha=1 - group["dampening"])
         torch._foreach_addcmul_(thetas, [factors[i] for i in positions], bufs, value=-group["lr"])
+
+
+def adamw_states(base: torch.optim.Optimizer, params: Sequence[Tensor]) -> list[dict[str, Any]] | None:
+    """AdamW's per-parameter state (step, exp_avg, exp_avg_sq) for `boosted_adamw_step`, or None when the
+    fused step does not apply: another base, no state yet, or a variant it does not implement (amsgrad,
+    maximize, capturable, differentiable, fused, a tensor hyperparameter, complex θ)."""
+    if type(base) is not torch.optim.AdamW or not all(
+            not g["amsgrad"] and not g.get("maximize", False) and not g.get("capturable", False)
+            and not g.get("differentiable", False) and not g.get("fused", False)
+            and all(isinstance(g[k], (int, float)) for k in ("lr", "eps", "weight_decay"))
+            and all(isinstance(b, (int, float)) for b in g["betas"]) for g in base.param_groups):
+        return None
+    states = [base.state.get(p) for p in params]
+    if any(not s or "exp_avg_sq" not in s or torch.is_complex(p) for s, p in zip(states, params, strict=True)):
+        return None
+    return states  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def boosted_adamw_step(groups: Sequence[Mapping[str, Any]], index: Sequence[Sequence[int]],
+                       params: Sequence[Tensor], states: Sequence[Mapping[str, Tensor]],
+                       factors: Sequence[Tensor]) -> None:
+    """torch's AdamW step followed by IRE's boost, as one step of foreach ops.
+
+    AdamW moves θ by Δ = −lr·wd·θ − (lr / bc1) · m / (√v / √bc2 + ε), with m and v updated as torch
+    updates them (and its `step` counters too, so torch's own step can take over at any time). The boost
+    θ + κ·mask ⊙ Δ then makes the step θ + (1 + κ·mask) ⊙ Δ: θ ← θ − lr·wd·F⊙θ, θ ← θ − (lr / bc1)·F ⊙ m/denom
+    with F = 1 + κ·mask. No copy of θ, and torch's per-parameter CPU loop becomes a few foreach calls.
+    `index[k]` lists the positions in `params` of group k's trainable parameters (each with its gradient).
+    Only for what `adamw_states` accepts.
+    """
+    from torch.optim.optimizer import _get_value  # reads the host-side step counter, as torch's AdamW does
+
+    one = torch.tensor(1.0)
+    for group, positions in zip(groups, index, strict=True):
+        if not positions:
+            continue
+        thetas = [params[i] for i in positions]
+        grads = [params[i].grad for i in positions]
+        fs = [factors[i] for i in positions]
+        exp_avgs = [states[i]["exp_avg"] for i in positions]
+        exp_avg_sqs = [states[i]["exp_avg_sq"] for i in positions]
+        steps = [states[i]["step"] for i in positions]
+        lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        torch._foreach_add_(steps, one)  # the counters live on the host (not capturable)
+        if decay:
+            torch._foreach_addcmul_(thetas, fs, thetas, value=-lr * decay)
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        counts = [_get_value(s) for s in steps]
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, [(1 - beta2 ** n) ** 0.5 for n in counts])
+        torch._foreach_add_(denoms, eps)
+        ratios = torch._foreach_div(exp_avgs, denoms)
+        torch._foreach_addcmul_(thetas, ratios, fs, [-lr / (1 - beta1 ** n) for n in counts])
 
 
 def heavy_ball_directions(base: torch.optim.Optimizer, params: Sequence[Tensor]) -> list[Tensor] | None:

@@ -27,10 +27,12 @@ from methods._distributed import average_
 from methods._errors import ConfigError
 from methods._hparams import schedule_factor
 from methods._ire import (
+    adamw_states,
     boost,
     boost_along,
     boost_factors,
     boost_weights,
+    boosted_adamw_step,
     boosted_heavy_ball_step,
     flat_mask,
     heavy_ball_directions,
@@ -335,16 +337,23 @@ class SharpOptimizer(torch.optim.Optimizer):
         boosting = preset.ire and self._lr_warm and "ire_mask" in self.state[self._params[0]]
         # Δ = −lr · (momentum buffer): torch's SGD updates an existing buffer in place, so the buffers
         # read now hold the step's direction afterwards, and θ need not be copied
-        directions = heavy_ball_directions(self.base, self._params) if boosting else None
-        if directions is not None and not any(g.is_sparse for g in final):
+        dense = boosting and not any(g.is_sparse for g in final)
+        directions = heavy_ball_directions(self.base, self._params) if dense else None
+        # fused step and boost (factors 1 + κ·mask): only while κ holds, and for fp32/fp64 θ
+        fusing = dense and self._fusable and not self._kappas_move()
+        adamw = adamw_states(self.base, self._params) if fusing and directions is None else None
+        if directions is not None:
             kappas = tuple(self._kappas())
-            if self._fusable and not self._kappas_move():
+            if fusing:
                 boosted_heavy_ball_step(self.param_groups, self._group_index, self._params, directions,
-                                        self._boost_tensors("heavy_ball", kappas))  # one pass over θ
+                                        self._boost_tensors("factors", kappas))  # one pass over θ
             else:  # κ_t moves every step (factors would be rebuilt each time), or θ is in 16 bits
                 self.base.step()
                 boost_along(self._params, directions, self._ire_masks(),
                             [-self.param_groups[k]["lr"] * kappa for k, kappa in zip(self._group, kappas, strict=True)])
+        elif adamw is not None:
+            boosted_adamw_step(self.param_groups, self._group_index, self._params, adamw,
+                               self._boost_tensors("factors", tuple(self._kappas())))
         elif boosting:
             theta_old = self._copy_of("ire_theta_old", self._params)
             self.base.step()
@@ -377,10 +386,10 @@ class SharpOptimizer(torch.optim.Optimizer):
         return self._masks
 
     def _boost_tensors(self, path: str, kappas: tuple[float, ...]) -> list[Tensor]:
-        """−κ·mask for the lerp (`boost`) or 1 + κ·mask for `boosted_heavy_ball_step`, cached until the
+        """−κ·mask for the lerp (`boost`) or 1 + κ·mask for the fused steps ("factors"), cached until the
         mask or κ changes."""
         if self._boost is None or self._boost[:2] != (path, kappas):
-            build = boost_factors if path == "heavy_ball" else boost_weights
+            build = boost_factors if path == "factors" else boost_weights
             self._boost = (path, kappas, build(self._ire_masks(), kappas))
         return self._boost[2]
 

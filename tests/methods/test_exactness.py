@@ -335,9 +335,9 @@ def test_ire_fisher_pass_through_the_steps_forward_equals_a_replayed_forward() -
 
 
 def _train_ire(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int,
-               heavy_ball: bool, monkeypatch: pytest.MonkeyPatch, lr_decay: float = 1.0) -> None:
-    """`steps` IRE steps on (x, y); `heavy_ball=False` forces the copy-and-lerp boost; each group's lr
-    is multiplied by `lr_decay` after every step."""
+               fast: bool, monkeypatch: pytest.MonkeyPatch, lr_decay: float = 1.0) -> None:
+    """`steps` IRE steps on (x, y); `fast=False` forces the copy-and-lerp boost (no momentum-buffer boost,
+    no fused step); each group's lr is multiplied by `lr_decay` after every step."""
     import methods._optimizer as optimizer_module
 
     def closure():
@@ -345,8 +345,9 @@ def _train_ire(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
         return nn.functional.cross_entropy(logits, y), logits
 
     with monkeypatch.context() as patch:
-        if not heavy_ball:
+        if not fast:
             patch.setattr(optimizer_module, "heavy_ball_directions", lambda base, params: None)
+            patch.setattr(optimizer_module, "adamw_states", lambda base, params: None)
         for _ in range(steps):
             opt.step(closure)
             for group in opt.param_groups:
@@ -373,16 +374,51 @@ def test_ire_boost_from_the_momentum_buffer_equals_the_boost_from_a_copy_of_thet
         groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.05, "dampening": 0.3}]
         opt = build_optimizer(groups, "sgd_ire", lr=0.1, kappa=1.5, gamma=0.6, ire_interval=4, **hp)
         used = set()
-        for name, label in (("boosted_heavy_ball_step", "fused"), ("boost_along", "buffer"), ("boost", "copy")):
-            original = getattr(optimizer_module, name)
-            monkeypatch.setattr(optimizer_module, name,
-                                lambda *a, _f=original, _l=label: used.add(_l) or _f(*a))
-        _train_ire(model, opt, x, y, 15, heavy_ball, monkeypatch, lr_decay=lr_decay)
+        with monkeypatch.context() as patch:  # this run's spies only
+            for name, label in (("boosted_heavy_ball_step", "fused"), ("boost_along", "buffer"), ("boost", "copy")):
+                original = getattr(optimizer_module, name)
+                patch.setattr(optimizer_module, name, lambda *a, _f=original, _l=label: used.add(_l) or _f(*a))
+            _train_ire(model, opt, x, y, 15, heavy_ball, monkeypatch, lr_decay=lr_decay)
         return [p.detach().clone() for p in model.parameters()], used
 
     (fast, paths), (copied, _) = run(True), run(False)
     assert paths - {"copy"} == ({path} - {"copy"})  # the first boost has no buffer yet: it copies
     for a, b in zip(fast, copied, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(("hp", "group", "lr_decay", "path"), [
+    ({}, {}, 0.9, "fused"), ({"weight_decay": 0.1, "betas": (0.8, 0.95), "eps": 1e-6}, {}, 0.9, "fused"),
+    ({"weight_decay": 0.1}, {"amsgrad": True}, 0.9, "copy"),
+    ({"kappa_decay": True}, {}, 0.9, "copy"), ({"kappa_decay": True}, {}, 1.0, "fused")])
+def test_admire_fused_adamw_step_equals_torchs_adamw_then_the_copy_boost(hp, group, lr_decay, path,
+                                                                      monkeypatch) -> None:
+    """AdmIRE fuses AdamW's step and the boost into θ + (1 + κ·mask) ⊙ Δ while κ holds and the AdamW
+    variant is plain (no amsgrad). Every path must give the trajectory of torch's AdamW step followed by
+    the copy-and-lerp boost, across mask re-estimates, with two groups of their own lr, betas and weight
+    decay; and torch's state (step counts, moments) must be what torch's own steps leave."""
+    import methods._optimizer as optimizer_module
+
+    def run(fast: bool) -> tuple[list[torch.Tensor], list[torch.Tensor], set[str]]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+        x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+        groups = [{"params": model[0].parameters()},
+                  {"params": model[2].parameters(), "lr": 0.02, "betas": (0.5, 0.9), "weight_decay": 0.3, **group}]
+        opt = build_optimizer(groups, "admire", lr=0.01, kappa=1.5, gamma=0.6, ire_interval=4, total_steps=30,
+                              **hp)
+        used = set()
+        with monkeypatch.context() as patch:  # this run's spies only
+            for name, label in (("boosted_adamw_step", "fused"), ("boost", "copy")):
+                original = getattr(optimizer_module, name)
+                patch.setattr(optimizer_module, name, lambda *a, _f=original, _l=label: used.add(_l) or _f(*a))
+            _train_ire(model, opt, x, y, 25, fast, monkeypatch, lr_decay=lr_decay)
+        state = [t for p in model.parameters() for t in opt.base.state[p].values()]
+        return [p.detach().clone() for p in model.parameters()], state, used
+
+    (fast, fast_state, paths), (copied, copied_state, _) = run(True), run(False)
+    assert paths == {path}
+    for a, b in zip(fast + fast_state, copied + copied_state, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
