@@ -190,7 +190,7 @@ def boosted_adamw_step(groups: Sequence[Mapping[str, Any]], index: Sequence[Sequ
 
     AdamW moves θ by Δ = −lr·wd·θ − (lr / bc1) · m / (√v / √bc2 + ε), with m and v updated as torch
     updates them (and its `step` counters too, so torch's own step can take over at any time). The boost
-    θ + κ·mask ⊙ Δ then makes the step θ + (1 + κ·mask) ⊙ Δ: θ ← θ − lr·wd·F⊙θ, θ ← θ − (lr / bc1)·F ⊙ m/denom
+    θ + κ·mask ⊙ Δ then makes the step θ + (1 + κ·mask) ⊙ Δ: θ ← θ − lr·wd·F⊙θ, θ ← θ − (lr / bc1)·m / (denom/F)
     with F = 1 + κ·mask. No copy of θ, and torch's per-parameter CPU loop becomes a few foreach calls.
     `index[k]` lists the positions in `params` of group k's trainable parameters (each with its gradient).
     Only for what `adamw_states` accepts.
@@ -218,8 +218,8 @@ def boosted_adamw_step(groups: Sequence[Mapping[str, Any]], index: Sequence[Sequ
         denoms = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_div_(denoms, [(1 - beta2 ** n) ** 0.5 for n in counts])
         torch._foreach_add_(denoms, eps)
-        ratios = torch._foreach_div(exp_avgs, denoms)
-        torch._foreach_addcmul_(thetas, ratios, fs, [-lr / (1 - beta1 ** n) for n in counts])
+        torch._foreach_div_(denoms, fs)  # F·m/denom as m/(denom/F): one θ-sized temporary, as torch's own
+        torch._foreach_addcdiv_(thetas, exp_avgs, denoms, [-lr / (1 - beta1 ** n) for n in counts])
 
 
 def heavy_ball_directions(base: torch.optim.Optimizer, params: Sequence[Tensor]) -> list[Tensor] | None:
