@@ -30,7 +30,7 @@ before the step and lerp after it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -145,6 +145,17 @@ def boost_factors(masks: Sequence[Tensor], kappas: Sequence[float]) -> list[Tens
     return [(m * kappa).add_(1.0) for m, kappa in zip(masks, kappas, strict=True)]
 
 
+def _group_lists(groups: Sequence[Mapping[str, Any]], index: Sequence[Sequence[int]], params: Sequence[Tensor],
+                 factors: Sequence[Tensor]) -> Iterator[tuple[Mapping[str, Any], list[int], list[Tensor],
+                                                             list[Tensor], list[Tensor]]]:
+    """Per non-empty group: the group, its positions in `params`, and its θ, gradients and factors as
+    lists, the shape the fused steps' foreach calls take."""
+    for group, positions in zip(groups, index, strict=True):
+        if positions:
+            yield (group, list(positions), [params[i] for i in positions], [params[i].grad for i in positions],
+                   [factors[i] for i in positions])
+
+
 @torch.no_grad()
 def boosted_heavy_ball_step(groups: Sequence[Mapping[str, Any]], index: Sequence[Sequence[int]],
                             params: Sequence[Tensor], buffers: Sequence[Tensor], factors: Sequence[Tensor]) -> None:
@@ -155,17 +166,13 @@ def boosted_heavy_ball_step(groups: Sequence[Mapping[str, Any]], index: Sequence
     `index[k]` lists the positions in `params` (each with its gradient set) of group k's trainable
     parameters. Only for what `heavy_ball_directions` accepts: heavy ball, no Nesterov, no maximize.
     """
-    for group, positions in zip(groups, index, strict=True):
-        if not positions:
-            continue
-        thetas = [params[i] for i in positions]
-        grads = [params[i].grad for i in positions]
+    for group, positions, thetas, grads, fs in _group_lists(groups, index, params, factors):
         bufs = [buffers[i] for i in positions]
         if group["weight_decay"]:
             grads = torch._foreach_add(grads, thetas, alpha=group["weight_decay"])
         torch._foreach_mul_(bufs, group["momentum"])
         torch._foreach_add_(bufs, grads, alpha=1 - group["dampening"])
-        torch._foreach_addcmul_(thetas, [factors[i] for i in positions], bufs, value=-group["lr"])
+        torch._foreach_addcmul_(thetas, fs, bufs, value=-group["lr"])
 
 
 def adamw_states(base: torch.optim.Optimizer, params: Sequence[Tensor]) -> list[dict[str, Any]] | None:
@@ -200,12 +207,7 @@ def boosted_adamw_step(groups: Sequence[Mapping[str, Any]], index: Sequence[Sequ
     from torch.optim.optimizer import _get_value  # reads the host-side step counter, as torch's AdamW does
 
     one = torch.tensor(1.0)
-    for group, positions in zip(groups, index, strict=True):
-        if not positions:
-            continue
-        thetas = [params[i] for i in positions]
-        grads = [params[i].grad for i in positions]
-        fs = [factors[i] for i in positions]
+    for group, positions, thetas, grads, fs in _group_lists(groups, index, params, factors):
         exp_avgs = [states[i]["exp_avg"] for i in positions]
         exp_avg_sqs = [states[i]["exp_avg_sq"] for i in positions]
         steps = [states[i]["step"] for i in positions]
