@@ -17,14 +17,21 @@ Defaults follow the official code (wmz9/IRE-algorithm-framework):
   as the official `update_mask` (its γ > 0.5 branch selects from the top, one coordinate more).
 
 Cost (issue 11): on the host the mask's threshold is an exact bracketed selection in numpy; on an
-accelerator, torch.kthvalue with no host sync. The masks are views of one tensor in θ's dtype (one
-conversion). Heavy-ball SGD boosts from its momentum buffer (Δ = −lr·b), so no copy of θ is taken:
-while κ holds, SGD's step and the boost are one pass, θ ← θ − lr·(1 + κ·mask) ⊙ b (the factors
-1 + κ·mask cost one θ-sized tensor, so only for fp32/fp64 θ); when κ moves every step (kappa_decay
-under an lr schedule) or θ is in 16 bits, torch's step runs and the boost adds −lr·κ_t · mask ⊙ b with
-the 0/1 masks, rebuilding nothing. AdamW (plain: no amsgrad) fuses the same way while κ holds,
-θ + (1 + κ·mask) ⊙ Δ with Δ its decoupled decay and Adam step, in foreach ops. Other bases copy θ
-before the step and lerp after it.
+accelerator, an exact radix selection on the float32 bit patterns, O(p) at device bandwidth and with no
+host sync: the curvatures become order-preserving int32 keys (−0.0 = +0.0, NaN the largest, as
+torch.kthvalue and numpy order them), a histogram of their high 16 bits (scatter_add_ into 65536 bins,
+in chunks of 2^24 coordinates) and its cumsum locate the threshold's bin by searchsorted, a second
+histogram of the low 16 bits within that bin gives the exact threshold key, and comparisons plus one
+running sum over the tied coordinates make the mask; every intermediate has a fixed shape and stays on
+the device (torch.kthvalue over all p coordinates as one slice runs in a single CUDA block: ~3 s on
+355M parameters). The masks are views of one tensor in θ's dtype (one conversion).
+
+Heavy-ball SGD boosts from its momentum buffer (Δ = −lr·b), so no copy of θ is taken: while κ holds,
+SGD's step and the boost are one pass, θ ← θ − lr·(1 + κ·mask) ⊙ b (the factors 1 + κ·mask cost one
+θ-sized tensor, so only for fp32/fp64 θ); when κ moves every step (kappa_decay under an lr schedule) or
+θ is in 16 bits, torch's step runs and the boost adds −lr·κ_t · mask ⊙ b with the 0/1 masks, rebuilding
+nothing. AdamW (plain: no amsgrad) fuses the same way while κ holds, θ + (1 + κ·mask) ⊙ Δ with Δ its
+decoupled decay and Adam step, in foreach ops. Other bases copy θ before the step and lerp after it.
 """
 
 from __future__ import annotations
@@ -90,22 +97,74 @@ def flat_mask(curvature: Sequence[Tensor], gamma: float, ties: str = "exact",
         chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     elif not _device.on_accelerator(flat):
         chosen = _chosen_on_host(flat.numpy(), count, exact)
-    elif exact:
-        chosen = _exact_on_device(flat, count)
     else:
-        chosen = flat <= torch.kthvalue(flat, count).values
+        chosen = _chosen_on_device(flat, count, exact)
     if dtype is not torch.bool:  # through uint8: on the host torch's bool→float cast is ~7x slower
         chosen = chosen.view(torch.uint8).to(dtype)
     return [m.view_as(h) for m, h in zip(chosen.split([h.numel() for h in curvature]), curvature, strict=True)]
 
 
-def _exact_on_device(flat: Tensor, count: int) -> Tensor:
-    """Everything below the threshold, then ties by position up to `count`, without a host sync
-    (torch.kthvalue is a selection, not a sort, and stays on the device)."""
-    threshold = torch.kthvalue(flat, count).values
-    below = flat < threshold
-    tied = flat == threshold
-    return below | (tied & (torch.cumsum(tied, 0) <= count - below.sum()))
+RADIX_BITS = 16  # two passes of 65536 bins each cover the 32-bit keys
+RADIX_BINS = 1 << RADIX_BITS
+RADIX_CHUNK = 1 << 24  # coordinates per scatter: bounds the int64 index temporaries (128 MiB) on a large model
+_INT32_MAX = (1 << 31) - 1
+
+
+def _order_keys(flat: Tensor) -> Tensor:
+    """int32 keys of float32 `flat` whose integer order is the float order, so a radix selection on the
+    keys selects on the values: sign bit kept and the other bits flipped for negatives (larger magnitude,
+    smaller key). −0.0 gets +0.0's key (they compare equal, so ties by position decide), and every NaN
+    the largest key, whatever its sign and payload (torch.kthvalue and numpy order NaN last). Integer
+    ops only: no float mode (flush-to-zero) can merge values."""
+    bits = flat.view(torch.int32)
+    keys = bits ^ ((bits >> 31) & _INT32_MAX)
+    keys.masked_fill_(keys == -1, 0)  # −0.0 (bits 0x80000000) flips to −1
+    return keys.masked_fill_(flat.isnan(), _INT32_MAX)
+
+
+def _histogram(keys: Tensor, high: Tensor | None = None) -> Tensor:
+    """Counts (int32, RADIX_BINS) of the keys' high 16 bits, or, given `high` (a 0-dim int32 high half),
+    of the low 16 bits of the keys whose high half is `high`. scatter_add_ into a fixed-size output:
+    no host sync (torch.bincount reads its maximum to size its output), chunked so that the int64
+    index it needs never spans all p coordinates. The second pass scatters a 0/1 weight to the low
+    bits' bin rather than the others to one dump bin, which would serialise ~p atomics on one address."""
+    hist = torch.zeros(RADIX_BINS, dtype=torch.int32, device=keys.device)
+    ones = torch.ones(1, dtype=torch.int32, device=keys.device).expand(min(RADIX_CHUNK, keys.numel()))
+    for part in keys.split(RADIX_CHUNK):
+        if high is None:
+            hist.scatter_add_(0, ((part >> RADIX_BITS) + RADIX_BINS // 2).long(), ones[:part.numel()])
+        else:
+            hist.scatter_add_(0, (part & (RADIX_BINS - 1)).long(), ((part >> RADIX_BITS) == high).int())
+    return hist
+
+
+def _radix_digit(hist: Tensor, rank: int | Tensor) -> tuple[Tensor, Tensor]:
+    """The bin (int64, shape (1,)) holding the `rank`-th smallest (1-based) of what `hist` counts, and
+    how many lie in the bins below it, found on the device by searchsorted on the running counts."""
+    running = hist.cumsum(0)  # int64
+    digit = torch.searchsorted(running, rank).reshape(1)  # the first bin whose running count reaches `rank`
+    return digit, (running - hist).gather(0, digit)
+
+
+def _kth_key(keys: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """The exact `count`-th smallest key (0-dim int32) and how many keys are smaller (0-dim int32): two
+    radix passes of 16 bits, each a histogram over all keys, with every intermediate on the device."""
+    high, below_high = _radix_digit(_histogram(keys), count)
+    high = (high - RADIX_BINS // 2).to(torch.int32)  # the high half as the signed shift gives it
+    low, below_low = _radix_digit(_histogram(keys, high.reshape(())), count - below_high)
+    threshold = (high.long() << RADIX_BITS) | low  # int64: the sign extends from the high half
+    return threshold.to(torch.int32).reshape(()), (below_high + below_low).to(torch.int32).reshape(())
+
+
+def _chosen_on_device(flat: Tensor, count: int, exact: bool) -> Tensor:
+    """The selection `_chosen_on_host` makes, O(p) and without a host sync or a sort: everything below the
+    `count`-th smallest, then (exact) ties by position up to `count`, or (official) every tie."""
+    keys = _order_keys(flat)
+    threshold, below = _kth_key(keys, count)
+    if not exact:
+        return keys <= threshold
+    tied = keys == threshold
+    return (keys < threshold) | (tied & (tied.cumsum(0, dtype=torch.int32) <= count - below))
 
 
 def _chosen_on_host(values: np.ndarray, count: int, exact: bool) -> Tensor:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from methods._ire import BRACKET_MIN, _chosen_on_host, _exact_on_device
+from methods._ire import BRACKET_MIN, _chosen_on_device, _chosen_on_host
 
 
 @pytest.mark.parametrize("size", [400, 3 * BRACKET_MIN])  # one full partition; the bracketed selection
@@ -16,7 +16,7 @@ def test_host_and_device_selection_agree(levels, size):
         if levels is not None:
             flat = (flat * levels).floor() / levels
         count = int(torch.randint(1, n + 1, (1,), generator=generator))
-        host, device = _chosen_on_host(flat.numpy(), count, exact=True), _exact_on_device(flat, count)
+        host, device = _chosen_on_host(flat.numpy(), count, exact=True), _chosen_on_device(flat, count, exact=True)
         assert int(host.sum()) == count
         assert torch.equal(host, device), (trial, n, count)
         official = flat <= torch.kthvalue(flat, count).values  # int(γp) smallest plus every tie at the threshold
