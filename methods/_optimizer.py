@@ -184,10 +184,13 @@ class SharpOptimizer(torch.optim.Optimizer):
         torch._foreach_mul_(grads, grads)  # the gradients are this pass's own: squared where they lie
         return grads
 
-    def _label_generator(self, device: torch.device) -> torch.Generator:
-        """The label-sampling generator on `device`: each device's is seeded 0 and saved in `state_dict`."""
+    def _label_generator(self, device: torch.device) -> torch.Generator | None:
+        """The label-sampling generator on `device`: each device's is seeded 0 and saved in `state_dict`.
+        None on the meta device, which holds shapes and no RNG (tests run steps there to catch host reads)."""
         if device.type == "cpu":
             return self._generator
+        if device.type == "meta":
+            return None
         key = str(device)
         if key not in self._device_generators:
             self._device_generators[key] = torch.Generator(device=device).manual_seed(0)

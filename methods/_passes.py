@@ -58,7 +58,7 @@ def logits_of(outputs: object, what: str) -> Tensor:
     return logits
 
 
-def sample_labels(probs: Tensor, generator: torch.Generator) -> Tensor:
+def sample_labels(probs: Tensor, generator: torch.Generator | None) -> Tensor:
     """One label per row of `probs` (rows sum to about 1), drawn by inverse CDF from `generator`.
 
     The same distribution as torch.multinomial(probs, 1), with one uniform per row: on a 50k

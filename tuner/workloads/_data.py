@@ -26,6 +26,20 @@ def generator(seed: int, *tags: object) -> torch.Generator:
     return torch.Generator().manual_seed(derive(seed, *tags))
 
 
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """A host tensor on `device` without the host waiting for the device.
+
+    A plain `.to("cuda")` of pageable memory copies and then waits for the stream (a host sync every
+    batch); a pinned copy with `non_blocking=True` is queued behind the step instead. The pinned
+    buffer comes from torch's caching host allocator, which reuses it only once the copy is done.
+    """
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=device.type != "cpu")
+
+
 def cache_dir() -> Path:
     """Where downloaded wheels and trained tokenizers live: $SHARPTUNE_CACHE or ~/.cache/sharptune."""
     path = Path(os.environ.get("SHARPTUNE_CACHE") or Path.home() / ".cache" / "sharptune")

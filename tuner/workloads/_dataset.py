@@ -23,12 +23,13 @@ from methods import find_lora_pairs
 from tuner.workloads._base import Closure, Workload
 from tuner.workloads._classify import Labels
 from tuner.workloads._data import BatchSampler, derive
+from tuner.workloads._data import to_device as _to_device
 
 
 def to_device(value: Any, device: torch.device) -> Any:
     """Tensors anywhere in nested tuples, lists and dicts moved to `device`."""
     if isinstance(value, Tensor):
-        return value.to(device)
+        return _to_device(value, device)
     if isinstance(value, dict):
         return {k: to_device(v, device) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

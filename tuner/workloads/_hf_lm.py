@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tuner.workloads._base import Closure, Workload
-from tuner.workloads._data import BatchSampler
+from tuner.workloads._data import BatchSampler, to_device
 
 EVAL_BATCH = 64
 EVAL_SUBSET = 64  # validation blocks of a curve point (the first ones)
@@ -67,7 +67,7 @@ class CausalLM(Workload):
         return loss, logits
 
     def next_batch(self) -> Tensor:
-        return self.train_blocks[self.sampler.next()].to(self.device)
+        return to_device(self.train_blocks[self.sampler.next()], self.device)
 
     def closure(self, batch: Tensor) -> Closure:
         def run() -> tuple[Tensor, Tensor]:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from tuner.workloads import _diag
 from tuner.workloads._base import Closure, Workload
 from tuner.workloads._classify import Labels, classification_metrics
-from tuner.workloads._data import BatchSampler, cache_dir, split
+from tuner.workloads._data import BatchSampler, cache_dir, split, to_device
 from tuner.workloads._options import option
 from tuner.workloads._registry import register
 
@@ -91,9 +91,9 @@ class MnistMLP(Workload):
         x, y = load_images(options.dataset)
         train, val = split(len(x), (TRAIN_FRACTION, 1 - TRAIN_FRACTION), seed)
         train = train[: options.n_train] if options.n_train else train
-        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-        self.x_train, self.x_val, self.y_val = x[train], x[val], y[val]
-        self.labels = Labels.with_noise(y[train].cpu(), options.label_noise, self.num_classes, seed)
+        x, y = torch.from_numpy(x), torch.from_numpy(y)  # split and noised on the host, then moved once
+        self.labels = Labels.with_noise(y[train], options.label_noise, self.num_classes, seed)
+        self.x_train, self.x_val, self.y_val = x[train].to(device), x[val].to(device), y[val].to(device)
         self.y_train = self.labels.train.to(device)
         self.model = _mlp(x.shape[1], options.width, options.depth, options.activation,
                           self.num_classes).to(device)
@@ -107,7 +107,7 @@ class MnistMLP(Workload):
         return 0.5 * (logits - target).pow(2).sum(dim=1).mean()
 
     def next_batch(self) -> tuple[Tensor, Tensor]:
-        idx = self.sampler.next().to(self.device)
+        idx = to_device(self.sampler.next(), self.device)
         return self.x_train[idx], self.y_train[idx]
 
     def closure(self, batch: tuple[Tensor, Tensor]) -> Closure:

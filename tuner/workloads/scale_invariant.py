@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from tuner.workloads._base import Closure, Workload
-from tuner.workloads._data import generator
+from tuner.workloads._data import generator, to_device
 from tuner.workloads._options import option
 from tuner.workloads._registry import register
 
@@ -69,7 +69,7 @@ class ScaleInvariant(Workload):
         """`batch_size` noisy targets A + αN (the noise stream is fixed by the seed)."""
         g = generator(self.seed, "noise", self.draws)
         self.draws += 1
-        noise = torch.randn(self.options.batch_size, *self.target.shape, generator=g).to(self.device)
+        noise = to_device(torch.randn(self.options.batch_size, *self.target.shape, generator=g), self.device)
         return self.target + self.options.alpha * noise
 
     def closure(self, batch: Tensor) -> Closure:
