@@ -16,6 +16,11 @@ optimizer holds (`bar_norm: global`, SAM's own normaliser) or the pair's √(‖
 (`bar_norm: pair`). Under AdamW (`bar_scale: adam`) c is multiplied by the pair's
 ‖g / (√v̂ + eps)‖ / ‖g‖, the ratio of AdamW's step to SGD's step per unit lr, so that μ0 = ρ keeps
 meaning SAM's drift (see `adam_ratio`). The rules are a table, so a variant is one more entry.
+
+Every pair is balanced at once: a rule is a function of per-pair vectors (sx = ‖x‖², sy = ‖y‖²,
+gx2 = ‖g_x‖², gy2 = ‖g_y‖², ‖g‖), so a step is a fixed number of operators whatever the number of pairs
+(one foreach norm over every tensor, a few vector operations, two foreach scalings), and never reads a
+value back to the host. The pairs are disjoint: each is balanced with the norms from before the step.
 """
 
 from __future__ import annotations
@@ -26,43 +31,53 @@ import torch
 from torch import Tensor
 
 NORM_EPS = 1e-12
-Coefficient = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+Coefficient = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]  # (sx, sy, gx2, gy2, ‖g‖) -> c / μ_t
 
 
-def _nbar(x: Tensor, y: Tensor, gx: Tensor, gy: Tensor, grad_norm: Tensor) -> Tensor:
-    gx2, gy2 = gx.square().sum(), gy.square().sum()
-    return (gx2 - gy2) / ((grad_norm + NORM_EPS) * (x.square().sum() + y.square().sum()) + NORM_EPS)
+def _nbar(sx: Tensor, sy: Tensor, gx2: Tensor, gy2: Tensor, grad_norm: Tensor) -> Tensor:
+    return (gx2 - gy2) / ((grad_norm + NORM_EPS) * (sx + sy) + NORM_EPS)
 
 
-def _obar(x: Tensor, y: Tensor, gx: Tensor, gy: Tensor, grad_norm: Tensor) -> Tensor:
-    sx, sy = x.square().sum(), y.square().sum()
+def _obar(sx: Tensor, sy: Tensor, gx2: Tensor, gy2: Tensor, grad_norm: Tensor) -> Tensor:
     return -grad_norm * (sx - sy) / ((sx + sy).square() + NORM_EPS)
 
 
 COEFFICIENTS: dict[str, Coefficient] = {"nbar": _nbar, "obar": _obar}
 
 
-def adam_ratio(grads: Sequence[Tensor], second_moment: Sequence[Tensor], eps: float) -> Tensor:
-    """‖g / (√v̂ + eps)‖ / ‖g‖ over `grads`: how much longer AdamW's step is than SGD's, per unit lr."""
-    scaled = torch._foreach_div(list(grads), torch._foreach_add(torch._foreach_sqrt(list(second_moment)), eps))
-    num = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(scaled)))
-    den = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads))))
+def squared_norms(tensors: Sequence[Tensor]) -> Tensor:
+    """‖t‖² of every tensor as one vector (one foreach norm), in float32, or float64 where a tensor is."""
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+    return torch.stack(torch._foreach_norm(list(tensors), 2, dtype=dtype)).square()
+
+
+def adam_ratio(grads: Sequence[tuple[Tensor, Tensor]], second_moment: Sequence[Tensor], eps: float) -> Tensor:
+    """‖g / (√v̂ + eps)‖ / ‖g‖ of each pair: how much longer AdamW's step is than SGD's, per unit lr.
+
+    `second_moment` holds v̂ of x and of y for each pair in turn (x₀, y₀, x₁, y₁, …).
+    """
+    flat = [g for pair in grads for g in pair]
+    scaled = torch._foreach_div(flat, torch._foreach_add(torch._foreach_sqrt(list(second_moment)), eps))
+    num, den = squared_norms([*scaled, *flat]).view(2, -1, 2).sum(dim=2).sqrt()
     return num / (den + NORM_EPS)
 
 
 @torch.no_grad()
 def balance(kind: str, pairs: Sequence[tuple[Tensor, Tensor]], grads: Sequence[tuple[Tensor, Tensor]],
-            lrs: Sequence[float], mu: float, grad_norm: Tensor | None,
-            scales: Sequence[Tensor | float] | None = None) -> None:
+            lrs: Sequence[float], mu: float, grad_norm: Tensor | None, scales: Tensor | None = None) -> None:
     """Apply one balancer step in place to every pair; `lrs` holds η of each pair's x.
 
-    `grad_norm` is the global ‖g‖, or None for each pair's own norm; `scales` multiplies each pair's
-    c (the AdamW ratio), 1 when None.
+    `grad_norm` is the global ‖g‖, or None for each pair's own norm; `scales` (one per pair) multiplies
+    each pair's c (the AdamW ratio), 1 when None.
     """
-    coefficient = COEFFICIENTS[kind]
-    scales = scales if scales is not None else [1.0] * len(pairs)
-    for (x, y), (gx, gy), lr, scale in zip(pairs, grads, lrs, scales, strict=True):
-        norm = grad_norm if grad_norm is not None else torch.sqrt(gx.square().sum() + gy.square().sum())
-        c = coefficient(x, y, gx, gy, norm) * (mu * lr * scale)
-        x.mul_(1.0 + c)
-        y.mul_(1.0 - c)
+    if not pairs:
+        return
+    xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
+    gxs, gys = [g for g, _ in grads], [g for _, g in grads]
+    sx, sy, gx2, gy2 = squared_norms([*xs, *ys, *gxs, *gys]).view(4, -1)  # one vector each, a slot per pair
+    norm = grad_norm if grad_norm is not None else torch.sqrt(gx2 + gy2)
+    # μ_t η: one host number, unless the pairs' parameter groups have different learning rates
+    rate = mu * lrs[0] if len(set(lrs)) == 1 else sx.new_tensor([mu * lr for lr in lrs])
+    eta_c = COEFFICIENTS[kind](sx, sy, gx2, gy2, norm) * (rate if scales is None else scales * rate)
+    torch._foreach_mul_(xs, (1.0 + eta_c).unbind())  # x ← (1 + ηc) x
+    torch._foreach_mul_(ys, (1.0 - eta_c).unbind())  # y ← (1 − ηc) y

@@ -262,7 +262,7 @@ class SharpOptimizer(torch.optim.Optimizer):
         if hp["base"] == "adamw" and hp["bar_scale"] == "adam":
             v = adam_second_moment(self.base, [t for pair in self._pairs for t in pair])
             if v is not None:  # before AdamW's first step its update is ±lr: ratio 1 / |g| per coordinate
-                scales = [adam_ratio(g, v[2 * k:2 * k + 2], hp["eps"]) for k, g in enumerate(pair_grads)]
+                scales = adam_ratio(pair_grads, v, hp["eps"])  # every pair's ratio at once
         balance(self.info.preset.balancer, self._pairs, pair_grads, lrs, mu, norm, scales)
 
     def _estimate_mask(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None,

@@ -18,16 +18,15 @@ from torch import Tensor
 
 
 def adam_second_moment(base: torch.optim.Optimizer, params: Sequence[Tensor]) -> list[Tensor] | None:
-    """AdamW's bias-corrected v̂ per parameter, or None before its first step."""
+    """AdamW's bias-corrected v̂ per parameter (one foreach division), or None before its first step.
+
+    The step counts are read on the host: AdamW keeps them as CPU scalars (unless capturable or fused)."""
     beta2 = base.param_groups[0]["betas"][1]
-    out = []
-    for p in params:
-        state = base.state.get(p)
-        if not state or "exp_avg_sq" not in state:
-            return None
-        step = float(state["step"])
-        out.append(state["exp_avg_sq"] / (1.0 - beta2 ** step))
-    return out
+    states = [base.state.get(p) for p in params]
+    if not all(state and "exp_avg_sq" in state for state in states):
+        return None
+    corrections = [1.0 - beta2 ** float(state["step"]) for state in states]
+    return list(torch._foreach_div([state["exp_avg_sq"] for state in states], corrections)) if states else []
 
 
 def update_ema(stats: list[Tensor], squares: Sequence[Tensor], beta: float) -> None:

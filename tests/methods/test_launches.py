@@ -1,0 +1,138 @@
+"""The balancer is a fixed number of operators, whatever the number of pairs.
+
+On a GPU every operator is at least one kernel launch, and on a small model the step is launch-bound:
+a per-pair (or per-parameter) Python loop of small kernels costs more than the maths. The operators
+are counted with a TorchDispatchMode (what reaches the backends: a foreach operator counts once), on
+4 and on 32 pairs of the same kind; the counts must be equal. The vectorised balancer
+must also still be METHODS.md's per-pair rule, checked here against a loop over pairs in float64.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from methods import build_optimizer
+from methods._balancer import adam_ratio, balance
+
+NORM_EPS = 1e-12
+
+
+class _Operators(TorchDispatchMode):
+    """Counts every aten operator that reaches the backends while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _operators(run: Callable[[], object]) -> Counter[str]:
+    with _Operators() as mode:
+        run()
+    return mode.counts
+
+
+def _pairs(n: int, dtype: torch.dtype = torch.float32, seed: int = 0):
+    """n LoRA-like pairs (B: d × r, A: r × k) of a few shapes, their gradients and AdamW-like v̂."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(12, 4, 8), (6, 2, 10), (16, 4, 16)]
+    pairs, grads = [], []
+    for k in range(n):
+        d, r, m = shapes[k % len(shapes)]
+        pairs.append((torch.randn(d, r, generator=g, dtype=dtype), 0.5 * torch.randn(r, m, generator=g, dtype=dtype)))
+        grads.append((torch.randn(d, r, generator=g, dtype=dtype), torch.randn(r, m, generator=g, dtype=dtype)))
+    v = [torch.rand(t.shape, generator=g, dtype=dtype) for pair in grads for t in pair]
+    return pairs, grads, v
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["unscaled", "adam_ratio"])
+@pytest.mark.parametrize("norm", ["global", "pair"])
+@pytest.mark.parametrize("kind", ["nbar", "obar"])
+def test_a_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(kind: str, norm: str, scaled: bool) -> None:
+    counts = []
+    for n in (4, 32):
+        pairs, grads, v = _pairs(n)
+        lrs = [0.1] * (n // 2) + [0.05] * (n - n // 2)  # two parameter groups
+
+        def step(pairs=pairs, grads=grads, v=v, lrs=lrs) -> None:
+            scales = adam_ratio(grads, v, 1e-8) if scaled else None
+            grad_norm = torch.tensor(3.0) if norm == "global" else None
+            balance(kind, pairs, grads, lrs, 0.5, grad_norm, scales)
+        counts.append(_operators(step))
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("base", ["sgd", "adamw"])
+def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(base: str) -> None:
+    """`_balance` as the optimizer runs it (global ‖g‖, AdamW's v̂ and ratio), on every pair of a model.
+
+    Reading AdamW's step counter (a CPU scalar, one per parameter, as torch's AdamW reads it itself) is
+    a host read, no device work: it is left out of the count."""
+    counts = []
+    for n in (4, 32):
+        pairs, grads, _ = _pairs(n)
+        params = [torch.nn.Parameter(t.clone()) for pair in pairs for t in pair]
+        opt = build_optimizer(params, "nbar", pairs=list(zip(params[::2], params[1::2], strict=True)), base=base)
+        flat = [g for pair in grads for g in pair]
+        for p, g in zip(params, flat, strict=True):
+            p.grad = g.clone()
+        opt.base.step()  # AdamW's state, so that its ratio enters
+        ops = _operators(lambda opt=opt, flat=flat: opt._balance(flat))
+        ops.pop("aten._local_scalar_dense.default", None)
+        counts.append(ops)
+    assert counts[0] == counts[1]
+
+
+def _reference_balance(kind, pairs, grads, lrs, mu, grad_norm, v, eps):
+    """METHODS.md's balancer, pair by pair, with the AdamW ratio of `_balancer`'s docstring."""
+    out = []
+    for k, ((x, y), (gx, gy), lr) in enumerate(zip(pairs, grads, lrs, strict=True)):
+        sx, sy, gx2, gy2 = x.square().sum(), y.square().sum(), gx.square().sum(), gy.square().sum()
+        g = grad_norm if grad_norm is not None else torch.sqrt(gx2 + gy2)
+        if kind == "nbar":
+            c = mu * (gx2 - gy2) / ((g + NORM_EPS) * (sx + sy) + NORM_EPS)
+        else:
+            c = -mu * g * (sx - sy) / ((sx + sy) ** 2 + NORM_EPS)
+        if v is not None:
+            ax, ay = gx / (v[2 * k].sqrt() + eps), gy / (v[2 * k + 1].sqrt() + eps)
+            c = c * torch.sqrt(ax.square().sum() + ay.square().sum()) / (torch.sqrt(gx2 + gy2) + NORM_EPS)
+        out.append(((1 + lr * c) * x, (1 - lr * c) * y))
+    return out
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["unscaled", "adam_ratio"])
+@pytest.mark.parametrize("norm", ["global", "pair"])
+@pytest.mark.parametrize("kind", ["nbar", "obar"])
+def test_the_vectorised_balancer_is_the_per_pair_rule(kind: str, norm: str, scaled: bool) -> None:
+    pairs, grads, v = _pairs(7, torch.float64)
+    lrs = [0.1, 0.1, 0.3, 0.1, 0.2, 0.2, 0.1]
+    grad_norm = torch.tensor(2.5, dtype=torch.float64) if norm == "global" else None
+    expected = _reference_balance(kind, pairs, grads, lrs, 0.7, grad_norm, v if scaled else None, 1e-8)
+    balance(kind, pairs, grads, lrs, 0.7, grad_norm, adam_ratio(grads, v, 1e-8) if scaled else None)
+    for got, ref in zip(pairs, expected, strict=True):
+        for t, r in zip(got, ref, strict=True):
+            torch.testing.assert_close(t, r, rtol=1e-12, atol=1e-14)
+
+
+def test_pairs_of_mixed_dtypes_are_balanced_with_float32_coefficients() -> None:
+    pairs, grads, v = _pairs(4)
+    half = {1, 2}  # two of the pairs in bf16
+    pairs = [tuple(t.bfloat16() for t in p) if k in half else p for k, p in enumerate(pairs)]
+    grads = [tuple(t.bfloat16() for t in g) if k in half else g for k, g in enumerate(grads)]
+    v = [t.bfloat16() if k // 2 in half else t for k, t in enumerate(v)]
+    wide = [tuple(t.double() for t in p) for p in pairs]
+    expected = _reference_balance("nbar", wide, [tuple(t.double() for t in g) for g in grads], [0.1] * 4, 5.0,
+                                  None, [t.double() for t in v], 1e-8)
+    balance("nbar", pairs, grads, [0.1] * 4, 5.0, None, adam_ratio(grads, v, 1e-8))
+    for k, (got, ref) in enumerate(zip(pairs, expected, strict=True)):
+        for t, r in zip(got, ref, strict=True):
+            assert t.dtype == (torch.bfloat16 if k in half else torch.float32)
+            torch.testing.assert_close(t.double(), r, **({"rtol": 1e-2, "atol": 1e-2} if k in half else {}))
