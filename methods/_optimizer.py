@@ -205,7 +205,10 @@ class SharpOptimizer(torch.optim.Optimizer):
         scope = self._scope_params
         if kind == "adam":
             return apply_inverse(grads, adam_second_moment(self.base, scope), hp["precond_eps"])
-        stats = [self.state[p].setdefault("precond_v", torch.zeros_like(p)) for p in scope]
+        for p in scope:  # allocated once (setdefault would build, and fill, a zero tensor every step)
+            if "precond_v" not in self.state[p]:
+                self.state[p]["precond_v"] = torch.zeros_like(p)
+        stats = [self.state[p]["precond_v"] for p in scope]
         # like `adam`, P comes from the previous steps' statistics: this step's square joins afterwards
         correction = 1.0 - hp["precond_beta"] ** self._precond_steps
         previous = torch._foreach_div(stats, correction) if self._precond_steps else None

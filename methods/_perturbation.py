@@ -32,23 +32,32 @@ def is_weight(name: str | None, tensor: Tensor) -> bool:
     return "weight" in name if name is not None else tensor.dim() >= 2
 
 
-def _times(tensors: Sequence[Tensor], scale: Sequence[Tensor | None]) -> list[Tensor]:
-    return [t if s is None else t * s for t, s in zip(tensors, scale, strict=True)]
+def _times(tensors: Sequence[Tensor], chosen: Sequence[int], scale: Sequence[Tensor]) -> list[Tensor]:
+    """tensors[i] · scale[k] for the k-th index i in `chosen` (one foreach product), the others as they are."""
+    out = list(tensors)
+    if chosen:
+        for i, product in zip(chosen, torch._foreach_mul([out[i] for i in chosen], list(scale)), strict=True):
+            out[i] = product
+    return out
 
 
+@torch.no_grad()
 def perturbation(kind: str, params: Sequence[Tensor], grads: Sequence[Tensor], pre_grads: Sequence[Tensor],
                  *, rho: float, asam_eta: float, normalize_by_grad: bool,
                  scaled: Sequence[bool] | None = None) -> list[Tensor]:
     """ε for each parameter. `pre_grads` is P⁻¹g (the same list as `grads` without a preconditioner).
 
-    `scaled` marks the tensors ASAM scales by T = |θ| + asam_eta (all of them when None).
+    `scaled` marks the tensors ASAM scales by T = |θ| + asam_eta (all of them when None). Each product
+    is one foreach operator over every tensor: the cost does not grow with the number of tensors.
     """
     if kind == "asam":
-        flags = scaled if scaled is not None else [True] * len(params)
-        scale = [p.detach().abs().add_(asam_eta) if s else None for p, s in zip(params, flags, strict=True)]
-        tp = _times(pre_grads, scale)  # T P⁻¹g
-        norm = global_norm(_times(grads, scale) if normalize_by_grad else tp)
-        direction = _times(tp, scale)  # T² P⁻¹g
+        chosen = list(range(len(params))) if scaled is None else [i for i, s in enumerate(scaled) if s]
+        scale = torch._foreach_abs([params[i] for i in chosen]) if chosen else []
+        if scale:
+            torch._foreach_add_(scale, asam_eta)  # T = |θ| + η
+        tp = _times(pre_grads, chosen, scale)  # T P⁻¹g
+        norm = global_norm(_times(grads, chosen, scale) if normalize_by_grad else tp)
+        direction = _times(tp, chosen, scale)  # T² P⁻¹g
     else:
         direction = list(pre_grads)
         norm = global_norm(grads if normalize_by_grad else direction)

@@ -1,9 +1,9 @@
-"""The balancer is a fixed number of operators, whatever the number of pairs.
+"""The balancer and the perturbation are a fixed number of operators, whatever the number of tensors.
 
 On a GPU every operator is at least one kernel launch, and on a small model the step is launch-bound:
 a per-pair (or per-parameter) Python loop of small kernels costs more than the maths. The operators
 are counted with a TorchDispatchMode (what reaches the backends: a foreach operator counts once), on
-4 and on 32 pairs of the same kind; the counts must be equal. The vectorised balancer
+4 and on 32 pairs or tensors of the same kind; the counts must be equal. The vectorised balancer
 must also still be METHODS.md's per-pair rule, checked here against a loop over pairs in float64.
 """
 
@@ -18,6 +18,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from methods import build_optimizer
 from methods._balancer import adam_ratio, balance
+from methods._perturbation import perturbation
+from methods._preconditioner import apply_inverse, update_ema
 
 NORM_EPS = 1e-12
 
@@ -136,3 +138,43 @@ def test_pairs_of_mixed_dtypes_are_balanced_with_float32_coefficients() -> None:
         for t, r in zip(got, ref, strict=True):
             assert t.dtype == (torch.bfloat16 if k in half else torch.float32)
             torch.testing.assert_close(t.double(), r, **({"rtol": 1e-2, "atol": 1e-2} if k in half else {}))
+
+
+def _tensors(n: int, seed: int = 0):
+    """n parameters (weights and biases), their gradients and a second moment."""
+    g = torch.Generator().manual_seed(seed)
+    params = [torch.randn((8, 4) if k % 2 == 0 else (4,), generator=g) for k in range(n)]
+    grads = [torch.randn(p.shape, generator=g) for p in params]
+    v = [torch.rand(p.shape, generator=g) for p in params]
+    return params, grads, v
+
+
+@pytest.mark.parametrize("precondition", [False, True], ids=["plain", "preconditioned"])
+@pytest.mark.parametrize("normalize_by_grad", [False, True])
+@pytest.mark.parametrize("kind", ["sam", "asam"])
+def test_a_perturbation_is_the_same_operators_on_4_and_on_32_tensors(kind: str, normalize_by_grad: bool,
+                                                                    precondition: bool) -> None:
+    counts = []
+    for n in (4, 32):
+        params, grads, v = _tensors(n)
+        scaled = [p.dim() >= 2 for p in params]  # ASAM scales the weights only
+
+        def step(params=params, grads=grads, v=v, scaled=scaled) -> None:
+            pre = apply_inverse(grads, v if precondition else None, 1e-8)
+            if precondition:
+                update_ema(v, torch._foreach_mul(grads, grads), 0.9)
+            perturbation(kind, params, grads, pre, rho=0.05, asam_eta=0.01, normalize_by_grad=normalize_by_grad,
+                         scaled=scaled)
+        counts.append(_operators(step))
+    assert counts[0] == counts[1]
+
+
+def test_asam_takes_t_as_the_official_code_on_the_scaled_tensors_only() -> None:
+    """ε = ρ T²g / ‖T g‖ with T = |θ| + η on the scaled tensors and T = 1 on the others."""
+    params, grads, _ = _tensors(5)
+    scaled = [True, False, True, True, False]
+    t = [p.abs() + 0.01 if s else torch.ones_like(p) for p, s in zip(params, scaled, strict=True)]
+    norm = torch.sqrt(sum(((ti * g) ** 2).sum() for ti, g in zip(t, grads, strict=True)))
+    eps = perturbation("asam", params, grads, grads, rho=0.05, asam_eta=0.01, normalize_by_grad=False, scaled=scaled)
+    for e, ti, g in zip(eps, t, grads, strict=True):
+        torch.testing.assert_close(e, 0.05 * ti * ti * g / (norm + NORM_EPS))
