@@ -19,12 +19,13 @@ Defaults follow the official code (wmz9/IRE-algorithm-framework):
 Cost (issue 11): on the host the mask's threshold is an exact bracketed selection in numpy; on an
 accelerator, an exact radix selection on the float32 bit patterns, O(p) at device bandwidth and with no
 host sync: the curvatures become order-preserving int32 keys (−0.0 = +0.0, NaN the largest, as
-torch.kthvalue and numpy order them), a histogram of their high 16 bits (scatter_add_ into 65536 bins,
-in chunks of 2^24 coordinates) and its cumsum locate the threshold's bin by searchsorted, a second
-histogram of the low 16 bits within that bin gives the exact threshold key, and comparisons plus one
-running sum over the tied coordinates make the mask; every intermediate has a fixed shape and stays on
-the device (torch.kthvalue over all p coordinates as one slice runs in a single CUDA block: ~3 s on
-355M parameters). The masks are views of one tensor in θ's dtype (one conversion).
+torch.kthvalue and numpy order them), a histogram of their high 16 bits (scatter_add_ into 65536 bins
+spread over 64 copies so that tied values do not serialise on one address, in chunks of 2^24
+coordinates) and its cumsum locate the threshold's bin by searchsorted, a second histogram of the low 16
+bits within that bin gives the exact threshold key, and comparisons plus one running sum over the tied
+coordinates make the mask; every intermediate has a fixed shape and stays on the device (torch.kthvalue
+over all p coordinates as one slice runs in a single CUDA block: ~3 s on 355M parameters). The masks are
+views of one tensor in θ's dtype (one conversion).
 
 Heavy-ball SGD boosts from its momentum buffer (Δ = −lr·b), so no copy of θ is taken: while κ holds,
 SGD's step and the boost are one pass, θ ← θ − lr·(1 + κ·mask) ⊙ b (the factors 1 + κ·mask cost one
@@ -122,20 +123,31 @@ def _order_keys(flat: Tensor) -> Tensor:
     return keys.masked_fill_(flat.isnan(), _INT32_MAX)
 
 
+RADIX_SPREAD = 64  # copies of each histogram: consecutive coordinates count into different copies
+
+
 def _histogram(keys: Tensor, high: Tensor | None = None) -> Tensor:
     """Counts (int32, RADIX_BINS) of the keys' high 16 bits, or, given `high` (a 0-dim int32 high half),
     of the low 16 bits of the keys whose high half is `high`. scatter_add_ into a fixed-size output:
     no host sync (torch.bincount reads its maximum to size its output), chunked so that the int64
     index it needs never spans all p coordinates. The second pass scatters a 0/1 weight to the low
-    bits' bin rather than the others to one dump bin, which would serialise ~p atomics on one address."""
-    hist = torch.zeros(RADIX_BINS, dtype=torch.int32, device=keys.device)
-    ones = torch.ones(1, dtype=torch.int32, device=keys.device).expand(min(RADIX_CHUNK, keys.numel()))
+    bits' bin rather than the others to one dump bin.
+
+    Tied curvatures (the exact zeros of unused embedding rows: half of a model's coordinates, maybe)
+    all land in one bin, and atomics on one address serialise. Coordinate i counts into copy i mod
+    RADIX_SPREAD of the histogram instead, so a warp's 32 lanes never share an address; the copies are
+    summed at the end (RADIX_SPREAD x 256 KiB)."""
+    hist = torch.zeros(RADIX_SPREAD * RADIX_BINS, dtype=torch.int32, device=keys.device)
+    size = min(RADIX_CHUNK, keys.numel())
+    ones = torch.ones(1, dtype=torch.int32, device=keys.device).expand(size)
+    spread = (torch.arange(size, device=keys.device) % RADIX_SPREAD) * RADIX_BINS  # int64: the copy's offset
     for part in keys.split(RADIX_CHUNK):
+        offset = spread[:part.numel()]
         if high is None:
-            hist.scatter_add_(0, ((part >> RADIX_BITS) + RADIX_BINS // 2).long(), ones[:part.numel()])
+            hist.scatter_add_(0, offset + ((part >> RADIX_BITS) + RADIX_BINS // 2), ones[:part.numel()])
         else:
-            hist.scatter_add_(0, (part & (RADIX_BINS - 1)).long(), ((part >> RADIX_BITS) == high).int())
-    return hist
+            hist.scatter_add_(0, offset + (part & (RADIX_BINS - 1)), ((part >> RADIX_BITS) == high).int())
+    return hist.view(RADIX_SPREAD, RADIX_BINS).sum(0, dtype=torch.int32)
 
 
 def _radix_digit(hist: Tensor, rank: int | Tensor) -> tuple[Tensor, Tensor]:
@@ -172,6 +184,10 @@ def _chosen_on_host(values: np.ndarray, count: int, exact: bool) -> Tensor:
     torch's on the host); reading a count is free here, so the running sum over all p coordinates is
     needed only when ties straddle the threshold."""
     threshold = _kth_smallest_host(values, count)
+    if math.isnan(threshold):  # NaN sorts last, as on the device: every number, then NaNs as ties
+        chosen, tied = ~np.isnan(values), np.flatnonzero(np.isnan(values))
+        chosen[tied if not exact else tied[:count - int(np.count_nonzero(chosen))]] = True
+        return torch.from_numpy(chosen)
     chosen = values <= threshold
     surplus = int(np.count_nonzero(chosen)) - count if exact else 0
     if surplus:  # tied coordinates beyond the count: drop the last ones by position
