@@ -82,6 +82,7 @@ def trial_setup(spec: Any) -> dict[str, Any]:
     fault = os.environ.get(FAULT_ENV)
     return {
         "workload": spec.workload.name, "workload_options": dict(spec.workload.options), "seed": spec.seed,
+        "compile": spec.workload.compile,
         "trial_grad_evals": budget.trial_grad_evals, "eval_every": budget.eval_every,
         "curve_points": budget.curve_points, "diag_points": budget.diag_points,
         "cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "precision": spec.precision,

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tuner.space import Param
 from tuner.spec._reader import _apply_override, _Block, _choice, _int, _list_of, _number, _read_yaml, _string
 from tuner.spec._resolve import _resolve_space
@@ -51,6 +53,7 @@ from tuner.spec.model import (
     SpecError,
     Workload,
 )
+from tuner.workloads import compile_problem
 
 __all__ = ["Budget", "Confirm", "Constraint", "Objective", "Param", "Resources", "Sampler", "Scheduler", "Spec",
            "SpecError", "Workload", "load_spec"]
@@ -86,7 +89,8 @@ def _parse(file: str, data: Any) -> Spec:
     metric = top.take("metric", _objective)
     seed = top.take("seed", _int(0, 2**32 - 1), 0)
 
-    workload = _parse_workload(top.block("workload", ("name", "options")))
+    workload_block = top.block("workload", ("name", "options", "compile"))
+    workload = _parse_workload(workload_block)
     methods = top.take("methods", _list_of(_method_name))
     budget_block = top.block("budget", ("num_samples", "max_concurrent_trials", "time", "trial_grad_evals",
                                         "eval_every", "curve_points", "diag_points"))
@@ -132,6 +136,8 @@ def _parse(file: str, data: Any) -> Spec:
 
     confirm = _parse_confirm(top, workload) if top.has("confirm") else None
     precision = top.take("precision", _choice(PRECISIONS), "fp32")
+    if workload.compile and resources.gpu == 0 and (problem := compile_problem(torch.device("cpu"))):
+        workload_block.fail("compile", problem, "compile: false")
     if precision == "fp16" and resources.gpu == 0:
         top.fail("precision", "fp16 needs a GPU (loss scaling is a CUDA matter) and resources.gpu is 0",
                  "fp32 or bf16 on a CPU; fp16 with resources.gpu > 0")

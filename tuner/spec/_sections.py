@@ -95,7 +95,7 @@ def _parse_workload(b: _Block) -> Workload:
         where = b.sub("options") + (f".{bad}" if bad is not None else "")
         line = options.key_lines.get(bad) if bad is not None and isinstance(options, _Map) else None
         raise SpecError(b.file, line or b.line_of("options"), where, str(exc)) from None
-    return Workload(name, dict(resolved))
+    return Workload(name, dict(resolved), b.take("compile", _boolean, False))
 
 
 # --- parameters -----------------------------------------------------------------------------------

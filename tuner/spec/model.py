@@ -80,6 +80,7 @@ class Objective:
 class Workload:
     name: str
     options: Mapping[str, Any]  # resolved by tuner.workloads.resolve_options (defaults filled)
+    compile: bool = False  # the model under torch.compile in every trial (tuner.workloads._compile)
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,8 @@ class Spec:
             "name": self.name,
             "description": self.description,
             "metric": self.metric.to_dict(),
-            "workload": {"name": self.workload.name, "options": _plain(dict(self.workload.options))},
+            "workload": {"name": self.workload.name, "options": _plain(dict(self.workload.options)),
+                         "compile": self.workload.compile},
             "methods": list(self.methods),
             "parameters": {k: p.to_dict() for k, p in self.parameters.items()},
             "sampler": {"name": self.sampler.name, "seed": self.sampler.seed},

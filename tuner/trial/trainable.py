@@ -42,7 +42,7 @@ from tuner.trial.protocol import (
     with_required,
 )
 from tuner.trial.trainer import Diverged, EvalPlan, Trainer
-from tuner.workloads import Workload, create_workload
+from tuner.workloads import Workload, compile_model, create_workload
 
 CHECKPOINT_FILE = "trainer.pt"
 CHECKPOINT_S = 60.0  # longest wall time between checkpoints besides the scheduler points
@@ -59,6 +59,8 @@ def build_trial(setup: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[Wo
                                device=device, num_threads=threads)
     precision = str(setup.get("precision", "fp32"))
     check_device(precision, workload.device)
+    if setup.get("compile"):
+        compile_model(workload)
     optimizer = build_optimizer(workload.model, method, pairs=workload.pairs or None, **hparams,
                                 **optimizer_kwargs(precision))
     return workload, optimizer, seed

@@ -21,6 +21,7 @@ from tuner.workloads import (  # noqa: F401  (register)
     valley2d,
 )
 from tuner.workloads._base import NoOptions, Workload
+from tuner.workloads._compile import compile_model, compile_problem
 from tuner.workloads._data import BatchSampler, generator
 from tuner.workloads._dataset import DatasetWorkload
 from tuner.workloads._options import WorkloadError, option
@@ -42,6 +43,8 @@ __all__ = [
     "WorkloadError",
     "WorkloadInfo",
     "absolute_target",
+    "compile_model",
+    "compile_problem",
     "create_workload",
     "generator",
     "get_workload",
