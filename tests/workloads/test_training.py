@@ -146,3 +146,47 @@ def test_non_finite_parameter_or_gradient_stops_the_run_even_with_a_finite_loss(
         reports.extend(run)
     assert len(reports) == 1 and reports[0]["diverged"] == 1.0 and reports[0]["step"] == 6.0
     assert math.isfinite(reports[0]["train/loss"])
+
+
+class _DoneEvent:
+    """A CUDA event stand-in whose work is done as soon as it is recorded (`query` never waits)."""
+
+    def record(self) -> None:
+        pass
+
+    def query(self) -> bool:
+        return True
+
+
+def test_cuda_divergence_is_seen_from_a_copy_of_the_flags_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA's loop never reads the device between reports: the flags are copied behind the steps every
+    CHECK_EVERY steps and looked at once the copy is done, so a NaN stops the run within 2 x CHECK_EVERY."""
+    from methods import _device
+    from tuner.trial import trainer as trainer_module
+    from tuner.trial.trainer import CHECK_EVERY, Diverged
+
+    monkeypatch.setattr(_device, "FORCE_ACCELERATOR_PATH", True)
+    monkeypatch.setattr(trainer_module.torch.cuda, "Event", _DoneEvent)
+    empty = torch.empty
+    monkeypatch.setattr(trainer_module.torch, "empty", lambda *a, pin_memory=False, **k: empty(*a, **k))
+    wl = create_workload("mnist_mlp", DIGITS, seed=0, device="cpu")
+    trainer = Trainer(wl, build_optimizer(wl.model, "sgd", lr=1e-9), eval_every=1000, max_steps=200)
+    trainer._peeking = True  # as on CUDA
+    reads = []
+    original = trainer._non_finite
+    monkeypatch.setattr(trainer, "_non_finite", lambda loss, *, read: reads.append(read) or original(loss, read=read))
+    run = trainer.run()
+    broken_at = CHECK_EVERY + 3
+    original_step = trainer._one_step
+
+    def step() -> torch.Tensor:
+        loss = original_step()
+        if trainer.step == broken_at:
+            with torch.no_grad():
+                next(wl.model.parameters())[0, 0] = math.nan
+        return loss
+    monkeypatch.setattr(trainer, "_one_step", step)
+    with pytest.raises(Diverged, match="loss is nan"):
+        list(run)
+    assert not any(reads)  # never a blocking read in the loop: only the copies
+    assert broken_at < trainer.step <= broken_at + 2 * CHECK_EVERY

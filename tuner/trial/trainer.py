@@ -13,7 +13,10 @@ sparser clock: at the reports a scheduler reads and at `budget.diag_points` poin
 Without a plan every report evaluates the full split and runs the diagnostics.
 
 On an accelerator the step loop never waits on the device: the loss stays there until a report, and
-finiteness is accumulated on the device and read every `CHECK_EVERY` steps and at each report.
+finiteness is accumulated on the device and read at each report. In between, every `CHECK_EVERY` steps,
+CUDA copies the flags to pinned host memory behind the step (non-blocking) and the loop looks at them
+once the copy is done (`Event.query`, no wait), so a diverged run stops within about 2 x CHECK_EVERY
+steps without the host ever waiting; other accelerators read the flags then.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from methods import _device
 from tuner.errors import RuntimeFailure
 from tuner.trial.precision import autocast, autocast_closure
 
-CHECK_EVERY = 16  # accelerator path: steps between reads of the finiteness flags (one sync each)
+CHECK_EVERY = 16  # accelerator path: steps between looks at the finiteness flags (CUDA: without a wait)
 CLOCKS = ("cost/grad_evals", "cost/fwd_passes", "cost/bwd_passes", "step")  # counters a plan can be on
 FULL, SUBSET, NONE = "full", "subset", "none"
 
@@ -147,6 +150,8 @@ class Trainer:
         self._device = next(iter(workload.model.parameters())).device
         self._host_free = _device.on_accelerator(self._device)
         self._flags: torch.Tensor | None = None  # accelerator path: any non-finite loss, grad, param so far
+        self._peeking = self._device.type == "cuda"  # CUDA: the flags copied to the host behind the steps
+        self._peek: tuple[torch.Tensor, Any] | None = None  # (pinned host copy of the flags, its copy's event)
         self.last_at_point = True
         self.seconds = {"eval": 0.0, "eval_subset": 0.0, "diag": 0.0}
 
@@ -192,13 +197,16 @@ class Trainer:
             return ~torch.isfinite(torch.stack([loss.float().reshape(()), grad_norm, _norm_sum(self._params)]))
 
     def _non_finite(self, loss: torch.Tensor, *, read: bool) -> str | None:
-        """What became non-finite, if anything; on the accelerator path only read when `read`."""
+        """What became non-finite, if anything; on the accelerator path only read when `read` (or, on CUDA,
+        when a copy of the flags that has already reached the host shows one)."""
         flags = self._finiteness(loss)
         if self._host_free:
             self._flags = flags if self._flags is None else self._flags | flags
+            if not read and self._peeking:
+                read = self._peek_flags()
             if not read:
                 return None
-            flags, self._flags = self._flags, None
+            flags, self._flags, self._peek = self._flags, None, None
         bad_loss, bad_grad, bad_param = flags.tolist()
         if bad_loss:
             return f"loss is {float(loss)}"
@@ -207,6 +215,21 @@ class Trainer:
         if bad_param:
             return "a parameter is not finite"
         return None
+
+    def _peek_flags(self) -> bool:
+        """CUDA: whether a copy of the flags that has reached the host shows a non-finite value; every
+        CHECK_EVERY steps a new copy is queued behind the step. Never waits on the device."""
+        if self._peek is not None and self._peek[1].query():
+            host, self._peek = self._peek[0], None
+            if bool(host.any()):  # host memory: no sync
+                return True
+        if self._peek is None and self.step % CHECK_EVERY == 0 and self._flags is not None:
+            host = torch.empty(self._flags.shape, dtype=self._flags.dtype, pin_memory=True)
+            host.copy_(self._flags, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._peek = (host, event)
+        return False
 
     def _evaluate(self, kind: str) -> dict[str, float]:
         if kind == NONE:
@@ -273,7 +296,8 @@ class Trainer:
                 self._losses.append(loss)
                 reporting = self.step % self.eval_every == 0
                 done = self._done()
-                problem = self._non_finite(loss, read=reporting or done or self.step % CHECK_EVERY == 0)
+                check = self.step % CHECK_EVERY == 0 and not self._peeking
+                problem = self._non_finite(loss, read=reporting or done or check)
                 if problem:
                     report = self._report(wall_start, final_diag=False)
                     report["diverged"] = 1.0
