@@ -28,18 +28,19 @@ It prints a header at once, then one line per preset as soon as that preset is m
   synchronizing CUDA operation" at each `.item()`, `.cpu()`, blocking copy, `nonzero`, ...; not at
   `torch.cuda.synchronize()`); `--sync-sites` lists where they happen. `-` off CUDA.
 - `kernels/step`: device kernels in `torch.profiler` (CUDA activity, memcpy and memset left out); on CPU
-  the column is `aten ops/step`, every aten op event (nested ones included), as a proxy.
+  the column is `aten ops/step`, the aten ops called from outside any other (what the dispatcher sees),
+  as a proxy.
 - `peak MiB`: torch.cuda.max_memory_allocated during one step, less what was allocated before the preset
   was built (the bases): its model, state and step. `-` off CUDA.
 
 Syncs, kernels and memory come from separate, untimed steps. By default each step reuses one fixed batch
 (`opt.step(closure)`: it times the optimizer); `--trainer` runs `tuner.trial.trainer.Trainer`'s step path
 instead (`_one_step()`: a fresh batch from the workload, autocast, the device-timed step, then
-`_non_finite(loss, read=False)`), so the batch path's host syncs show (the real loop also reads the
-finiteness flags every 16 steps: one sync more per 16 steps). After each preset its model and optimizer
-are freed (and `torch.cuda.empty_cache()`). Figures are printed, never asserted. Without CUDA (and no
-`--device cpu`) it exits with status 1 and one line. With `--device cpu` it is a smoke check: 1 warm-up
-step, 1 counted step and K at most `--steps` unless given. The total wall time ends the output.
+`_non_finite(loss, read=False)`, the loop's finiteness check between reports), so the batch path's host
+syncs show. After each preset its model and optimizer are freed (and `torch.cuda.empty_cache()`).
+Figures are printed, never asserted. Without CUDA (and no `--device cpu`) it exits with status 1 and
+one line. With `--device cpu` it is a smoke check: 1 warm-up step, 1 counted step and K at most
+`--steps` unless given. The total wall time ends the output.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import statistics
 import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,13 +210,37 @@ def count_syncs(run: Run, steps: int, device: torch.device) -> tuple[float | Non
     return len(hits) / steps, Counter(f"{Path(w.filename).name}:{w.lineno}" for w in hits)
 
 
+def top_level_aten(event: Any) -> bool:
+    """An aten op called from outside any other aten op (what the dispatcher sees: the CPU proxy for launches)."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return False
+        parent = parent.cpu_parent
+    return event.name.startswith("aten::")
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 silenced for the block: the profiler's C++ side logs a start and a stop line there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def count_kernels(run: Run, steps: int, device: torch.device) -> float:
-    """Device kernels per step (CUDA); aten op events per step on CPU."""
+    """Device kernels per step (CUDA); top-level aten ops per step on CPU."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
-    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             run.step()
         sync(device)
@@ -221,7 +248,7 @@ def count_kernels(run: Run, steps: int, device: torch.device) -> float:
         count = sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA
                     and not e.name.startswith(("Memcpy", "Memset")))
     else:
-        count = sum(1 for e in prof.events() if e.name.startswith("aten::"))
+        count = sum(1 for e in prof.events() if top_level_aten(e))
     return count / steps
 
 
