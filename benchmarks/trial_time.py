@@ -322,8 +322,9 @@ def per_call(trainer: Trainer, phases: Phases, name: str) -> float:
 
 
 # ------------------------------------------------------------------ projection
-def plan_counts(setup: Setup) -> dict[str, int]:
-    """Full evaluations, subset evaluations and diagnostics the trial runs (Trainer's rules, replayed)."""
+def plan_counts(setup: Setup, has_subset: bool) -> dict[str, int]:
+    """Full evaluations, subset evaluations and diagnostics the trial runs (Trainer's rules, replayed);
+    `has_subset`: whether the workload has an evaluation subset (without one every report is a full one)."""
     per_step = get_method(setup.method).grad_evals_per_step(**setup.hparams)
     steps = math.ceil(setup.grad_evals / per_step)
     plan = setup.plan or EvalPlan()
@@ -337,7 +338,8 @@ def plan_counts(setup: Setup) -> dict[str, int]:
         at_point = final or setup.plan is None or plan.at_point(before["plan"], now["plan"])
         at_curve = setup.plan is not None and plan.at_curve(before["curve"], now["curve"])
         at_diag = setup.plan is not None and plan.at_diag(before["curve"], now["curve"])
-        counts["full evaluations" if at_point else "subset evaluations"] += at_point or at_curve
+        full = at_point or not has_subset
+        counts["full evaluations" if full else "subset evaluations"] += full or at_curve
         counts["diagnostics"] += setup.plan is None or at_point or at_diag
         before = now
     return counts
@@ -347,7 +349,8 @@ def projection(args: argparse.Namespace, setup: Setup, trainer: Trainer, phases:
                grad_evals: int) -> list[str]:
     """The trial's phases scaled to `grad_evals` (steps in proportion, evaluations by the plan's count then;
     a kind the short trial did not run is timed once now)."""
-    counts = plan_counts(trial_setup(argparse.Namespace(**{**vars(args), "grad_evals": grad_evals})))
+    counts = plan_counts(trial_setup(argparse.Namespace(**{**vars(args), "grad_evals": grad_evals})),
+                         getattr(trainer.workload, "eval_subset", None) is not None)
     out = {"optimizer steps": phases.seconds["optimizer steps"] * grad_evals / setup.grad_evals,
            "next_batch": phases.seconds.get("next_batch", 0.0) * grad_evals / setup.grad_evals}
     for name, n in counts.items():
