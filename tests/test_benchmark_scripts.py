@@ -1,0 +1,103 @@
+"""benchmarks/gpu_check.py and benchmarks/trial_time.py: their option parsing, that they import no Ray, MLflow
+or Optuna (a GPU machine may lack them), that trial_time's restated evaluation plan is the trainable's, and
+a CPU smoke run of each on a toy (seconds). Figures are never asserted."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = ("gpu_check", "trial_time")
+
+
+def load(name: str) -> ModuleType:
+    path = REPO / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def gpu_check() -> ModuleType:
+    return load("gpu_check")
+
+
+@pytest.fixture(scope="module")
+def trial_time() -> ModuleType:
+    return load("trial_time")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_imports_no_ray_mlflow_optuna(name: str) -> None:
+    probe = (f"import runpy, sys; runpy.run_path({str(REPO / 'benchmarks' / (name + '.py'))!r}, run_name='x'); "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'mlflow', 'optuna'}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_gpu_check_options(gpu_check: ModuleType) -> None:
+    assert gpu_check.parse_sets(["k_shot=null", "layers=6", "target_modules=[query, key]"]) == \
+        {"k_shot": None, "layers": 6, "target_modules": ["query", "key"]}
+    bar = gpu_check.bar_workload()
+    assert bar[0] == "lora_text" and gpu_check.workload_options("lora_text", {"layers": 6}) == {**bar[1], "layers": 6}
+    assert gpu_check.workload_options("tiny_lm", {"n_layer": 24}) == {"n_layer": 24}
+    assert [gpu_check.rounded_up(s, 10) for s in (1, 10, 11)] == [10, 10, 20]
+    assert gpu_check.grad_eval_limit("sam", {}) == 2.0
+    assert gpu_check.preset_hparams("sgd_ire", 5) == {"warmup": 0, "ire_interval": 5}
+    assert "sgd" in gpu_check.presets(None) and "gsam" not in gpu_check.presets(None)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_gpu_check_without_cuda_exits_1(gpu_check: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    assert gpu_check.main([]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_gpu_check_smoke_on_cpu(gpu_check: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--device", "cpu", "--workload", "mnist_mlp", "--set", "dataset=digits", "--set", "depth=1",
+            "--set", "width=16", "--methods", "sgd,sam,sgd_ire,nbar", "--steps", "2", "--rounds", "2", "--trainer"]
+    assert gpu_check.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("gpu_check: CPU") and "aten ops/step" in lines[1]
+    assert [ln.split()[0] for ln in lines[2:6]] == ["sgd", "sam", "sgd_ire", "nbar"]
+    assert "skipped" in lines[5] and lines[-1].startswith("total wall time")
+
+
+@pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "search_spaces").glob("*.yaml")))
+@pytest.mark.parametrize("grad_evals", [None, 1200])
+def test_trial_time_plan_is_the_trainables(trial_time: ModuleType, spec: str, grad_evals: int | None) -> None:
+    pytest.importorskip("ray")
+    from tuner.run.experiment import trial_setup
+    from tuner.spec import load_spec
+    from tuner.trial.trainable import trial_plan
+
+    loaded = load_spec(REPO / "search_spaces" / spec, [] if grad_evals is None else
+                       [f"budget.trial_grad_evals={grad_evals}"])
+    assert trial_time.eval_plan(loaded) == trial_plan(trial_setup(loaded))
+
+
+def test_trial_time_smoke_and_plan_counts(trial_time: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--spec", "smoke.yaml", "--method", "sam", "--grad-evals", "120", "--device", "cpu", "--project", "240"]
+    trial_time.main(args)
+    out = capsys.readouterr().out
+    assert "optimizer steps" in out and "full evaluations" in out and out.rstrip().splitlines()[-1].startswith(
+        "total wall time")
+    # the replayed plan counts what the trial ran
+    namespace = argparse.Namespace(spec="smoke.yaml", workload=None, sets=[], method="sam", grad_evals=120, lr=1e-3,
+                                   device="cpu", precision=None, threads=None, legacy=False)
+    setup = trial_time.trial_setup(namespace)
+    phases = trial_time.Phases()
+    workload = trial_time.create_workload(setup.workload, setup.options, seed=0, device="cpu")
+    trial_time.run_trial(setup, workload, phases)
+    counts = trial_time.plan_counts(setup, workload.eval_subset is not None)
+    assert {k: phases.counts.get(k, 0) for k in counts} == counts
