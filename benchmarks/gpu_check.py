@@ -1,6 +1,6 @@
 """Every built-in preset on one workload, on CUDA: step time over its base optimizer's, host syncs, kernels, memory.
 
-    python benchmarks/gpu_check.py                  # bar.yaml's workload (lora_text), bf16, ~1 min on one H200
+    python benchmarks/gpu_check.py                  # bar.yaml's workload (lora_text), bf16; sized for <= 1 min, H200
     python benchmarks/gpu_check.py --trainer        # through Trainer's step path: fresh batches, its host syncs
     python benchmarks/gpu_check.py --workload tiny_lm --set n_layer=24 --set d_model=1024 --set n_head=16 \\
         --set seq_len=512 --set batch_size=8        # compute-bound: a GPT-2-medium-sized model
