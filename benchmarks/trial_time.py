@@ -29,7 +29,8 @@ evals: steps in proportion, evaluations and diagnostics by the count the plan gi
 
 `--experiment` runs `python -m tuner run search_spaces/bar.yaml` (needs Ray and MLflow) with `--samples`
 samples of `--grad-evals` grad evals and no confirmation, and prints the experiment share: sum of
-cost/train_s over the trials / (wall time of the command x max concurrent trials). Target: >= 0.70. It
+cost/train_s over the trials / (wall time of the command x max concurrent trials). Target (issue 25):
+>= 0.65 at the shipped 600 grad evals on 2 cores; on a GPU, a bar trial's share >= 0.90. It
 also splits the command's wall time into start-up (to the first trial's start), trials, and the end.
 """
 
@@ -477,7 +478,7 @@ def experiment_share(grad_evals: int, samples: int, preflight: bool) -> None:
             for name, value in parts.items():
                 print(f"  {name:<54s} {value:7.0f} s  {value / slot_s:6.1%}")
         print(f"trial share {train / trial_wall:.3f}; experiment share (train / (wall x {slots})) "
-              f"{train / (wall * slots):.3f}; target >= 0.70")
+              f"{train / (wall * slots):.3f}; target >= 0.65 at 600 grad evals")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -487,7 +488,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="a workload option, VALUE as YAML (repeatable)")
     parser.add_argument("--method", default=None, help="default: the spec's first method")
-    parser.add_argument("--grad-evals", type=int, default=300)
+    parser.add_argument("--grad-evals", type=int, default=600, help="default 600, bar.yaml's shipped budget")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda[:N]")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None, help="default: the spec's")
