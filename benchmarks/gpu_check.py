@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_check.py                  # bar.yaml's workload (lora_text), bf16; sized for <= 1 min, H200
     python benchmarks/gpu_check.py --trainer        # through Trainer's step path: fresh batches, its host syncs
+    python benchmarks/gpu_check.py --compile        # the model under torch.compile (`workload.compile: true`)
     python benchmarks/gpu_check.py --workload tiny_lm --set n_layer=24 --set d_model=1024 --set n_head=16 \\
         --set seq_len=512 --set batch_size=8        # compute-bound: a GPT-2-medium-sized model
     python benchmarks/gpu_check.py --device cpu --steps 2 --rounds 1   # a smoke check: does it run at all
@@ -37,10 +38,12 @@ Syncs, kernels and memory come from separate, untimed steps. By default each ste
 (`opt.step(closure)`: it times the optimizer); `--trainer` runs `tuner.trial.trainer.Trainer`'s step path
 instead (`_one_step()`: a fresh batch from the workload, autocast, the device-timed step, then
 `_non_finite(loss, read=False)`, the loop's finiteness check between reports), so the batch path's host
-syncs show. After each preset its model and optimizer are freed (and `torch.cuda.empty_cache()`).
-Figures are printed, never asserted. Without CUDA (and no `--device cpu`) it exits with status 1 and
-one line. With `--device cpu` it is a smoke check: 1 warm-up step, 1 counted step and K at most
-`--steps` unless given. The total wall time ends the output.
+syncs show. `--compile` compiles each preset's model as `workload.compile: true` does
+(`tuner.workloads.compile_model`); the warm-up steps then include the compilation, so give it more
+(`--warmup 5`) on a workload whose batch length varies. After each preset its model and optimizer are freed
+(and `torch.cuda.empty_cache()`). Figures are printed, never asserted. Without CUDA (and no `--device cpu`)
+it exits with status 1 and one line. With `--device cpu` it is a smoke check: 1 warm-up step, 1 counted step
+and K at most `--steps` unless given. The total wall time ends the output.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ import yaml
 
 from methods import HPARAMS, build_optimizer, get_method, list_methods
 from tuner.trial.trainer import Trainer
-from tuner.workloads import create_workload, resolve_options
+from tuner.workloads import compile_model, create_workload, resolve_options
 
 BAR = REPO / "search_spaces" / "bar.yaml"
 SYNC_MESSAGE = "called a synchronizing CUDA operation"  # torch's warning (c10/cuda/CUDAFunctions.cpp)
@@ -181,6 +184,8 @@ def stepper(workload: Any, optimizer: Any, trainer_path: bool, precision: str) -
 def build_run(name: str, args: argparse.Namespace, device: torch.device) -> Run:
     """The preset's own workload and optimizer, warmed up (kernels, optimizer state, the first IRE mask)."""
     workload = create_workload(args.workload, args.options, seed=0, device=device, num_threads=args.threads)
+    if args.compile:
+        compile_model(workload)
     hparams = preset_hparams(name, args.ire_interval)
     optimizer = build_optimizer(workload.model, name, pairs=workload.pairs or None, precision=args.precision,
                                 **hparams)
@@ -299,6 +304,7 @@ def interleaved(run: Run, base: Run, rounds: int, device: torch.device) -> tuple
 def header(args: argparse.Namespace, device: torch.device) -> str:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke check: no syncs, no memory)"
     path = "Trainer step path, fresh batches" if args.trainer else "fixed batch"
+    path += ", torch.compile" if args.compile else ""
     return (f"gpu_check: {where}, torch {torch.__version__}; {args.workload} {args.resolved}; precision "
             f"{args.precision}; {path}; {args.rounds} rounds x {args.steps} steps after {args.warmup} warm-up "
             f"(IRE: K = {args.ire_interval}, windows of {rounded_up(args.steps, args.ire_interval)})")
@@ -344,6 +350,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16")
     parser.add_argument("--methods", default=None, help="comma-separated presets (default: every built-in)")
     parser.add_argument("--trainer", action="store_true", help="step through Trainer._one_step (fresh batches)")
+    parser.add_argument("--compile", action="store_true", help="the model under torch.compile (workload.compile)")
     parser.add_argument("--sync-sites", action="store_true", help="print where the host syncs happen")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cuda", help="cuda[:N]; cpu only checks that the script runs")
