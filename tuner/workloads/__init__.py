@@ -22,7 +22,7 @@ from tuner.workloads import (  # noqa: F401  (register)
 )
 from tuner.workloads._base import NoOptions, Workload
 from tuner.workloads._compile import compile_model, compile_problem
-from tuner.workloads._data import BatchSampler, generator
+from tuner.workloads._data import BatchSampler, generator, to_device
 from tuner.workloads._dataset import DatasetWorkload
 from tuner.workloads._options import WorkloadError, option
 from tuner.workloads._registry import (
@@ -55,4 +55,5 @@ __all__ = [
     "register",
     "resolve_options",
     "runtime_env",
+    "to_device",
 ]
