@@ -16,9 +16,10 @@ import pandas as pd
 from methods import ConfigError, get_method
 from tuner.results.robust import RobustResult
 from tuner.results.store import errors_by_method
+from tuner.trial.protocol import PEAK_MEM_MB, STEP_TIME_MS
 
-STEP_TIME = "cost/step_time_ms"
-PEAK_MEM = "cost/peak_mem_mb"
+STEP_TIME = STEP_TIME_MS
+PEAK_MEM = PEAK_MEM_MB
 BASES = ("sgd", "adamw")
 
 

@@ -44,6 +44,7 @@ from tuner.spec.model import (
 from tuner.trial.protocol import (  # the report protocol owns the metric namespaces and the points' defaults
     CURVE_POINTS,
     DIAG_POINTS,
+    GRAD_EVALS,
     METRIC_PREFIXES,
 )
 from tuner.values import GOALS
@@ -219,7 +220,7 @@ def _parse_scheduler(b: _Block, budget: Budget) -> Scheduler:
             b.fail(key, f"not used by scheduler {name}", ", ".join(("name", *takes)) if takes else "name")
     if name == "fifo":
         return Scheduler(name)
-    time_attr = b.take("time_attr", _choice(TIME_ATTRS), "cost/grad_evals")
+    time_attr = b.take("time_attr", _choice(TIME_ATTRS), GRAD_EVALS)
     max_t = None
     if "max_t" in takes:
         default = budget.trial_grad_evals if TIME_ATTRS[time_attr] else _REQUIRED
