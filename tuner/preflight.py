@@ -22,9 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from methods import get_method
 from tuner.errors import UserError
-from tuner.hparams import split_values
+from tuner.hparams import is_hyperparameter, split_values
 from tuner.space import Param, is_active
 from tuner.spec import Spec, trial_setup
 from tuner.trial.build import build_method, build_workload
@@ -150,7 +149,7 @@ def _step(spec: Spec, setup: TrialSetup, workload: Workload, initial: Mapping[st
         if overrides:
             resolve_options(spec.workload.name, {**spec.workload.options, **overrides})
         # the delayed parts run in this one step
-        delayed = {k: 0 for k in DELAYED if k in get_method(method).hyperparameters}
+        delayed = {k: 0 for k in DELAYED if is_hyperparameter(method, k)}
         workload.load_state_dict(initial)
         optimizer = build_method(setup, workload, {**point, **delayed})
         optimizer.step(workload.closure(workload.next_batch()))  # the optimizer autocasts its passes

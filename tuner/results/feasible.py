@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from methods import ConfigError, get_method
+from tuner.hparams import method_hparams
 from tuner.results.store import ExperimentStore, parse_param
 from tuner.spec.model import Constraint
 from tuner.trial.protocol import GRAD_EVALS
@@ -33,7 +34,7 @@ def derived_metric(name: str, result: Mapping[str, Any], method: str | None = No
         return None
     try:
         info = get_method(method)
-        return info.grad_evals_per_step(**{k: v for k, v in (hparams or {}).items() if k in info.hyperparameters})
+        return info.grad_evals_per_step(**method_hparams(method, hparams or {}))
     except ConfigError:
         return None
 

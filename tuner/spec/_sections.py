@@ -10,7 +10,7 @@ from typing import Any
 
 from methods import list_methods, unavailable_reason
 from tuner.errors import UserError
-from tuner.space import Param, count_grid_points
+from tuner.space import MAX_GRID_POINTS, Param, count_grid_points
 from tuner.spec._reader import (
     _REQUIRED,
     _Block,
@@ -27,7 +27,6 @@ from tuner.spec._reader import (
 )
 from tuner.spec._resolve import _check_when
 from tuner.spec.model import (
-    MAX_GRID_POINTS,
     MAX_POINTS,
     PARAM_TYPES,
     SCHEDULERS,

@@ -16,7 +16,6 @@ from tuner.space import Param
 from tuner.trial.protocol import BWD_PASSES, CURVE_POINTS, DIAG_POINTS, FWD_PASSES, GRAD_EVALS, WALL_S
 from tuner.values import plain as _plain
 
-MAX_GRID_POINTS = 10_000
 MAX_POINTS = 10_000  # curve or diagnostics points per trial (each lands on a report, at most one per report)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 SCALAR_TYPES = (str, int, float, bool, type(None))
