@@ -72,6 +72,7 @@ import torch
 import yaml
 
 from methods import HPARAMS, build_optimizer, get_method, list_methods
+from tuner.trial.protocol import PRECISIONS
 from tuner.trial.trainer import Trainer
 from tuner.workloads import compile_model, create_workload, resolve_options
 
@@ -347,7 +348,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="steps for the sync and kernel counts (3; CPU: 1), IRE: rounded up to K")
     parser.add_argument("--ire-interval", type=int, default=None,
                         help=f"IRE's K (default {IRE_K}, the preset's; CPU: at most --steps, to keep it short)")
-    parser.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16")
+    parser.add_argument("--precision", choices=PRECISIONS, default="bf16")
     parser.add_argument("--methods", default=None, help="comma-separated presets (default: every built-in)")
     parser.add_argument("--trainer", action="store_true", help="step through Trainer._one_step (fresh batches)")
     parser.add_argument("--compile", action="store_true", help="the model under torch.compile (workload.compile)")

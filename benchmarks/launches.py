@@ -34,6 +34,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from methods import build_optimizer, get_method, list_methods
+from tuner.trial.protocol import PRECISIONS
 from tuner.workloads import create_workload
 
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     parser.add_argument("--steps", type=int, default=10, help="profiled steps per preset (a multiple of K = 10)")
     parser.add_argument("--methods", default=None, help="comma-separated presets (default: every built-in one)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2)

@@ -62,6 +62,8 @@ import yaml
 from methods import build_optimizer, get_method
 from tuner.hparams import optimizer_hparams
 from tuner.spec import load_spec
+from tuner.spec import trial_setup as trial_setup_of
+from tuner.trial.protocol import PRECISIONS
 from tuner.trial.trainer import EvalPlan, Trainer
 from tuner.workloads import create_workload
 
@@ -98,19 +100,10 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def eval_plan(spec: Any) -> EvalPlan:
-    """The plan `tuner.run.experiment.trial_setup` and `tuner.trial.trainable.trial_plan` give a trial of `spec`
-    (restated here: those modules import Ray; tests/test_benchmark_scripts.py checks that they agree)."""
-    s, budget = spec.scheduler, spec.budget
-    full_at: list[float] | None = None  # hyperband, median: they read every report
-    if s.name == "asha":
-        rungs = [s.grace_period * s.reduction_factor ** k for k in range(64)]
-        full_at = sorted({*(r for r in rungs if r <= s.max_t * (1 + 1e-9)), float(s.max_t)})
-    elif s.name == "fifo":
-        full_at = []
-    clock = s.time_attr if s.name != "fifo" else "cost/grad_evals"
-    return EvalPlan.from_dict({"clock": clock, "full_at": full_at,
-                               "curve_every": budget.trial_grad_evals / budget.curve_points,
-                               "diag_every": budget.trial_grad_evals / budget.diag_points})
+    """The plan a trial of `spec` gets: `tuner.spec.trial_setup(spec).eval_plan`, the trainable's own."""
+    plan = trial_setup_of(spec).eval_plan
+    assert plan is not None
+    return plan
 
 
 def trial_setup(args: argparse.Namespace) -> Setup:
@@ -491,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grad-evals", type=int, default=600, help="default 600, bar.yaml's shipped budget")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda[:N]")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None, help="default: the spec's")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="default: the spec's")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the spec's cpu)")
     parser.add_argument("--legacy", action="store_true", help="full evaluation and a checkpoint at every report")
     parser.add_argument("--project", type=int, default=None, metavar="N", help="scale the trial to N grad evals")

@@ -21,6 +21,7 @@ from dashboards.colors import method_color  # noqa: E402
 from dashboards.data import ReportData, winner_runs  # noqa: E402
 from dashboards.tables import searched_params  # noqa: E402
 from tuner.results.robust import mean_interval  # noqa: E402
+from tuner.trial.protocol import GRAD_EVALS, STEP_TIME_MS, WALL_S  # noqa: E402
 from tuner.values import goal_sign  # noqa: E402
 
 
@@ -43,19 +44,19 @@ def best_so_far(data: ReportData) -> Figure:
     search = _finite(data.search[data.search["status"] != "diverged"], data.metric)
     if not len(search):
         raise NoData(f"no search trials with a finite {data.metric}")
-    has_wall = "cost/wall_s" in search
+    has_wall = WALL_S in search
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     sign = goal_sign(data.goal)
     for method, group in search.groupby("method"):
         group = group.sort_values("start_time")
         values = group[data.metric].astype(float).to_numpy()
         best = sign * np.maximum.accumulate(sign * values)
-        evals = np.cumsum(group["cost/grad_evals"].fillna(0).to_numpy()) if "cost/grad_evals" in group else \
+        evals = np.cumsum(group[GRAD_EVALS].fillna(0).to_numpy()) if GRAD_EVALS in group else \
             np.arange(1, len(group) + 1)
         color = method_color(method)
         axes[0].step(evals, best, where="post", color=color, label=method, marker="o", ms=3)
         if has_wall:
-            axes[1].step(np.cumsum(group["cost/wall_s"].fillna(0).to_numpy()), best, where="post", color=color,
+            axes[1].step(np.cumsum(group[WALL_S].fillna(0).to_numpy()), best, where="post", color=color,
                          label=method, marker="o", ms=3)
     axes[0].set(xlabel="cumulative gradient evaluations spent tuning (count)",
                 ylabel=f"best {data.metric} so far", title="Best so far vs compute")
@@ -85,13 +86,13 @@ def pareto(data: ReportData) -> Figure:
         raise NoData(f"needs both {data.metric} and cost/step_time_ms for at least one method")
     fig, ax = plt.subplots(figsize=(7.5, 5), constrained_layout=True)
     ref_time = dict(zip(data.table["method"], data.table["step_time_ms"] / data.table["overhead"], strict=True))
-    trials = _finite(_finite(data.search[data.search["status"] != "diverged"], data.metric), "cost/step_time_ms")
+    trials = _finite(_finite(data.search[data.search["status"] != "diverged"], data.metric), STEP_TIME_MS)
     for method, group in trials.groupby("method"):
         if method in ref_time and math.isfinite(ref_time[method]):
             ok = group["feasible"].astype(bool) if "feasible" in group else np.ones(len(group), dtype=bool)
-            ax.scatter(group["cost/step_time_ms"][ok] / ref_time[method], group[data.metric][ok], s=14, alpha=0.3,
+            ax.scatter(group[STEP_TIME_MS][ok] / ref_time[method], group[data.metric][ok], s=14, alpha=0.3,
                        color=method_color(method))
-            ax.scatter(group["cost/step_time_ms"][~ok] / ref_time[method], group[data.metric][~ok], s=22,
+            ax.scatter(group[STEP_TIME_MS][~ok] / ref_time[method], group[data.metric][~ok], s=22,
                        alpha=0.6, marker="x", color=method_color(method))  # breaks a spec constraint
     for _, row in table.iterrows():
         low, high = row["low"], row["high"]

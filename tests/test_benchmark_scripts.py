@@ -76,14 +76,11 @@ def test_gpu_check_smoke_on_cpu(gpu_check: ModuleType, capsys: pytest.CaptureFix
 @pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "search_spaces").glob("*.yaml")))
 @pytest.mark.parametrize("grad_evals", [None, 1200])
 def test_trial_time_plan_is_the_trainables(trial_time: ModuleType, spec: str, grad_evals: int | None) -> None:
-    pytest.importorskip("ray")
-    from tuner.run.experiment import trial_setup
-    from tuner.spec import load_spec
-    from tuner.trial.trainable import trial_plan
+    from tuner.spec import load_spec, trial_setup
 
     loaded = load_spec(REPO / "search_spaces" / spec, [] if grad_evals is None else
                        [f"budget.trial_grad_evals={grad_evals}"])
-    assert trial_time.eval_plan(loaded) == trial_plan(trial_setup(loaded))
+    assert trial_time.eval_plan(loaded) == trial_setup(loaded).eval_plan
 
 
 def test_trial_time_smoke_and_plan_counts(trial_time: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:

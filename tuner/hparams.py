@@ -31,12 +31,22 @@ def hyperparameter_names(method: Any) -> frozenset[str]:
         return frozenset(HPARAMS)
 
 
+def is_hyperparameter(method: Any, name: str) -> bool:
+    """The split itself: is `name` a hyperparameter of `method` (else, beside `method`, a workload option)?
+    The spec, the Optuna space, the trial and the results all ask this function."""
+    return name in hyperparameter_names(method)
+
+
+def method_hparams(method: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values that are `method`'s hyperparameters."""
+    return {k: v for k, v in values.items() if is_hyperparameter(method, k)}
+
+
 def split_values(values: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A trial's public values -> (method, optimizer hyperparameters, workload option overrides)."""
     method = values["method"]
-    accepted = hyperparameter_names(method)
-    hparams = {k: v for k, v in values.items() if k in accepted}
-    overrides = {k: v for k, v in values.items() if k != "method" and k not in accepted}
+    hparams = method_hparams(method, values)
+    overrides = {k: v for k, v in values.items() if k != "method" and k not in hparams}
     return method, hparams, overrides
 
 
@@ -55,7 +65,7 @@ def optimizer_hparams(method: str, hparams: Mapping[str, Any], trial_grad_evals:
     """
     info = get_method(method)
     filled = dict(hparams)
-    if HORIZON in info.hyperparameters and filled.get(HORIZON) is None and trial_grad_evals is not None:
+    if is_hyperparameter(method, HORIZON) and filled.get(HORIZON) is None and trial_grad_evals is not None:
         filled[HORIZON] = horizon_steps(method, filled, trial_grad_evals)
     return info.resolve(filled)
 

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from methods import build_optimizer
 from tuner.errors import UserError
-from tuner.hparams import split_values, trial_hparams
+from tuner.hparams import is_hyperparameter, split_values
 from tuner.space import Param, is_active
-from tuner.spec import Spec
-from tuner.trial.precision import autocast_closure, optimizer_kwargs
-from tuner.workloads import create_workload, resolve_options
+from tuner.spec import Spec, trial_setup
+from tuner.trial.build import build_method, build_workload
+from tuner.trial.setup import TrialSetup
+from tuner.workloads import Workload, resolve_options
 
 MAX_BRANCHES = 20_000  # categorical combinations enumerated per method before covering them
 # Hyperparameters that delay part of a step (IRE's curvature estimate starts after `warmup` steps, a
@@ -120,11 +120,15 @@ def _describe(point: Mapping[str, Any]) -> str:
 
 
 def run_preflight(spec: Spec, *, say: Callable[[str], None] = print) -> PreflightReport:
-    """Build the workload once and step every preflight point; PreflightError (exit 2) on the first failure."""
+    """Build the workload once and step every preflight point; PreflightError (exit 2) on the first failure.
+
+    The trial's own builders (`tuner.trial.build`) on the trial's own `TrialSetup`: the workload is built
+    once, on the driver's CPU, with the spec's options; each point gets its optimizer from `build_method`.
+    """
     started = time.perf_counter()
+    setup = replace(trial_setup(spec), compile=False)  # the eager model: compiling is the trial's (on its device)
     # before Ray starts the driver has the machine: the step uses torch's default thread count
-    workload = create_workload(spec.workload.name, dict(spec.workload.options), seed=spec.seed, device="cpu",
-                               num_threads=None)
+    workload = build_workload(setup, {"method": spec.methods[0]}, device="cpu", threads=None)
     built = time.perf_counter() - started
     initial = workload.state_dict()
     configs: dict[str, int] = {}
@@ -132,23 +136,23 @@ def run_preflight(spec: Spec, *, say: Callable[[str], None] = print) -> Prefligh
         points = preflight_points(spec, method)
         configs[method] = len(points)
         for point in points:
-            _step(spec, workload, initial, point)
+            _step(spec, setup, workload, initial, point)
     return PreflightReport(configs, time.perf_counter() - started, built)
 
 
-def _step(spec: Spec, workload: Any, initial: Mapping[str, Any], point: Mapping[str, Any]) -> None:
+def _step(spec: Spec, setup: TrialSetup, workload: Workload, initial: Mapping[str, Any],
+          point: Mapping[str, Any]) -> None:
     """One optimizer step of `point` from the initial weights; PreflightError names what failed."""
     method = point["method"]
     try:
         _, _, overrides = split_values(point)
         if overrides:
             resolve_options(spec.workload.name, {**spec.workload.options, **overrides})
-        _, hparams, _ = trial_hparams(point, spec.budget.trial_grad_evals)
-        hparams.update({k: 0 for k in DELAYED if k in hparams})  # the delayed parts run in this one step
+        # the delayed parts run in this one step
+        delayed = {k: 0 for k in DELAYED if is_hyperparameter(method, k)}
         workload.load_state_dict(initial)
-        optimizer = build_optimizer(workload.model, method, pairs=workload.pairs or None, **hparams,
-                                    **optimizer_kwargs(spec.precision))
-        optimizer.step(autocast_closure(workload.closure(workload.next_batch()), workload.device, spec.precision))
+        optimizer = build_method(setup, workload, {**point, **delayed})
+        optimizer.step(workload.closure(workload.next_batch()))  # the optimizer autocasts its passes
     except UserError as exc:
         raise PreflightError(f"{spec.path}: preflight: method {method} with {_describe(point)}: {exc}") from None
     except Exception as exc:  # any failure of a real step is the spec's combination failing

@@ -130,3 +130,37 @@ def test_no_module_is_too_long(package: str) -> None:
     long = {m: n for m, p in _modules().items() if m.startswith(package) and m not in waived
             and (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def _strings(path: Path) -> dict[str, int]:
+    """Every string constant of a module (docstrings excluded) -> the first line it is on."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    out: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            out.setdefault(node.value, node.lineno)
+    return out
+
+
+def test_tag_and_metric_names_are_written_once() -> None:
+    """The MLflow tag names (`tuner.layout.TAGS`) and the report's metric names (`tuner.trial.protocol
+    .METRIC_NAMES`) are literals in their own module only; everyone else imports them."""
+    from tuner.layout import TAGS
+    from tuner.trial.protocol import METRIC_NAMES
+
+    owners = {"tuner.layout": set(TAGS), "tuner.trial.protocol": set(METRIC_NAMES)}
+    names = set(TAGS) | set(METRIC_NAMES)
+    copies = sorted(f"{path.relative_to(ROOT)}:{line}: {value!r}"
+                    for module, path in _modules().items() if module.startswith(("tuner", "dashboards"))
+                    for value, line in _strings(path).items()
+                    if value in names - owners.get(module, set()))
+    assert copies == []
+
+
+def test_the_literal_walker_sees_strings_but_not_docstrings() -> None:
+    strings = _strings(ROOT / "tuner" / "layout.py")
+    assert "sharptune.role" in strings
+    assert not any(s.startswith("Where an experiment lives") for s in strings)

@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 
 from methods import build_optimizer
-from tuner.run.experiment import trial_setup
-from tuner.spec import load_spec
+from tuner.spec import load_spec, trial_setup
 from tuner.trial.protocol import CURVE_POINTS, DIAG_POINTS, FILLED_KEY, with_required
-from tuner.trial.trainable import trial_plan
 from tuner.trial.trainer import EvalPlan, Trainer
 from tuner.workloads import create_workload
 
@@ -30,7 +28,7 @@ def test_plan_holds_every_asha_rung_and_max_t(name: str) -> None:
 
     spec = load_spec(REPO / "search_spaces" / name)
     s = spec.scheduler
-    plan = trial_plan(trial_setup(spec))
+    plan = trial_setup(spec).eval_plan
     if s.name != "asha":
         pytest.skip(f"{name} uses {s.name}")
     asha = ASHAScheduler(time_attr=s.time_attr, metric=spec.metric.name, mode=spec.metric.mode, max_t=s.max_t,
@@ -46,7 +44,7 @@ def test_budget_sets_how_many_curve_and_diagnostics_points_a_trial_has() -> None
     """Dense λ_max or loss curves are a spec key away; they reach the trial's plan, and the saved spec."""
     spec = load_spec(REPO / "search_spaces" / "sam.yaml",
                      ["budget.trial_grad_evals=600", "budget.curve_points=20", "budget.diag_points=12"])
-    plan = trial_plan(trial_setup(spec))
+    plan = trial_setup(spec).eval_plan
     assert (plan.curve_every, plan.diag_every) == (600 / 20, 600 / 12)
     assert (spec.budget.to_dict()["curve_points"], spec.budget.to_dict()["diag_points"]) == (20, 12)
     defaults = load_spec(REPO / "search_spaces" / "sam.yaml").budget

@@ -1,5 +1,5 @@
-"""`precision:` in the spec: the closure and the evaluation run under autocast (bf16 on this CPU);
-fp16 is refused on a CPU and where the optimizer cannot scale the loss itself."""
+"""`precision:` in the spec: the closure and the evaluation run under autocast (bf16 on this CPU), the
+training passes by the optimizer, the evaluation by the trainer; fp16 is refused on a CPU."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import torch
 import yaml
 
 from methods import build_optimizer
-from tuner.errors import UserError
 from tuner.preflight import run_preflight
 from tuner.spec import SpecError, load_spec
-from tuner.trial.precision import optimizer_kwargs, optimizer_takes_precision
+from tuner.trial.precision import optimizer_kwargs
 from tuner.trial.trainer import Trainer
 from tuner.workloads import create_workload
 
@@ -21,7 +20,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own_workload"
 MOONS = f"{EXAMPLE / 'my_tasks.py'}:Moons"
 
 
-def _run(precision: str) -> tuple[list[dict[str, float]], set[tuple[bool, torch.dtype]]]:
+def _run(precision: str, optimizer_precision: str | None = None
+         ) -> tuple[list[dict[str, float]], set[tuple[bool, torch.dtype]]]:
     """Reports of 40 SAM steps on the example workload, and (autocast on, output dtype) of every forward."""
     wl = create_workload(MOONS, {"width": 16}, seed=0, device="cpu")
     seen: set[tuple[bool, torch.dtype]] = set()
@@ -32,7 +32,7 @@ def _run(precision: str) -> tuple[list[dict[str, float]], set[tuple[bool, torch.
         seen.add((torch.is_autocast_enabled("cpu"), out.dtype))
         return out
     wl.forward = recording
-    opt = build_optimizer(wl.model, "sam", lr=0.1, rho=0.05, **optimizer_kwargs(precision))
+    opt = build_optimizer(wl.model, "sam", lr=0.1, rho=0.05, **optimizer_kwargs(optimizer_precision or precision))
     reports = list(Trainer(wl, opt, eval_every=20, max_steps=40, precision=precision).run())
     assert all(p.dtype == torch.float32 for p in wl.model.parameters())  # weights stay in float32
     return reports, seen
@@ -66,10 +66,12 @@ def test_the_spec_key_reaches_the_preflight_and_fp16_is_refused_on_a_cpu(tmp_pat
 
 
 def test_the_optimizer_gets_precision_only_when_it_is_not_fp32() -> None:
-    assert optimizer_kwargs("fp32") == {}
-    if optimizer_takes_precision():  # methods with loss scaling inside the optimizer
-        assert optimizer_kwargs("bf16") == {"precision": "bf16"} and optimizer_kwargs("fp16") == {"precision": "fp16"}
-    else:
-        assert optimizer_kwargs("bf16") == {}
-        with pytest.raises(UserError, match="fp16 needs loss scaling inside the optimizer"):
-            optimizer_kwargs("fp16")
+    assert optimizer_kwargs("fp32") == {}  # what a plug-in method takes
+    assert optimizer_kwargs("bf16") == {"precision": "bf16"} and optimizer_kwargs("fp16") == {"precision": "fp16"}
+
+
+def test_the_training_passes_are_autocast_by_the_optimizer_only() -> None:
+    """The trainer autocasts its evaluation, not the closure: with an fp32 optimizer under a bf16 trainer the
+    training forwards run in float32 (one place applies autocast to a pass, the optimizer, which scales fp16)."""
+    _, seen = _run("bf16", optimizer_precision="fp32")
+    assert seen == {(False, torch.float32), (True, torch.bfloat16)}  # training passes, evaluation

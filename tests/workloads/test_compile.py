@@ -11,7 +11,8 @@ import yaml
 from methods import build_optimizer
 from tuner.cli import main
 from tuner.spec import load_spec
-from tuner.trial.trainable import build_trial
+from tuner.trial.build import build_trial
+from tuner.trial.setup import TrialSetup
 from tuner.workloads import WorkloadError, _compile, compile_model, create_workload
 from tuner.workloads._compile import is_compiled
 
@@ -68,8 +69,8 @@ def test_missing_triton_is_named_for_cuda(monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.slow
 def test_a_compiled_model_takes_the_steps_of_the_eager_one() -> None:
     """SAM (two passes) and SGD-IRE with its Fisher pass through the step's own graph, compiled and not."""
-    setup = {"workload": "mnist_mlp", "workload_options": {"dataset": "digits"}, "seed": 0,
-             "trial_grad_evals": 30, "compile": True}
+    setup = TrialSetup(workload="mnist_mlp", workload_options={"dataset": "digits"}, trial_grad_evals=30,
+                       eval_every=10, seed=0, compile=True)
     for method, values in (("sam", {"lr": 0.1, "rho": 0.05}),
                            ("sgd_ire", {"lr": 0.1, "warmup": 0, "ire_interval": 2, "curvature": "fisher"})):
         compiled, opt_c, _ = build_trial(setup, {"method": method, **values})

@@ -15,8 +15,10 @@ from typing import Any
 import pandas as pd
 
 from methods import ConfigError, get_method
+from tuner.hparams import method_hparams
 from tuner.results.store import ExperimentStore, parse_param
 from tuner.spec.model import Constraint
+from tuner.trial.protocol import GRAD_EVALS
 from tuner.values import is_number
 
 
@@ -25,14 +27,14 @@ def derived_metric(name: str, result: Mapping[str, Any], method: str | None = No
     """A metric's value in a result; `overhead` is computed (see module docstring)."""
     if name != "overhead":
         return result.get(name)
-    evals, steps = result.get("cost/grad_evals"), result.get("step")
+    evals, steps = result.get(GRAD_EVALS), result.get("step")
     if is_number(evals) and is_number(steps) and steps > 0:
         return evals / steps
     if method is None:
         return None
     try:
         info = get_method(method)
-        return info.grad_evals_per_step(**{k: v for k, v in (hparams or {}).items() if k in info.hyperparameters})
+        return info.grad_evals_per_step(**method_hparams(method, hparams or {}))
     except ConfigError:
         return None
 

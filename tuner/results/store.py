@@ -26,7 +26,21 @@ from mlflow.tracking import MlflowClient
 
 from tuner.errors import UserError
 from tuner.hparams import split_values
-from tuner.layout import DB_NAME, DEFAULT_STORAGE, ERROR_TAG, MLFLOW_PREFIX, default_tracking_uri, experiment_name
+from tuner.layout import (
+    DB_NAME,
+    DEFAULT_STORAGE,
+    ERROR_TAG,
+    METHOD_TAG,
+    MLFLOW_PREFIX,
+    PHASE_TAG,
+    ROLE_TAG,
+    SEED_TAG,
+    STATUS_TAG,
+    TRIAL_ID_TAG,
+    default_tracking_uri,
+    experiment_name,
+    tag_column,
+)
 
 
 def known_experiments(storage: str | Path) -> list[str]:
@@ -114,9 +128,9 @@ class ExperimentStore:
     def parent(self) -> pd.Series | None:
         """The experiment's parent run (tag sharptune.role=parent), the latest if resumed several times."""
         df = self.runs()
-        if "tags.sharptune.role" not in df:
+        if tag_column(ROLE_TAG) not in df:
             return None
-        parents = df[df["tags.sharptune.role"] == "parent"]
+        parents = df[df[tag_column(ROLE_TAG)] == "parent"]
         if not len(parents):
             return None
         return parents.sort_values("start_time").iloc[-1]
@@ -183,27 +197,27 @@ def trials_frame(runs: pd.DataFrame) -> pd.DataFrame:
     line, else None) and one column per metric name."""
     columns = ["run_id", "method", "phase", "status", "seed", "trial_id", "start_time", "end_time",
                "hparams", "conditions", "config_key", "error"]
-    if not len(runs) or "tags.sharptune.role" not in runs:
+    if not len(runs) or tag_column(ROLE_TAG) not in runs:
         return pd.DataFrame(columns=columns)
-    child = runs[runs["tags.sharptune.role"] == "trial"]
+    child = runs[runs[tag_column(ROLE_TAG)] == "trial"]
     param_cols = [c for c in runs.columns if c.startswith("params.")]
     metric_cols = [c for c in runs.columns if c.startswith("metrics.")]
     rows = []
     for _, run in child.iterrows():
         params = {c[len("params."):]: parse_param(run[c]) for c in param_cols
                   if isinstance(run[c], str)}
-        method = _text(run, "tags.sharptune.method") or params.get("method")
+        method = _text(run, tag_column(METHOD_TAG)) or params.get("method")
         _, hparams, conditions = split_values({**params, "method": method})
-        seed = parse_param(_text(run, "tags.sharptune.seed"))
+        seed = parse_param(_text(run, tag_column(SEED_TAG)))
         row = {
             "run_id": run["run_id"], "method": method,
-            "phase": _text(run, "tags.sharptune.phase") or "search",
-            "status": _text(run, "tags.sharptune.status") or "completed",
+            "phase": _text(run, tag_column(PHASE_TAG)) or "search",
+            "status": _text(run, tag_column(STATUS_TAG)) or "completed",
             "seed": float(seed) if isinstance(seed, (int, float)) else math.nan,
-            "trial_id": _text(run, "tags.sharptune.trial_id"),
+            "trial_id": _text(run, tag_column(TRIAL_ID_TAG)),
             "start_time": run.get("start_time"), "end_time": run.get("end_time"),
             "hparams": hparams, "conditions": conditions, "config_key": _config_key(hparams),
-            "error": _text(run, f"tags.{ERROR_TAG}"),
+            "error": _text(run, tag_column(ERROR_TAG)),
         }
         for c in metric_cols:
             row[c[len("metrics."):]] = run[c]

@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 
 from methods import ConfigError, get_method
+from tuner.hparams import method_hparams
 from tuner.results.robust import RobustResult
 from tuner.results.store import errors_by_method
+from tuner.trial.protocol import PEAK_MEM_MB, STEP_TIME_MS
 
-STEP_TIME = "cost/step_time_ms"
-PEAK_MEM = "cost/peak_mem_mb"
+STEP_TIME = STEP_TIME_MS
+PEAK_MEM = PEAK_MEM_MB
 BASES = ("sgd", "adamw")
 
 
@@ -45,7 +47,7 @@ def _grad_evals_per_step(method: str, hparams: dict[str, Any]) -> float:
     """Declared by the method's preset for the winning hyperparameters."""
     try:
         info = get_method(method)
-        return float(info.grad_evals_per_step(**{k: v for k, v in hparams.items() if k in info.hyperparameters}))
+        return float(info.grad_evals_per_step(**method_hparams(method, hparams)))
     except (ValueError, TypeError):  # ConfigError is a ValueError: an unknown method or bad values
         return math.nan
 

@@ -14,13 +14,11 @@ from pathlib import Path
 import pandas as pd
 from mlflow.entities import Metric, RunTag
 
-from tuner.layout import MLFLOW_BATCH, now_ms
+from tuner.layout import BEST_TAG, MLFLOW_BATCH, RANK_TAG, WINNER_SOURCE_TAG, WINNER_TAG, now_ms, tag_column
 from tuner.results.feasible import mark_feasible, stored_constraints
 from tuner.results.robust import RobustResult, robust_winners
 from tuner.results.store import ExperimentStore
 from tuner.results.table import method_table, summary_csv
-
-BEST, RANK = "sharptune.best", "sharptune.rank"
 
 
 def metric_slug(metric: str) -> str:
@@ -46,14 +44,14 @@ def write_summary(store: ExperimentStore, table: pd.DataFrame, robust: RobustRes
     winners = _winner_run_ids(trials, robust)
     tagged = {rid for _, ids in winners.values() for rid in ids}
     runs = store.runs()
-    if BEST in {c.removeprefix("tags.") for c in runs.columns}:
-        stale = runs.loc[(runs[f"tags.{BEST}"] == "true") & ~runs["run_id"].isin(tagged), "run_id"]
+    if tag_column(BEST_TAG) in runs.columns:
+        stale = runs.loc[(runs[tag_column(BEST_TAG)] == "true") & ~runs["run_id"].isin(tagged), "run_id"]
         for rid in stale:
-            client.set_tag(rid, BEST, "false")
-            client.delete_tag(rid, RANK)
+            client.set_tag(rid, BEST_TAG, "false")
+            client.delete_tag(rid, RANK_TAG)
     for rank, ids in winners.values():
         for rid in ids:
-            client.log_batch(rid, tags=[RunTag(BEST, "true"), RunTag(RANK, str(rank))])
+            client.log_batch(rid, tags=[RunTag(BEST_TAG, "true"), RunTag(RANK_TAG, str(rank))])
     parent = store.parent()
     if parent is None:
         return
@@ -70,8 +68,8 @@ def write_summary(store: ExperimentStore, table: pd.DataFrame, robust: RobustRes
         values[f"sensitivity/{m}"] = row["sensitivity"]
     now = now_ms()
     metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if v is not None and math.isfinite(v)]
-    tags = [RunTag("sharptune.winner", str(table["method"].iloc[0]))] if len(table) else []
-    tags.append(RunTag("sharptune.winner_source", robust.source))
+    tags = [RunTag(WINNER_TAG, str(table["method"].iloc[0]))] if len(table) else []
+    tags.append(RunTag(WINNER_SOURCE_TAG, robust.source))
     for i in range(0, max(len(metrics), 1), MLFLOW_BATCH):
         client.log_batch(pid, metrics=metrics[i:i + MLFLOW_BATCH], tags=tags if i == 0 else [])
     with tempfile.TemporaryDirectory() as tmp:

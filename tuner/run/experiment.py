@@ -33,6 +33,7 @@ from tuner.layout import (
     DEFAULT_STORAGE,
     RAY_STATE_FILE,
     RESOLVED_FILE,
+    ROLE_TAG,
     SPEC_FILE,
     STATE_FILE,
     driver_alive,
@@ -41,6 +42,7 @@ from tuner.layout import (
     prune_checkpoints,
     read_state,
     shown_status,
+    tag_is,
     write_state,
 )
 from tuner.results.feasible import constraint_values
@@ -53,45 +55,24 @@ from tuner.run.ray_parts import RAY_STOP, logger_callbacks, make_scheduler, ray_
 from tuner.run.searcher import build_search
 from tuner.run.settle import TrackingDown, settle
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling, exception_line
-from tuner.spec import Spec, load_spec
-from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, public_values, trial_values
-from tuner.trial.trainable import FAULT_ENV, train_trial
+from tuner.spec import Spec, load_spec, trial_setup
+from tuner.trial.protocol import (
+    COMPLETED,
+    DIVERGED,
+    ERRORED,
+    GRAD_EVALS,
+    OUTCOMES,
+    PRUNED,
+    outcome,
+    public_values,
+    trial_values,
+)
+from tuner.trial.trainable import train_trial
 from tuner.values import goal_sign, is_number
 from tuner.workloads import runtime_env
 
 
 # --- pieces given to Ray ---------------------------------------------------------------------------
-def trial_setup(spec: Any) -> dict[str, Any]:
-    """Plain data every trial gets (through `tune.with_parameters`).
-
-    `eval_plan` (`tuner.trial.trainer.EvalPlan.to_dict()`): where the scheduler reads the primary metric, so
-    the trial evaluates the full validation split there (ASHA: its rungs grace_period * rf^k up to
-    max_t, and max_t; FIFO: only the end; HyperBand and the median rule: every report), plus the
-    subset curve points in between (the trial spaces them).
-    """
-    s, budget = spec.scheduler, spec.budget
-    required = [spec.metric.name, *(o.name for o in spec.objectives)]
-    if s.name != "fifo":
-        required.append(s.time_attr)
-    full_at: list[float] | None = None  # hyperband, median: they read every report
-    if s.name == "asha":  # Ray's rungs (one bracket): min_t * rf^k <= max_t; a spare point costs only time
-        rungs = [s.grace_period * s.reduction_factor ** k for k in range(64)]
-        full_at = sorted({*(r for r in rungs if r <= s.max_t * (1 + 1e-9)), float(s.max_t)})
-    elif s.name == "fifo":
-        full_at = []
-    fault = os.environ.get(FAULT_ENV)
-    return {
-        "workload": spec.workload.name, "workload_options": dict(spec.workload.options), "seed": spec.seed,
-        "compile": spec.workload.compile,
-        "trial_grad_evals": budget.trial_grad_evals, "eval_every": budget.eval_every,
-        "curve_points": budget.curve_points, "diag_points": budget.diag_points,
-        "cpu": spec.resources.cpu, "gpu": spec.resources.gpu, "precision": spec.precision,
-        "required_metrics": sorted(set(required) - {"training_iteration", "time_total_s"}),
-        "eval_plan": {"clock": s.time_attr if s.name != "fifo" else "cost/grad_evals", "full_at": full_at},
-        "fault": json.loads(fault) if fault else None,
-    }
-
-
 def make_trainable(spec: Any) -> Any:
     """`train_trial` with the spec's setup and per-trial resources (needs Ray initialised)."""
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
@@ -126,17 +107,16 @@ class Experiment:
         exp_id = check_tracking(self.spec.tracking_uri, self.spec.name, self.dir)
         if fresh:
             parents = MlflowClient(self.spec.tracking_uri).search_runs(
-                [exp_id], "tags.`sharptune.role` = 'parent'", max_results=1)
+                [exp_id], tag_is(ROLE_TAG, "parent"), max_results=1)
             if parents:
                 raise UserError(f"MLflow experiment {experiment_name(self.spec.name)!r} at {self.spec.tracking_uri} "
                                 f"already has runs; continue with `python -m tuner resume {self.spec.name}` or "
                                 "change `name:` in the spec")
 
     def _tracker(self, phase: str) -> Any:
-        time_attr = self.spec.scheduler.time_attr if self.spec.scheduler.name != "fifo" else "cost/grad_evals"
         return MlflowTracker(tracking_uri=self.spec.tracking_uri, name=self.spec.name,
                              spec=self.spec.to_dict(include_space=True), experiment_dir=str(self.dir),
-                             time_attr=time_attr, phase=phase, seed=self.spec.seed)
+                             time_attr=self.spec.scheduler.clock, phase=phase, seed=self.spec.seed)
 
     def _run_config(self, name: str, storage: Path, callbacks: list[Any]) -> Any:
         return tune.RunConfig(
@@ -151,11 +131,11 @@ class Experiment:
     def _search_tuner(self) -> Any:
         spec = self.spec
         tracker = self._tracker("search")
-        s, plan = spec.scheduler, trial_setup(spec)["eval_plan"]
-        asha = s.name == "asha" and s.time_attr == "cost/grad_evals"  # its rungs are ETA's first guess
+        s = spec.scheduler
+        asha = s.name == "asha" and s.clock == GRAD_EVALS  # its rungs are ETA's first guess
         progress = Progress(metric=spec.metric.name, goal=spec.metric.goal, total=spec.budget.num_samples,
                             budget=spec.budget.trial_grad_evals, confirm_runs=self.confirm_runs_at_most(),
-                            slots=spec.budget.max_concurrent_trials, rungs=plan["full_at"] if asha else (),
+                            slots=spec.budget.max_concurrent_trials, rungs=(s.read_at() or ()) if asha else (),
                             factor=s.reduction_factor if asha else 0.0)
         self._search_progress = progress
         tune_config = tune.TuneConfig(
@@ -196,7 +176,7 @@ class Experiment:
             if any(v > 0 for v in constraint_values(spec.constraints, metrics)):  # outside `constraints:`
                 continue
             params = public_values(trial_values(r.config))
-            reached = float(metrics.get("cost/grad_evals") or 0.0)
+            reached = float(metrics.get(GRAD_EVALS) or 0.0)
             key = (int(status == COMPLETED), reached, sign * value)
             by_method.setdefault(params["method"], []).append((key, params, metrics.get("trial_id", "")))
         points = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tuner.layout import ERROR_TAG, now_ms
+from tuner.layout import ERROR_TAG, PHASE_TAG, STATUS_TAG, now_ms
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which UI an experiment belongs to
 MODEL_TRAINING = "custom_model_development"  # its "Machine learning" kind (the other is genai_development)
@@ -20,7 +20,7 @@ def runs_view_state(metric: str | None, goal: str | None) -> dict[str, Any]:
     """The MLflow runs-table state of the saved view: best runs first on `metric`, with the metric,
     method, phase, status and error line as columns (MLflow column names: metrics.`eval/accuracy`)."""
     columns = ([f"metrics.`{metric}`"] if metric else []) + [
-        "params.`method`", "tags.`sharptune.phase`", "tags.`sharptune.status`", f"tags.`{ERROR_TAG}`"]
+        "params.`method`", *(f"tags.`{tag}`" for tag in (PHASE_TAG, STATUS_TAG, ERROR_TAG))]
     state: dict[str, Any] = {"selectedColumns": columns}
     if metric:
         state.update(orderByKey=f"metrics.`{metric}`", orderByAsc=goal == "minimize")

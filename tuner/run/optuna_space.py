@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 
-from methods import get_method
+from tuner.hparams import is_hyperparameter
 from tuner.space import Param, grid_configs, is_active
 from tuner.spec import Spec
 
@@ -26,7 +26,7 @@ GRID_PARAM = "grid_point"
 
 def optuna_name(method: str, name: str) -> str:
     """The name Optuna stores: per method for hyperparameters, shared for workload options."""
-    return f"{method}/{name}" if name in get_method(method).hyperparameters else name
+    return f"{method}/{name}" if is_hyperparameter(method, name) else name
 
 
 def _suggest_float(trial: optuna.Trial, name: str, p: Param) -> float:

@@ -37,10 +37,19 @@ from typing import Any
 from ray.tune import Callback
 
 from tuner.run.tracking import error_line
-from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, trial_values
+from tuner.trial.protocol import (
+    COMPLETED,
+    DIVERGED,
+    ERRORED,
+    GRAD_EVALS,
+    OUTCOMES,
+    PRUNED,
+    outcome,
+    trial_values,
+)
 from tuner.values import goal_sign
 
-EVALS = "cost/grad_evals"
+EVALS = GRAD_EVALS
 DEFAULT_EVERY_S = 15.0
 RECENT_MIN = 4  # finished trials at least that set what a trial not started yet will take
 PRIOR_RUNS = 4  # runs of 1000 grad evals the phase before's rate counts as, once a run of this phase ends

@@ -117,7 +117,7 @@ class SharpSearch(OptunaSearch):
     def __init__(self, spec: Spec, journal_path: str | Path) -> None:
         metric, mode = _objectives(spec)
         self._journal_path = str(journal_path)
-        self._time_attr = spec.scheduler.time_attr if spec.scheduler.name != "fifo" else "cost/grad_evals"
+        self._time_attr = spec.scheduler.clock
         self._needs_cleanup = True  # a fresh searcher on an existing journal (resume before Ray saved)
         self._constraints = tuple(spec.constraints)
         super().__init__(space=SpaceFn(spec), metric=metric, mode=mode, sampler=make_sampler(spec),

@@ -18,7 +18,7 @@ from typing import Any
 from mlflow.entities import Metric
 
 from tuner.errors import RuntimeFailure
-from tuner.layout import ERROR_TAG
+from tuner.layout import ERROR_TAG, PHASE_TAG, PRUNED_AT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG, tag_is
 from tuner.run.outage import RETRY_SECONDS, is_transient, quick_requests
 from tuner.run.tracking import STEP_KEY, MlflowTracker, exception_line
 from tuner.trial.protocol import ERRORED, FILLED_KEY, METRIC_PREFIXES, PRUNED, outcome
@@ -48,8 +48,8 @@ def _rows(frame: Any, have: set[int]) -> list[Metric]:
 def _settle_once(tracker: MlflowTracker, results: Iterable[Any]) -> int:
     """One pass; returns how many runs it had to complete."""
     client = tracker.client
-    runs = {r.data.tags.get("sharptune.trial_id"): r for r in client.search_runs(
-        [tracker.experiment_id], f"tags.`sharptune.role` = 'trial' and tags.`sharptune.phase` = '{tracker.phase}'",
+    runs = {r.data.tags.get(TRIAL_ID_TAG): r for r in client.search_runs(
+        [tracker.experiment_id], f"{tag_is(ROLE_TAG, 'trial')} and {tag_is(PHASE_TAG, tracker.phase)}",
         max_results=10_000)}
     fixed = 0
     for result in results:
@@ -59,7 +59,7 @@ def _settle_once(tracker: MlflowTracker, results: Iterable[Any]) -> int:
             continue
         last = frame[STEP_KEY].max() if frame is not None and STEP_KEY in frame else metrics.get(STEP_KEY)
         run = runs.get(tid)
-        if run is not None and run.info.status != "RUNNING" and "sharptune.status" in run.data.tags \
+        if run is not None and run.info.status != "RUNNING" and STATUS_TAG in run.data.tags \
                 and (not isinstance(last, (int, float)) or run.data.metrics.get(STEP_KEY, -1) >= last):
             continue
         fixed += 1
@@ -71,7 +71,7 @@ def _settle_once(tracker: MlflowTracker, results: Iterable[Any]) -> int:
         status = ERRORED if result.error is not None else outcome(metrics)
         tags = {ERROR_TAG: exception_line(result.error)} if result.error is not None else {}
         if status == PRUNED and isinstance(metrics.get(tracker.time_attr), (int, float)):
-            tags["sharptune.pruned_at"] = str(metrics[tracker.time_attr])
+            tags[PRUNED_AT_TAG] = str(metrics[tracker.time_attr])
         held.ending = (status, tags)
         tracker.outage.since = None  # this pass is its own retry loop
         if not tracker.sync(force=True):

@@ -16,7 +16,7 @@ from typing import Any
 from mlflow import MlflowClient
 
 from tuner.errors import RuntimeFailure, UserError
-from tuner.layout import experiment_name
+from tuner.layout import CHECKED_AT_TAG, experiment_name
 from tuner.run.mlflow_ui import EXPERIMENT_KIND_TAG, MODEL_TRAINING
 from tuner.run.outage import http_settings
 
@@ -70,7 +70,7 @@ def check_tracking(tracking_uri: str, name: str, experiment_dir: str | Path) -> 
         with http_settings(tracking_uri, _PROBE, override=True):
             client = MlflowClient(tracking_uri)
             exp_id = ensure_experiment(client, name, artifact_location(tracking_uri, experiment_dir))
-            client.set_experiment_tag(exp_id, "sharptune.checked_at", str(int(time.time())))
+            client.set_experiment_tag(exp_id, CHECKED_AT_TAG, str(int(time.time())))
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         if tracking_uri.startswith(("http:", "https:")):

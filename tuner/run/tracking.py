@@ -25,7 +25,27 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
-from tuner.layout import ERROR_TAG, MLFLOW_BATCH, experiment_name, now_ms
+from tuner.layout import (
+    DEVICE_TAG,
+    ERROR_TAG,
+    GPU_TAG,
+    METHOD_TAG,
+    MLFLOW_BATCH,
+    NAME_TAG,
+    NODE_TAG,
+    ORPHAN_TAG,
+    PARENT_TAG,
+    PHASE_TAG,
+    PRUNED_AT_TAG,
+    RETRIES_TAG,
+    ROLE_TAG,
+    SEED_TAG,
+    STATUS_TAG,
+    TRIAL_ID_TAG,
+    experiment_name,
+    now_ms,
+    tag_is,
+)
 from tuner.run.mlflow_ui import (  # noqa: F401 - names other modules import from here
     EXPERIMENT_KIND_TAG,
     MODEL_TRAINING,
@@ -47,6 +67,7 @@ from tuner.trial.protocol import (
     ERRORED,
     FILLED_KEY,
     GPU_KEY,
+    GRAD_EVALS,
     METRIC_PREFIXES,
     NODE_KEY,
     PRUNED,
@@ -56,7 +77,7 @@ from tuner.trial.protocol import (
 )
 from tuner.values import is_number
 
-STEP_KEY = "cost/grad_evals"
+STEP_KEY = GRAD_EVALS
 INTERRUPTED = "interrupted"  # a trial the driver left unfinished; `resume` continues it
 RUN_STATUS = {COMPLETED: "FINISHED", PRUNED: "KILLED", DIVERGED: "FAILED", ERRORED: "FAILED", INTERRUPTED: "KILLED"}
 FLUSH_SECONDS = 2.0
@@ -78,10 +99,6 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _param_text(value: Any) -> str:
     text = str(list(value) if isinstance(value, tuple) else value)
     return text if len(text) <= 6000 else text[:5997] + "..."
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def error_line(trial: Any) -> str:
@@ -177,7 +194,7 @@ class MlflowTracker(Callback):
     def parent_run_id(self) -> str:
         """Find or create the parent run (one per experiment, reused by `resume`), and mark it RUNNING."""
         if self._parent_id is None:
-            found = self.client.search_runs([self.experiment_id], "tags.`sharptune.role` = 'parent'",
+            found = self.client.search_runs([self.experiment_id], tag_is(ROLE_TAG, "parent"),
                                             order_by=["attributes.start_time ASC"], max_results=1)
             if found:
                 self._parent_id = found[0].info.run_id
@@ -185,7 +202,7 @@ class MlflowTracker(Callback):
                     self.client.update_run(self._parent_id, status="RUNNING")
             else:
                 run = self.client.create_run(self.experiment_id, run_name=self.name,
-                                             tags={"sharptune.role": "parent", "sharptune.name": self.name})
+                                             tags={ROLE_TAG: "parent", NAME_TAG: self.name})
                 self._log_params(run.info.run_id, flatten({k: v for k, v in self.spec.items() if k != "space"}))
                 self.client.log_text(run.info.run_id, yaml.safe_dump(self.spec, sort_keys=False), "spec.yaml")
                 self._parent_id = run.info.run_id
@@ -210,8 +227,7 @@ class MlflowTracker(Callback):
         tid, trial = run.trial.trial_id, run.trial
         parent = self.parent_run_id()
         found = self.client.search_runs([self.experiment_id],
-                                        f"tags.`sharptune.trial_id` = '{_quote(tid)}' and "
-                                        "tags.`sharptune.role` = 'trial'",
+                                        f"{tag_is(TRIAL_ID_TAG, tid)} and {tag_is(ROLE_TAG, 'trial')}",
                                         order_by=["attributes.start_time ASC"], max_results=5)
         params = public_values(trial_values(trial.config))
         if found:
@@ -220,7 +236,7 @@ class MlflowTracker(Callback):
             last = max((m.step for m in history), default=-1)
             if found[0].info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
-            for stale in ("sharptune.status", ERROR_TAG):  # it runs again: the old ending no longer holds
+            for stale in (STATUS_TAG, ERROR_TAG):  # it runs again: the old ending no longer holds
                 if stale in found[0].data.tags:
                     self.client.delete_tag(run_id, stale)
             if not found[0].data.params:  # created by a driver that lost the server before its params
@@ -228,9 +244,9 @@ class MlflowTracker(Callback):
         else:
             point = trial_values(trial.config)
             tags = {
-                "mlflow.parentRunId": parent, "sharptune.role": "trial",
-                "sharptune.phase": point.get("_phase", self.phase), "sharptune.method": str(params.get("method")),
-                "sharptune.trial_id": tid, "sharptune.seed": str(point.get("_seed", self.seed)),
+                PARENT_TAG: parent, ROLE_TAG: "trial",
+                PHASE_TAG: point.get("_phase", self.phase), METHOD_TAG: str(params.get("method")),
+                TRIAL_ID_TAG: tid, SEED_TAG: str(point.get("_seed", self.seed)),
             }
             run_id = self.client.create_run(self.experiment_id, run_name=f"{params.get('method')}-{tid}",
                                             tags=tags).info.run_id
@@ -257,11 +273,11 @@ class MlflowTracker(Callback):
             self._orphans_checked = self.outage.attempt(lambda: self._delete_orphans({t.trial_id for t in trials}))
 
     def _delete_orphans(self, known: set[str]) -> None:
-        runs = self.client.search_runs([self.experiment_id], "tags.`sharptune.role` = 'trial' and "
-                                       f"tags.`sharptune.phase` = '{self.phase}'", max_results=10_000)
+        runs = self.client.search_runs([self.experiment_id], f"{tag_is(ROLE_TAG, 'trial')} and "
+                                       f"{tag_is(PHASE_TAG, self.phase)}", max_results=10_000)
         for run in runs:
-            if run.data.tags.get("sharptune.trial_id") not in known:
-                self.client.set_tag(run.info.run_id, "sharptune.orphan", "true")
+            if run.data.tags.get(TRIAL_ID_TAG) not in known:
+                self.client.set_tag(run.info.run_id, ORPHAN_TAG, "true")
                 if run.info.status == "RUNNING":
                     self.client.set_terminated(run.info.run_id, status="KILLED")
                 self.client.delete_run(run.info.run_id)
@@ -292,15 +308,15 @@ class MlflowTracker(Callback):
                     and key not in filled:
                 run.rows.append(Metric(key, float(value), stamp, int(step)))
         if not run.node_tagged and isinstance(result.get(NODE_KEY), str):
-            run.tags["sharptune.node_id"] = result[NODE_KEY]
-            for key, tag in ((DEVICE_KEY, "sharptune.device"), (GPU_KEY, "sharptune.gpu_ids")):
+            run.tags[NODE_TAG] = result[NODE_KEY]
+            for key, tag in ((DEVICE_KEY, DEVICE_TAG), (GPU_KEY, GPU_TAG)):
                 if isinstance(result.get(key), str):
                     run.tags[tag] = result[key]
             run.node_tagged = True
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         retries = getattr(trial, "num_failures", None)
-        self.child(trial).tags["sharptune.retries"] = str(retries if retries is not None else "?")
+        self.child(trial).tags[RETRIES_TAG] = str(retries if retries is not None else "?")
         self.sync(force=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -376,7 +392,7 @@ class MlflowTracker(Callback):
             self._buffer(run, result)
         tags = {}
         if status == PRUNED and isinstance(result.get(self.time_attr), (int, float)):
-            tags["sharptune.pruned_at"] = str(result[self.time_attr])
+            tags[PRUNED_AT_TAG] = str(result[self.time_attr])
         if status == ERRORED:
             tags[ERROR_TAG] = error_line(trial)
         run.ending = (status, tags)
@@ -384,7 +400,7 @@ class MlflowTracker(Callback):
             self.sync(force=not self.outage.down)
 
     def _terminate(self, run_id: str, status: str, tags: Mapping[str, str]) -> None:
-        all_tags = [RunTag("sharptune.status", status), *(RunTag(k, v) for k, v in tags.items())]
+        all_tags = [RunTag(STATUS_TAG, status), *(RunTag(k, v) for k, v in tags.items())]
         self.client.log_batch(run_id, tags=all_tags)
         self.client.set_terminated(run_id, status=RUN_STATUS[status])
 
@@ -409,7 +425,7 @@ def close_dangling(tracking_uri: str, name: str, keep: str | None = None) -> int
     runs = [r for r in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=10_000)
             if r.info.run_id != keep]
     for run in runs:
-        if run.data.tags.get("sharptune.role") == "trial" and "sharptune.status" not in run.data.tags:
-            client.log_batch(run.info.run_id, tags=[RunTag("sharptune.status", INTERRUPTED)])
+        if run.data.tags.get(ROLE_TAG) == "trial" and STATUS_TAG not in run.data.tags:
+            client.log_batch(run.info.run_id, tags=[RunTag(STATUS_TAG, INTERRUPTED)])
         client.set_terminated(run.info.run_id, status="KILLED")
     return len(runs)

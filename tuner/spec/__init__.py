@@ -34,11 +34,11 @@ from tuner.spec._sections import (
     _tracking_uri,
 )
 from tuner.spec._study import parse_constraints, parse_enqueue, parse_warm_start
+from tuner.spec._trial_setup import trial_setup
 from tuner.spec.model import (
     MAX_CPU,
     MAX_GPU,
     NAME_PATTERN,
-    PRECISIONS,
     SAMPLERS,
     SCHEDULERS,
     TOP_KEYS,
@@ -53,10 +53,11 @@ from tuner.spec.model import (
     SpecError,
     Workload,
 )
+from tuner.trial.protocol import PRECISIONS
 from tuner.workloads import compile_problem
 
 __all__ = ["Budget", "Confirm", "Constraint", "Objective", "Param", "Resources", "Sampler", "Scheduler", "Spec",
-           "SpecError", "Workload", "load_spec"]
+           "SpecError", "Workload", "load_spec", "trial_setup"]
 
 
 def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Spec:

@@ -10,7 +10,7 @@ from typing import Any
 
 from methods import BASE_ONLY, HPARAMS, ConfigError, get_method
 from tuner.errors import UserError
-from tuner.hparams import optimizer_hparams
+from tuner.hparams import hyperparameter_names, is_hyperparameter, optimizer_hparams
 from tuner.space import Param
 from tuner.spec._reader import _Block
 from tuner.spec.model import Workload
@@ -33,7 +33,7 @@ def _check_when(b: _Block, p: Param, params: Mapping[str, Param], methods: tuple
             w.fail(cond, "a parameter cannot depend on itself")
         infos = [get_method(m) for m in methods]
         known = (cond in params or cond in workload.options
-                 or any(cond in info.hyperparameters for info in infos))
+                 or any(is_hyperparameter(info.name, cond) for info in infos))
         if not known:
             w.fail(cond, f"unknown parameter {cond!r}",
                    "method, " + ", ".join(sorted(set(params) | set(workload.options))))
@@ -43,7 +43,7 @@ def _check_when(b: _Block, p: Param, params: Mapping[str, Param], methods: tuple
         for info in infos:
             if cond in info.search_space:
                 possible.append(_param_from_default(info.name, cond, info.search_space[cond]).contains)
-            elif cond in info.hyperparameters:
+            elif is_hyperparameter(info.name, cond):
                 default = _method_defaults(info, workload).get(cond)
                 possible.append(lambda v, d=default: _same(v, d))
         if cond in workload.options:
@@ -73,7 +73,7 @@ def _base_only() -> Mapping[str, frozenset[str]]:
 def _method_defaults(info: Any, workload: Workload) -> dict[str, Any]:
     """What each name is when the trial does not sample it: the preset's defaults, then the table's."""
 
-    out = {name: HPARAMS[name].default for name in info.hyperparameters if name in HPARAMS}
+    out = {name: HPARAMS[name].default for name in hyperparameter_names(info.name) if name in HPARAMS}
     out.update(info.defaults)
     out["base"] = info.defaults.get("base", info.default_base)
     for k, v in workload.options.items():
@@ -93,7 +93,7 @@ def _resolve_space(top: _Block, methods: tuple[str, ...], params: Mapping[str, P
         for name, p in params.items():
             if "method" in p.when and m not in p.when["method"]:
                 continue
-            if name in info.hyperparameters or name in workload.options:
+            if is_hyperparameter(m, name) or name in workload.options:
                 own[name] = p
         own = _apply_base(own, info)
         defaults[m] = _method_defaults(info, workload)
@@ -101,7 +101,7 @@ def _resolve_space(top: _Block, methods: tuple[str, ...], params: Mapping[str, P
         _probe(top, info, space[m], workload, trial_grad_evals)
     for name, p in params.items():
         if not any(name in s for s in space.values()):
-            accepted = sorted({h for m in methods for h in get_method(m).hyperparameters} | set(workload.options))
+            accepted = sorted({h for m in methods for h in hyperparameter_names(m)} | set(workload.options))
             scope = p.when.get("method", methods)
             top.fail_at(p.path, p.line, f"no selected method takes {name!r} (methods: {', '.join(scope)}) "
                         f"and workload {workload.name} has no such option", ", ".join(accepted))
@@ -162,7 +162,7 @@ def _probe(top: _Block, info: Any, own: Mapping[str, Param], workload: Workload,
 
     for b in bases:
         fixed_params = {k: p for k, p in own.items()
-                        if p.type == "fixed" and k in info.hyperparameters and _allowed_for_base(p, b)
+                        if p.type == "fixed" and is_hyperparameter(info.name, k) and _allowed_for_base(p, b)
                         and not set(p.when) - {"method", "base"}}
         fixed = {k: p.value for k, p in fixed_params.items()}
         attempt({**fixed, "base": b}, base or Param("base", "fixed", origin="method default"), b)
@@ -170,7 +170,7 @@ def _probe(top: _Block, info: Any, own: Mapping[str, Param], workload: Workload,
             if not _allowed_for_base(p, b) or name == "base":
                 continue
             for v in p.probes():
-                if name in info.hyperparameters:
+                if is_hyperparameter(info.name, name):
                     attempt({**fixed, "base": b, name: v}, p, v)
                 else:
                     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 from methods import list_methods, unavailable_reason
 from tuner.errors import UserError
-from tuner.space import Param, count_grid_points
+from tuner.space import MAX_GRID_POINTS, Param, count_grid_points
 from tuner.spec._reader import (
     _REQUIRED,
     _Block,
@@ -27,7 +27,6 @@ from tuner.spec._reader import (
 )
 from tuner.spec._resolve import _check_when
 from tuner.spec.model import (
-    MAX_GRID_POINTS,
     MAX_POINTS,
     PARAM_TYPES,
     SCHEDULERS,
@@ -44,6 +43,7 @@ from tuner.spec.model import (
 from tuner.trial.protocol import (  # the report protocol owns the metric namespaces and the points' defaults
     CURVE_POINTS,
     DIAG_POINTS,
+    GRAD_EVALS,
     METRIC_PREFIXES,
 )
 from tuner.values import GOALS
@@ -219,7 +219,7 @@ def _parse_scheduler(b: _Block, budget: Budget) -> Scheduler:
             b.fail(key, f"not used by scheduler {name}", ", ".join(("name", *takes)) if takes else "name")
     if name == "fifo":
         return Scheduler(name)
-    time_attr = b.take("time_attr", _choice(TIME_ATTRS), "cost/grad_evals")
+    time_attr = b.take("time_attr", _choice(TIME_ATTRS), GRAD_EVALS)
     max_t = None
     if "max_t" in takes:
         default = budget.trial_grad_evals if TIME_ATTRS[time_attr] else _REQUIRED

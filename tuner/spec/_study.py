@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from methods import ConfigError, get_method
-from tuner.hparams import optimizer_hparams
+from methods import ConfigError
+from tuner.hparams import hyperparameter_names, optimizer_hparams
 from tuner.layout import JOURNAL_FILE
 from tuner.space import Param
 from tuner.spec._reader import _Block, _kind, _list_of, _number, _string
@@ -74,7 +74,7 @@ def parse_enqueue(top: _Block, methods: tuple[str, ...], space: Mapping[str, Map
 
 
 def _takes(method: str) -> frozenset[str]:
-    return get_method(method).hyperparameters
+    return hyperparameter_names(method)
 
 
 def _describe(p: Param) -> str:

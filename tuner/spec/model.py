@@ -13,10 +13,9 @@ from typing import Any
 
 from tuner.errors import UserError
 from tuner.space import Param
-from tuner.trial.protocol import CURVE_POINTS, DIAG_POINTS
+from tuner.trial.protocol import BWD_PASSES, CURVE_POINTS, DIAG_POINTS, FWD_PASSES, GRAD_EVALS, WALL_S
 from tuner.values import plain as _plain
 
-MAX_GRID_POINTS = 10_000
 MAX_POINTS = 10_000  # curve or diagnostics points per trial (each lands on a report, at most one per report)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 SCALAR_TYPES = (str, int, float, bool, type(None))
@@ -34,14 +33,13 @@ SCHEDULERS: Mapping[str, tuple[str, ...]] = {
 }
 # time_attr -> whether max_t may default to budget.trial_grad_evals (counters of passes scale with it)
 TIME_ATTRS: Mapping[str, bool] = {
-    "cost/grad_evals": True, "cost/fwd_passes": True, "cost/bwd_passes": True, "step": True,
-    "training_iteration": False, "cost/wall_s": False, "time_total_s": False,
+    GRAD_EVALS: True, FWD_PASSES: True, BWD_PASSES: True, "step": True,
+    "training_iteration": False, WALL_S: False, "time_total_s": False,
 }
 TIME_UNITS: Mapping[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql")
 PARAM_TYPES = ("float", "int", "categorical")
 MAX_CPU, MAX_GPU = 512.0, 64.0
-PRECISIONS = ("fp32", "bf16", "fp16")  # what the closure runs under (tuner.trial.precision)
 
 
 
@@ -92,10 +90,27 @@ class Sampler:
 @dataclass(frozen=True)
 class Scheduler:
     name: str
-    time_attr: str = "cost/grad_evals"
+    time_attr: str = GRAD_EVALS
     grace_period: int | None = None
     reduction_factor: float | None = None
     max_t: int | None = None
+
+    @property
+    def clock(self) -> str:
+        """The report counter this scheduler reads, and the trial's evaluation plan is on: `time_attr`, or the
+        budget's own counter for fifo (which has none and reads only the end)."""
+        return GRAD_EVALS if self.name == "fifo" else self.time_attr
+
+    def read_at(self) -> tuple[float, ...] | None:
+        """Where on `clock` it reads the primary metric: ASHA its rungs (one bracket: grace_period * rf^k up to
+        max_t) and max_t (a spare point costs only time), fifo only the end (none), the others every report (None)."""
+        if self.name == "fifo":
+            return ()
+        if self.name != "asha":
+            return None
+        assert self.grace_period is not None and self.reduction_factor is not None and self.max_t is not None
+        rungs = [self.grace_period * self.reduction_factor ** k for k in range(64)]
+        return tuple(sorted({*(r for r in rungs if r <= self.max_t * (1 + 1e-9)), float(self.max_t)}))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **{k: getattr(self, k) for k in SCHEDULERS[self.name]}}

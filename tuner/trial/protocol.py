@@ -12,6 +12,10 @@ them, `public_values` drops the private keys, `tuner.hparams.split_values` split
   only because Ray insists every report carries them (ASHA never reads them: it reads the first
   report at or past each rung, which evaluates the full split), and the tracker does not log them;
 - anything else that ends a trial is a prune (scheduler, time budget) or an error (an exception).
+
+The metric names every report carries (DESIGN.md section 2) and the report keys above are defined here
+once; every module imports them (tests/architecture/test_imports.py finds any literal copy). A
+workload's own `eval/...` and `diag/...` names are the workload's.
 """
 
 from __future__ import annotations
@@ -19,6 +23,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
+
+# --- metric names of every report (the trainer writes them; the scheduler, tracker and results read them)
+GRAD_EVALS = "cost/grad_evals"  # the budget's counter, the MLflow step, fifo's clock
+FWD_PASSES = "cost/fwd_passes"
+BWD_PASSES = "cost/bwd_passes"
+STEP_TIME_MS = "cost/step_time_ms"
+WALL_S = "cost/wall_s"
+TRAIN_S = "cost/train_s"  # seconds inside optimizer steps
+PEAK_MEM_MB = "cost/peak_mem_mb"
+TRAIN_LOSS = "train/loss"
+COST_METRICS = (GRAD_EVALS, FWD_PASSES, BWD_PASSES, STEP_TIME_MS, WALL_S, TRAIN_S, PEAK_MEM_MB)
+
+# what a trial's closure runs under (spec `precision:`, tuner.trial.precision; methods' own list agrees)
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 CURVE_POINTS = 8  # default subset-evaluated curve points per trial (spec: budget.curve_points)
 DIAG_POINTS = 4  # default diagnostics points per trial, beside the reports a scheduler reads (budget.diag_points)
@@ -32,6 +50,10 @@ METRIC_PREFIXES = ("eval/", "eval_subset/", "train/", "cost/", "diag/")
 
 COMPLETED, PRUNED, DIVERGED, ERRORED = "completed", "pruned", "diverged", "errored"
 OUTCOMES = (COMPLETED, PRUNED, DIVERGED, ERRORED)
+
+# every name above that a report or MLflow holds: no other module writes one as a literal. DIVERGED_KEY is
+# left out: "diverged" is also the outcome DIVERGED, which results and dashboards compare statuses with.
+METRIC_NAMES = (*COST_METRICS, TRAIN_LOSS, COMPLETE_KEY, NODE_KEY, DEVICE_KEY, GPU_KEY, FILLED_KEY)
 
 
 def trial_values(config: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The Ray Tune function trainable: one trial = one workload + one optimizer + the shared Trainer.
 
-The driver hands every trial the same `setup` (workload, budget, seed: plain data from the spec) and
+The driver hands every trial the same `setup` (`TrialSetup`, `tuner.spec.trial_setup(spec)`) and
 Ray hands it the sampled config (the trial's values, `tuner.trial.protocol`). The trial reports every
 `eval_every` steps (never every step). It evaluates the full validation split where the scheduler
-reads the primary metric (`setup["eval_plan"]`, see `tuner.trial.trainer.EvalPlan`), a fixed subset at
+reads the primary metric (`setup.eval_plan`, see `tuner.trial.trainer.EvalPlan`), a fixed subset at
 `CURVE_POINTS` curve points (`eval_subset/...`), diagnostics at the scheduler's points and at
 `DIAG_POINTS` more, and nothing in between. It checkpoints at the scheduler's points and at least every
 `CHECKPOINT_S` seconds, so a trial whose process dies resumes exactly from its last checkpoint
@@ -26,55 +26,22 @@ import ray
 import torch
 from ray import tune
 
-from methods import build_optimizer
-from tuner.hparams import trial_hparams
-from tuner.trial.precision import check_device, optimizer_kwargs
+from tuner.trial.build import build_trial
 from tuner.trial.protocol import (
     COMPLETE_KEY,
-    CURVE_POINTS,
     DEVICE_KEY,
-    DIAG_POINTS,
     DIVERGED_KEY,
     GPU_KEY,
+    GRAD_EVALS,
     NODE_KEY,
-    public_values,
     trial_values,
     with_required,
 )
-from tuner.trial.trainer import Diverged, EvalPlan, Trainer
-from tuner.workloads import Workload, compile_model, create_workload
+from tuner.trial.setup import TrialSetup
+from tuner.trial.trainer import Diverged, Trainer
 
 CHECKPOINT_FILE = "trainer.pt"
 CHECKPOINT_S = 60.0  # longest wall time between checkpoints besides the scheduler points
-FAULT_ENV = "SHARPTUNE_FAULT"  # tests only: JSON {"kill_at_grad_evals": N, "marker": PATH[, "method": M]}
-
-
-def build_trial(setup: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[Workload, Any, int]:
-    """(workload, optimizer, seed) for one trial's values; also used by benchmarks' hand-written scripts."""
-    method, hparams, overrides = trial_hparams(public_values(values), int(setup["trial_grad_evals"]))
-    seed = int(values.get("_seed", setup["seed"]))
-    threads = max(1, int(setup.get("cpu", 1)))
-    device = "auto" if float(setup.get("gpu", 0)) > 0 else "cpu"
-    workload = create_workload(setup["workload"], {**setup["workload_options"], **overrides}, seed=seed,
-                               device=device, num_threads=threads)
-    precision = str(setup.get("precision", "fp32"))
-    check_device(precision, workload.device)
-    if setup.get("compile"):
-        compile_model(workload)
-    optimizer = build_optimizer(workload.model, method, pairs=workload.pairs or None, **hparams,
-                                **optimizer_kwargs(precision))
-    return workload, optimizer, seed
-
-
-def trial_plan(setup: Mapping[str, Any]) -> EvalPlan | None:
-    """The trial's `EvalPlan` from `setup["eval_plan"]`, curve and diagnostics points spread over its budget
-    (None: no plan)."""
-    if "eval_plan" not in setup:
-        return None
-    plan = dict(setup["eval_plan"])
-    plan.setdefault("curve_every", int(setup["trial_grad_evals"]) / int(setup.get("curve_points", CURVE_POINTS)))
-    plan.setdefault("diag_every", int(setup["trial_grad_evals"]) / int(setup.get("diag_points", DIAG_POINTS)))
-    return EvalPlan.from_dict(plan)
 
 
 def _maybe_fault(fault: Mapping[str, Any] | None, method: str, grad_evals: float) -> None:
@@ -92,16 +59,16 @@ def _maybe_fault(fault: Mapping[str, Any] | None, method: str, grad_evals: float
     os._exit(17)
 
 
-def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
+def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """Ray Tune function trainable (wrap with `tune.with_parameters(train_trial, setup=...)`)."""
     for noisy in ("ray.train", "ray.tune"):  # "Checkpoint successfully created" on every report
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    torch.set_num_threads(max(1, int(setup.get("cpu", 1))))
+    torch.set_num_threads(setup.threads)
     values = trial_values(config)
     workload, optimizer, _ = build_trial(setup, values)
-    budget = int(setup["trial_grad_evals"])
-    trainer = Trainer(workload, optimizer, eval_every=int(setup["eval_every"]), max_grad_evals=budget,
-                      plan=trial_plan(setup), precision=str(setup.get("precision", "fp32")))
+    budget = setup.trial_grad_evals
+    trainer = Trainer(workload, optimizer, eval_every=setup.eval_every, max_grad_evals=budget,
+                      plan=setup.eval_plan, precision=setup.precision)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         try:
@@ -114,15 +81,15 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
             checkpoint = None  # nothing was loaded: the fresh trainer starts at step 0
         else:
             trainer.load_state_dict(state)
-    required = tuple(setup.get("required_metrics", ()))
+    required = setup.required_metrics
     node_id = ray.get_runtime_context().get_node_id()
     placed = {GPU_KEY: ",".join(str(i) for i in ray.get_gpu_ids()), DEVICE_KEY: str(workload.device)}
-    fault = setup.get("fault")
+    fault = setup.fault
     last: dict[str, Any] | None = None
     saved_at = time.monotonic()
     try:
         for report in trainer.run():
-            _maybe_fault(fault, values["method"], last["cost/grad_evals"] if last else -1.0)
+            _maybe_fault(fault, values["method"], last[GRAD_EVALS] if last else -1.0)
             metrics = with_required(report, required)
             metrics[NODE_KEY] = node_id
             metrics.update(placed)
@@ -130,7 +97,7 @@ def train_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
                 last = metrics
                 tune.report(metrics)  # no checkpoint of a broken state
                 continue
-            if metrics["cost/grad_evals"] >= budget:
+            if metrics[GRAD_EVALS] >= budget:
                 metrics[COMPLETE_KEY] = 1.0
             if trainer.last_at_point or time.monotonic() - saved_at >= CHECKPOINT_S:
                 with tempfile.TemporaryDirectory(prefix="sharptune-ckpt-") as folder:

@@ -27,18 +27,27 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from methods import _device
 from tuner.errors import RuntimeFailure
-from tuner.trial.precision import autocast, autocast_closure
+from tuner.trial.precision import autocast
+from tuner.trial.protocol import (
+    BWD_PASSES,
+    FWD_PASSES,
+    GRAD_EVALS,
+    PEAK_MEM_MB,
+    STEP_TIME_MS,
+    TRAIN_LOSS,
+    TRAIN_S,
+    WALL_S,
+)
+from tuner.trial.setup import EvalPlan
 
 CHECK_EVERY = 16  # accelerator path: steps between looks at the finiteness flags (CUDA: without a wait)
-CLOCKS = ("cost/grad_evals", "cost/fwd_passes", "cost/bwd_passes", "step")  # counters a plan can be on
 FULL, SUBSET, NONE = "full", "subset", "none"
 
 
@@ -48,56 +57,6 @@ class Diverged(RuntimeFailure):
     def __init__(self, step: int, what: str) -> None:
         super().__init__(f"diverged at step {step}: {what}")
         self.step, self.what = step, what
-
-
-@dataclass(frozen=True)
-class EvalPlan:
-    """Which reports evaluate the full validation split, which the fixed curve subset, which nothing.
-
-    `full_at`: points on the report counter `clock` (the scheduler's `time_attr`) where a scheduler
-    reads the primary metric (ASHA's rungs and `max_t`); the first report at or past each point, and
-    the last report, evaluate the full split. `None`: every report does. `curve_every`: spacing on
-    `cost/grad_evals` of the curve points evaluated on the subset in between (`None`: no curve points).
-    `diag_every`: the same for the diagnostics, which also run wherever the full split is evaluated
-    (`None`: at the curve points).
-    """
-
-    clock: str = "cost/grad_evals"
-    full_at: tuple[float, ...] | None = None
-    curve_every: float | None = None
-    diag_every: float | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> EvalPlan:
-        """From `to_dict()` (plain data, as `trial_setup` hands it to every trial)."""
-        if not data:
-            return cls()
-        full, curve, diag = data.get("full_at"), data.get("curve_every"), data.get("diag_every")
-        clock = str(data.get("clock", "cost/grad_evals"))
-        if clock not in CLOCKS:
-            full = None  # a clock the trial cannot see ahead (wall time, Ray's iteration): full everywhere
-        return cls(clock, None if full is None else tuple(sorted(float(p) for p in full)),
-                   None if curve is None else float(curve), None if diag is None else float(diag))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"clock": self.clock, "full_at": None if self.full_at is None else list(self.full_at),
-                "curve_every": self.curve_every, "diag_every": self.diag_every}
-
-    def at_point(self, before: float, now: float) -> bool:
-        """Whether a report moving the clock from `before` to `now` is one a scheduler reads."""
-        return self.full_at is None or any(before < p <= now for p in self.full_at)
-
-    def at_curve(self, before: float, now: float) -> bool:
-        """Whether a report moving `cost/grad_evals` from `before` to `now` passes a curve point."""
-        return _passes(self.curve_every, before, now)
-
-    def at_diag(self, before: float, now: float) -> bool:
-        """Whether such a report passes a diagnostics point."""
-        return _passes(self.curve_every if self.diag_every is None else self.diag_every, before, now)
-
-
-def _passes(every: float | None, before: float, now: float) -> bool:
-    return every is not None and math.floor(now / every) > math.floor(before / every)
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -130,7 +89,7 @@ class Trainer:
         if eval_every < 1 or (diag_every is not None and diag_every < 1):
             raise ValueError("eval_every and diag_every must be >= 1")
         self.workload, self.optimizer = workload, optimizer
-        self.precision = precision  # the closure and evaluation run under autocast (tuner.trial.precision)
+        self.precision = precision  # evaluation runs under autocast; the training passes are the optimizer's
         self.eval_every, self.diag_every, self.plan = eval_every, diag_every, plan
         self.max_grad_evals, self.max_steps = max_grad_evals, max_steps
         if grad_clip is not None:
@@ -163,7 +122,7 @@ class Trainer:
 
     def _one_step(self) -> torch.Tensor:
         batch = self.workload.next_batch()
-        closure = autocast_closure(self.workload.closure(batch), self._device, self.precision)
+        closure = self.workload.closure(batch)  # the optimizer autocasts each pass it takes (built with precision=)
         if self._device.type == "cuda":  # timed on the device: no wait here, read at the next report
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -254,14 +213,14 @@ class Trainer:
         counts = self.optimizer.counts
         report = {
             "step": float(self.step),
-            "train/loss": float(torch.stack([x.double() for x in self._losses]).mean())
+            TRAIN_LOSS: float(torch.stack([x.double() for x in self._losses]).mean())
             if self._losses else math.nan,
-            "cost/grad_evals": float(counts["grad_evals"]),
-            "cost/fwd_passes": float(counts["fwd"]),
-            "cost/bwd_passes": float(counts["bwd"]),
+            GRAD_EVALS: float(counts["grad_evals"]),
+            FWD_PASSES: float(counts["fwd"]),
+            BWD_PASSES: float(counts["bwd"]),
         }
         plan = self.plan or EvalPlan()
-        now = {"plan": report.get(plan.clock, 0.0), "curve": report["cost/grad_evals"]}
+        now = {"plan": report.get(plan.clock, 0.0), "curve": report[GRAD_EVALS]}
         at_point = final or self.plan is None or plan.at_point(self._clock["plan"], now["plan"])
         at_curve = self.plan is not None and plan.at_curve(self._clock["curve"], now["curve"])
         at_diag = self.plan is not None and plan.at_diag(self._clock["curve"], now["curve"])
@@ -273,10 +232,10 @@ class Trainer:
         report.update(self._evaluate(kind))
         report.update(self._diag)
         report.update({
-            "cost/step_time_ms": statistics.median(self._times) if self._times else math.nan,
-            "cost/wall_s": self._wall + time.perf_counter() - wall_start,
-            "cost/train_s": self._train_s,
-            "cost/peak_mem_mb": _peak_mem_mb(self._device),
+            STEP_TIME_MS: statistics.median(self._times) if self._times else math.nan,
+            WALL_S: self._wall + time.perf_counter() - wall_start,
+            TRAIN_S: self._train_s,
+            PEAK_MEM_MB: _peak_mem_mb(self._device),
         })
         self._losses, self._times = [], []
         self.last_at_point = at_point
