@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from tuner.results.feasible import mark_feasible, stored_constraints
+from tuner.results.method_table import method_table
 from tuner.results.robust import RobustResult, robust_winners
 from tuner.results.store import ExperimentStore
-from tuner.results.table import method_table
 
 DIAG_KEYS = ("diag/balancedness_mean", "diag/balancedness_max", "diag/lambda_max", "diag/sam_edge",
              "diag/lambda_over_edge", "diag/hessian_trace")

@@ -19,9 +19,9 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from dashboards.colors import method_color  # noqa: E402
 from dashboards.data import ReportData, winner_runs  # noqa: E402
-from dashboards.tables import searched_params  # noqa: E402
+from tuner.results.importances import searched_params  # noqa: E402
 from tuner.results.robust import mean_interval  # noqa: E402
-from tuner.values import goal_sign  # noqa: E402
+from tuner.value_rules import goal_sign  # noqa: E402
 
 
 class NoData(Exception):

@@ -17,7 +17,7 @@ import pandas as pd
 from methods import ConfigError, get_method
 from tuner.results.store import ExperimentStore, parse_param
 from tuner.spec.model import Constraint
-from tuner.values import is_number
+from tuner.value_rules import is_number
 
 
 def derived_metric(name: str, result: Mapping[str, Any], method: str | None = None,

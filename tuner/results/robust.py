@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tuner.values import goal_sign as _sign
+from tuner.value_rules import goal_sign as _sign
 
 LEVEL = 0.95
 NEAR_BEST = 0.01  # "within 1 % of that method's best"

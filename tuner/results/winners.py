@@ -16,9 +16,9 @@ from mlflow.entities import Metric, RunTag
 
 from tuner.layout import MLFLOW_BATCH, now_ms
 from tuner.results.feasible import mark_feasible, stored_constraints
+from tuner.results.method_table import method_table, summary_csv
 from tuner.results.robust import RobustResult, robust_winners
 from tuner.results.store import ExperimentStore
-from tuner.results.table import method_table, summary_csv
 
 BEST, RANK = "sharptune.best", "sharptune.rank"
 

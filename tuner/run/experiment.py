@@ -49,14 +49,14 @@ from tuner.results.winners import winners, write_summary
 from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import check_placement
 from tuner.run.progress import Progress, fmt_duration, fmt_value
-from tuner.run.ray_parts import RAY_STOP, logger_callbacks, make_scheduler, ray_session
+from tuner.run.ray_setup import RAY_STOP, logger_callbacks, make_scheduler, ray_session
 from tuner.run.searcher import build_search
-from tuner.run.settle import TrackingDown, settle
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling, exception_line
+from tuner.run.tracking_backfill import TrackingDown, settle
 from tuner.spec import Spec, load_spec
 from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, public_values, trial_values
 from tuner.trial.trainable import FAULT_ENV, train_trial
-from tuner.values import goal_sign, is_number
+from tuner.value_rules import goal_sign, is_number
 from tuner.workloads import runtime_env
 
 
@@ -311,7 +311,7 @@ class Experiment:
                 raise
 
     def _settle(self, results: Any, phase: str) -> None:
-        """MLflow completed from Ray's records (`tuner.run.settle`); TrackingDown if the server stays down."""
+        """MLflow completed from Ray's records (`tuner.run.tracking_backfill`); TrackingDown if it stays down."""
         tracker = self._tracker(phase)
         settle(tracker, results, wait_seconds(), self.say)
 

@@ -38,7 +38,7 @@ from ray.tune import Callback
 
 from tuner.run.tracking import error_line
 from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, trial_values
-from tuner.values import goal_sign
+from tuner.value_rules import goal_sign
 
 EVALS = "cost/grad_evals"
 DEFAULT_EVERY_S = 15.0

@@ -14,7 +14,7 @@ from typing import Any
 from tuner.errors import UserError
 from tuner.space import Param
 from tuner.trial.protocol import CURVE_POINTS, DIAG_POINTS
-from tuner.values import plain as _plain
+from tuner.value_rules import plain as _plain
 
 MAX_GRID_POINTS = 10_000
 MAX_POINTS = 10_000  # curve or diagnostics points per trial (each lands on a report, at most one per report)
