@@ -107,7 +107,7 @@ def main() -> None:
     import ray
     from ray.tune.schedulers import FIFOScheduler
 
-    from tuner.run.ray_parts import make_scheduler
+    from tuner.run.ray_setup import make_scheduler
     from tuner.spec import load_spec
 
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)

@@ -1,16 +1,20 @@
-"""Everything the report needs, read once from the store: trials, robust winners, winners' histories."""
+"""Everything the report needs, read once from the store: trials, robust winners, winners' histories.
+
+The winners and the per-method table are `tuner.results.winners.winners`, the computation `run` prints
+and tags; this module only gathers them with the curves the figures draw.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from tuner.results.feasible import mark_feasible, stored_constraints
-from tuner.results.robust import RobustResult, robust_winners
+from tuner.results.feasible import stored_constraints
+from tuner.results.robust import RobustResult
 from tuner.results.store import ExperimentStore
-from tuner.results.table import method_table
+from tuner.results.stress import stress_condition, winner_runs
+from tuner.results.winners import winners
 
 DIAG_KEYS = ("diag/balancedness_mean", "diag/balancedness_max", "diag/lambda_max", "diag/sam_edge",
              "diag/lambda_over_edge", "diag/hessian_trace")
@@ -39,44 +43,12 @@ class ReportData:
         return self.trials[self.trials["phase"] == "search"]
 
 
-def stress_condition(trials: pd.DataFrame) -> str | None:
-    """The confirmation condition with more than one level; label_noise first, then snr, then any."""
-    confirm = trials[trials["phase"] == "confirm"]
-    levels: dict[str, set] = {}
-    for cond in confirm["conditions"]:
-        for k, v in cond.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                levels.setdefault(k, set()).add(v)
-    varied = [k for k, v in levels.items() if len(v) > 1]
-    for preferred in ("label_noise", "snr"):
-        if preferred in varied:
-            return preferred
-    return sorted(varied)[0] if varied else None
-
-
-def winner_runs(data_trials: pd.DataFrame, robust: RobustResult, method: str, stress: str | None) -> pd.DataFrame:
-    """The winner's runs; at the mildest stress level when the confirmation varied one."""
-    row = robust.methods[robust.methods["method"] == method]
-    if not len(row) or not row.iloc[0]["run_ids"]:
-        return data_trials.iloc[0:0]
-    runs = data_trials[data_trials["run_id"].isin(row.iloc[0]["run_ids"])]
-    if stress and len(runs):
-        levels = runs["conditions"].map(lambda c: c.get(stress, math.nan))
-        runs = runs[levels == levels.min()]
-    return runs
-
-
 def collect(store: ExperimentStore, metric: str | None = None, goal: str | None = None) -> ReportData:
-    """Read the experiment once and compute the robust winners and the per-method table."""
-    metric, goal = store.objective(metric, goal)
-    trials = store.trials()
-    constraints = stored_constraints(store)
-    if constraints:
-        trials = mark_feasible(trials, constraints)
-    robust = robust_winners(trials, metric, goal)
-    table = method_table(trials, robust)
+    """Read the experiment once: its winners and per-method table (`tuner.results.winners.winners`) and curves."""
+    table, robust, trials = winners(store, metric, goal)
+    metric, goal = robust.metric, robust.goal
     stress = stress_condition(trials)
-    data = ReportData(store.name, metric, goal, trials, robust, table, stress, constraints=constraints)
+    data = ReportData(store.name, metric, goal, trials, robust, table, stress, constraints=stored_constraints(store))
     keys = [metric] + [k for k in DIAG_KEYS if k in trials.columns]
     for method in data.methods:
         runs = winner_runs(trials, robust, method, stress)

@@ -18,11 +18,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from dashboards.colors import method_color  # noqa: E402
-from dashboards.data import ReportData, winner_runs  # noqa: E402
-from dashboards.tables import searched_params  # noqa: E402
-from tuner.results.robust import mean_interval  # noqa: E402
+from dashboards.data import ReportData  # noqa: E402
+from tuner.results.importances import searched_params  # noqa: E402
+from tuner.results.method_table import pareto_front  # noqa: E402
+from tuner.results.stress import stress_profile, winner_runs  # noqa: E402
 from tuner.trial.protocol import GRAD_EVALS, STEP_TIME_MS, WALL_S  # noqa: E402
-from tuner.values import goal_sign  # noqa: E402
+from tuner.value_rules import goal_sign  # noqa: E402
 
 
 class NoData(Exception):
@@ -99,17 +100,10 @@ def pareto(data: ReportData) -> Figure:
         yerr = [[row["mean"] - low], [high - row["mean"]]] if math.isfinite(low) else None
         ax.errorbar(row["overhead"], row["mean"], yerr=yerr, fmt="o", ms=8, capsize=4,
                     color=method_color(row["method"]), label=f"{row['method']} ({row['overhead']:.2f}×)")
-    sign = goal_sign(data.goal)
-    bound = "low" if sign > 0 else "high"
-    robust = [row[bound] if math.isfinite(row[bound]) else row["mean"] for _, row in table.iterrows()]
-    front, best = [], -math.inf
-    for x, y, mean in sorted(zip(table["overhead"], robust, table["mean"], strict=True)):
-        if sign * y > best:
-            front.append((x, mean))
-            best = sign * y
+    front = pareto_front(data.table, data.goal)
     if len(front) > 1:
         ax.step(*zip(*front, strict=True), where="post", color="black", ls="--", lw=1,
-                label=f"Pareto front (by the {'lower' if sign > 0 else 'upper'} CI bound)")
+                label=f"Pareto front (by the {'lower' if data.goal == 'maximize' else 'upper'} CI bound)")
     if "feasible" in trials and not trials["feasible"].astype(bool).all():
         ax.scatter([], [], marker="x", color="grey", label="search trial outside the constraints")
     ax.set(xlabel=f"step time relative to reference (×); reference: {table['overhead_reference'].iloc[0]}",
@@ -128,14 +122,11 @@ def robustness(data: ReportData) -> Figure:
     offsets = np.linspace(-0.15, 0.15, max(len(data.methods), 1))
     for off, method in zip(offsets, data.methods, strict=True):
         row = data.table[data.table["method"] == method].iloc[0]
-        runs = data.trials[data.trials["run_id"].isin(row["run_ids"])]
-        runs = _finite(runs[runs["status"] != "diverged"], data.metric)
-        if not len(runs):
+        profile = stress_profile(data.trials, row["run_ids"], data.metric, data.stress)
+        if not profile:
             continue
-        levels = runs["conditions"].map(lambda c: c.get(data.stress, math.nan)).astype(float)
         xs, means, lo, hi = [], [], [], []
-        for level in sorted(set(levels.dropna())):
-            stat = mean_interval(runs.loc[levels == level, data.metric].astype(float))
+        for level, stat in profile:
             xs.append(level)
             means.append(stat.mean)
             lo.append(stat.mean - stat.low if math.isfinite(stat.low) else 0.0)

@@ -20,9 +20,9 @@ from dashboards import plots
 from dashboards.colors import method_color
 from dashboards.data import ReportData, collect
 from dashboards.html import Section, esc, image, page, table
-from dashboards.tables import param_importances
+from tuner.results.importances import param_importances
+from tuner.results.method_table import summary_csv
 from tuner.results.store import ExperimentStore
-from tuner.results.table import summary_csv
 from tuner.results.winners import write_summary
 
 REPORT_FILE = "report.html"

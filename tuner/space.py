@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.values import is_number as _is_number
-from tuner.values import plain as _plain
-from tuner.values import same_value as _same
+from tuner.value_rules import is_number as _is_number
+from tuner.value_rules import plain as _plain
+from tuner.value_rules import same_value as _same
 
 # The most configs a grid may hold: the spec refuses more (one trial per config, and 10^4 trials is more than
 # any study here runs), so counting stops just past it, which keeps validating a huge grid cheap, and

@@ -1,6 +1,6 @@
 """The conformance suite every registered method must pass (one class, parametrized over list_methods()).
 
-Contract checked (DESIGN.md §1, METHODS.md "Accounting"): a step decreases the loss on a small convex-ish
+Contract checked (DESIGN.md §1, docs/METHODS.md "Accounting"): a step decreases the loss on a small convex-ish
 problem; the passes the closure really sees equal the declared cost; state_dict round trip gives identical
 next steps; the same seed gives the same result; bad hyperparameters raise a ConfigError that names the field
 and lists what is allowed.

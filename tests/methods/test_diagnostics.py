@@ -1,4 +1,4 @@
-"""methods.diagnostics against quantities known in closed form (METHODS.md, "Diagnostics")."""
+"""methods.diagnostics against quantities known in closed form (docs/METHODS.md, "Diagnostics")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""SAM, ASAM, Functional-SAM and preconditioned SAM equal a hand-written computation of METHODS.md.
+"""SAM, ASAM, Functional-SAM and preconditioned SAM equal a hand-written computation of docs/METHODS.md.
 
-Each reference below is written from the formulas in METHODS.md ("Perturbation (SAM family)"), in float64
+Each reference below is written from the formulas in docs/METHODS.md ("Perturbation (SAM family)"), in float64
 with torch.func.functional_call, independently of the optimizer's code; two steps each, so the base
 optimizer's state (momentum, AdamW moments, the preconditioner's v̂) enters the second step.
 """
@@ -57,7 +57,7 @@ def _norm(tensors):
 
 
 def _perturbed_grad(model, theta, x, y, kind, rho, eta=0.01, precond=None, precond_eps=1e-8, scope="weights"):
-    """g̃ of METHODS.md steps 1-3 for perturbation `kind`; `precond` is v̂ (None: identity).
+    """g̃ of docs/METHODS.md steps 1-3 for perturbation `kind`; `precond` is v̂ (None: identity).
 
     ASAM: T = |θ| + eta on the tensors named *weight* (scope "weights") or on all of them ("all"), 1 elsewhere.
     """
@@ -196,7 +196,7 @@ def test_dropout_mask_is_replayed_so_rho_zero_sam_is_sgd():
 @pytest.mark.parametrize("norm", ["global", "pair"])
 @pytest.mark.parametrize("method", ["obar", "nbar"])
 def test_balancer_step_equals_the_formula(method, norm):
-    """METHODS.md, "Balancer": c from the gradient before the step, ‖g‖ global (a bias z outside the pair
+    """docs/METHODS.md, "Balancer": c from the gradient before the step, ‖g‖ global (a bias z outside the pair
     counts) or the pair's own; x ← (1 + ηc) x, y ← (1 − ηc) y, then the base step."""
     lr, mu0 = 0.05, 0.3
     torch.manual_seed(0)
@@ -259,7 +259,7 @@ def test_ire_step_equals_the_formula():
 
 
 def test_ire_mask_takes_exactly_round_gamma_p_coordinates_ties_by_position():
-    """METHODS.md: exactly round(γ·p) smallest-curvature coordinates, one global threshold, ties by position."""
+    """docs/METHODS.md: exactly round(γ·p) smallest-curvature coordinates, one global threshold, ties by position."""
     from methods._ire import flat_mask
 
     curvature = [torch.tensor([[0.5, 0.1], [0.1, 0.1]]), torch.tensor([0.1, 0.1, 0.9])]  # p = 7, five ties at 0.1

@@ -66,7 +66,7 @@ def _count(gamma: float, p: int, ties: str) -> int:
 
 
 def _reference(flat: Tensor, count: int, ties: str) -> Tensor:
-    """METHODS.md's masks in numpy, NaN the largest: the first `count` of a stable ascending argsort (exact),
+    """docs/METHODS.md's masks in numpy, NaN the largest: the first `count` of a stable ascending argsort (exact),
     or every h <= the count-th smallest (official; every h when that is NaN, since NaN sorts last)."""
     values = flat.float().numpy()
     chosen = np.zeros(values.size, dtype=bool)

@@ -4,7 +4,7 @@ On a GPU every operator is at least one kernel launch, and on a small model the 
 a per-pair (or per-parameter) Python loop of small kernels costs more than the maths. The operators
 are counted with a TorchDispatchMode (what reaches the backends: a foreach operator counts once), on
 4 and on 32 pairs or tensors of the same kind; the counts must be equal. The vectorised balancer
-must also still be METHODS.md's per-pair rule, checked here against a loop over pairs in float64.
+must also still be docs/METHODS.md's per-pair rule, checked here against a loop over pairs in float64.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs
 
 
 def _reference_balance(kind, pairs, grads, lrs, mu, grad_norm, v, eps):
-    """METHODS.md's balancer, pair by pair, with the AdamW ratio of `_balancer`'s docstring."""
+    """docs/METHODS.md's balancer, pair by pair, with the AdamW ratio of `_balancer`'s docstring."""
     out = []
     for k, ((x, y), (gx, gy), lr) in enumerate(zip(pairs, grads, lrs, strict=True)):
         sx, sy, gx2, gy2 = x.square().sum(), y.square().sum(), gx.square().sum(), gy.square().sum()

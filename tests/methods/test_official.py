@@ -1,4 +1,4 @@
-"""Methods against ports of the official code (METHODS.md names the repositories).
+"""Methods against ports of the official code (docs/METHODS.md names the repositories).
 
 - ASAM: SamsungLabs/ASAM `asam.py` (T = |w| + η on tensors named *weight*, 1 elsewhere, η = 0.01), and
   davda54/sam `sam.py` with adaptive=True (T = |θ| on every tensor) as the `asam_scope: all` variant.

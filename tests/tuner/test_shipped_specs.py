@@ -22,7 +22,7 @@ from e2e import ROOT
 
 from tuner.cli import main
 from tuner.results.store import ExperimentStore
-from tuner.run.ray_parts import QUIET_ENV
+from tuner.run.ray_setup import QUIET_ENV
 from tuner.workloads import resolve_options
 
 SPACES = ROOT / "search_spaces"

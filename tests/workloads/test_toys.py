@@ -1,4 +1,4 @@
-"""The papers' toy problems behave as METHODS.md says (valley: GD stalls, IRE escapes; BAR: |D| drift)."""
+"""The papers' toy problems behave as docs/METHODS.md says (valley: GD stalls, IRE escapes; BAR: |D| drift)."""
 
 from __future__ import annotations
 

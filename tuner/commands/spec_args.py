@@ -25,7 +25,7 @@ def checked_spec(args: argparse.Namespace) -> Spec:
     spec = load_spec(args.spec, args.overrides)
     if spec.warm_start:
         # Optuna reads the earlier study only when there is one: a different space is refused here (exit 2)
-        from tuner.run.study_tools import warm_trials
+        from tuner.run.initial_trials import warm_trials
 
         warm_trials(spec)
     if args.preflight:

@@ -19,7 +19,7 @@ from tuner.hparams import method_hparams
 from tuner.results.store import ExperimentStore, parse_param
 from tuner.spec.model import Constraint
 from tuner.trial.protocol import GRAD_EVALS
-from tuner.values import is_number
+from tuner.value_rules import is_number
 
 
 def derived_metric(name: str, result: Mapping[str, Any], method: str | None = None,

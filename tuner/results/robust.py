@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tuner.values import goal_sign as _sign
+from tuner.value_rules import goal_sign as _sign
 
 LEVEL = 0.95
 NEAR_BEST = 0.01  # "within 1 % of that method's best"
@@ -132,12 +132,18 @@ class RobustResult:
     methods: pd.DataFrame  # one row per method (its winner + divergence + sensitivity), overall rank order
 
 
-def _rank_key(row: pd.Series, sign: float) -> float:
+def pessimistic_value(mean: float, low: float, high: float, goal: str) -> float:
+    """The interval's worse end for `goal` (`low` when maximising, `high` when minimising); the mean when
+    there is no interval. What a config is ranked by, and what the Pareto front compares."""
+    bound = low if _sign(goal) > 0 else high
+    return bound if math.isfinite(bound) else mean
+
+
+def _rank_key(row: pd.Series, goal: str) -> float:
     """Larger is better: the pessimistic end of the interval (the mean when there is no interval)."""
     if row["n_diverged"] > 0 or not math.isfinite(row["mean"]):
         return -math.inf
-    bound = row["low"] if sign > 0 else row["high"]
-    return sign * (bound if math.isfinite(bound) else row["mean"])
+    return _sign(goal) * pessimistic_value(row["mean"], row["low"], row["high"], goal)
 
 
 def _tier(key: float, full_budget: bool) -> int:
@@ -192,7 +198,7 @@ def robust_winners(trials: pd.DataFrame, metric: str, goal: str) -> RobustResult
     early in training, not comparable with a finished run's: it ranks after every config that ran its
     whole budget, and a method with nothing better ranks after the methods that have one.
     """
-    sign = _sign(goal)
+    _sign(goal)  # a goal other than maximize/minimize fails here, before any row
     finished = trials[~trials["status"].isin(UNFINISHED)]  # their last value is not the config's result
     constrained = "feasible" in trials  # `constraints:` (tuner.results.feasible): winners among feasible runs
     if constrained:
@@ -212,7 +218,7 @@ def robust_winners(trials: pd.DataFrame, metric: str, goal: str) -> RobustResult
         columns=["method", "config_key", "hparams", "mean", "low", "high", "std", "n", "n_runs", "n_diverged",
                  "seeds", "run_ids", "full_budget"])
     if len(configs):
-        configs["key"] = configs.apply(_rank_key, axis=1, sign=sign)
+        configs["key"] = configs.apply(_rank_key, axis=1, goal=goal)
         configs["tier"] = [_tier(k, full) for k, full in zip(configs["key"], configs["full_budget"], strict=True)]
         configs = configs.sort_values(["method", "tier", "key"], ascending=[True, False, False], kind="stable")
         configs["config_rank"] = configs.groupby("method").cumcount() + 1

@@ -16,9 +16,9 @@ from mlflow.entities import Metric, RunTag
 
 from tuner.layout import BEST_TAG, MLFLOW_BATCH, RANK_TAG, WINNER_SOURCE_TAG, WINNER_TAG, now_ms, tag_column
 from tuner.results.feasible import mark_feasible, stored_constraints
+from tuner.results.method_table import method_table, summary_csv
 from tuner.results.robust import RobustResult, robust_winners
 from tuner.results.store import ExperimentStore
-from tuner.results.table import method_table, summary_csv
 
 
 def metric_slug(metric: str) -> str:

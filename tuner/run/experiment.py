@@ -12,7 +12,6 @@ to the experiment folder and no trial runs until both are ready.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -48,18 +47,17 @@ from tuner.layout import (
 from tuner.results.feasible import constraint_values
 from tuner.results.store import ExperimentStore
 from tuner.results.winners import winners, write_summary
+from tuner.run import console
 from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import check_placement
-from tuner.run.progress import Progress, fmt_duration, fmt_value
-from tuner.run.ray_parts import RAY_STOP, logger_callbacks, make_scheduler, ray_session
+from tuner.run.progress import Progress
+from tuner.run.ray_setup import RAY_STOP, logger_callbacks, make_scheduler, ray_session
 from tuner.run.searcher import build_search
-from tuner.run.settle import TrackingDown, settle
-from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling, exception_line
+from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling
+from tuner.run.tracking_backfill import TrackingDown, settle
 from tuner.spec import Spec, load_spec, trial_setup
 from tuner.trial.protocol import (
     COMPLETED,
-    DIVERGED,
-    ERRORED,
     GRAD_EVALS,
     OUTCOMES,
     PRUNED,
@@ -68,7 +66,7 @@ from tuner.trial.protocol import (
     trial_values,
 )
 from tuner.trial.trainable import train_trial
-from tuner.values import goal_sign, is_number
+from tuner.value_rules import goal_sign, is_number
 from tuner.workloads import runtime_env
 
 
@@ -197,32 +195,13 @@ class Experiment:
             return 0
         return len(self.spec.methods) * confirm.top_k * len(confirm.seeds) * len(confirm.conditions())
 
-    def header(self) -> str:
-        """A few lines a person reads before the first trial; the full resolved spec goes to a file."""
-        spec, b = self.spec, self.spec.budget
-        limit = f", time limit {fmt_duration(b.time_s)}" if b.time_s else ""
-        scheduler = spec.scheduler.name + (f" on {spec.scheduler.time_attr}" if spec.scheduler.name != "fifo" else "")
-        lines = [f"sharptune: {spec.name}" + (f": {spec.description}" if spec.description else ""),
-                 f"  methods   {', '.join(spec.methods)}",
-                 f"  workload  {spec.workload.name}; metric {spec.metric.name} ({spec.metric.goal})",
-                 f"  search    {b.num_samples} trials x {b.trial_grad_evals} grad evals, {b.max_concurrent_trials} "
-                 f"at a time; {spec.sampler.name} sampler, {scheduler} scheduler{limit}"]
-        if spec.confirm is not None:
-            c = spec.confirm
-            lines.append(f"  confirm   top {c.top_k} per method x seeds {list(c.seeds)}"
-                         + (f" x {c.describe()}" if c.stress else "")
-                         + f" (at most {self.confirm_runs_at_most()} runs)")
-        lines.append(f"  results   {self.dir} (resolved spec: {self.dir / RESOLVED_FILE})")
-        lines.append(f"  MLflow    {spec.tracking_uri}")
-        return "\n".join(lines)
-
     def run(self, resume: bool = False) -> int:
         """Run the search (and the confirmation phase), print the summary; exit code."""
         if not resume:
             self.refuse_existing()
         RAY_STOP.stopped = False  # a stop belongs to this run's fits only
         quiet_libraries()
-        self.say(self.header())
+        self.say(console.header(self.spec, self.dir, self.confirm_runs_at_most()))
         # The store check (MLflow import, SQLite schema: seconds of driver CPU) overlaps Ray's start-up
         # (mostly waiting on its processes). A failed check shuts Ray down before anything is written.
         with ThreadPoolExecutor(1, thread_name_prefix="sharptune-store-check") as pool:
@@ -291,7 +270,7 @@ class Experiment:
                 raise
 
     def _settle(self, results: Any, phase: str) -> None:
-        """MLflow completed from Ray's records (`tuner.run.settle`); TrackingDown if the server stays down."""
+        """MLflow completed from Ray's records (`tuner.run.tracking_backfill`); TrackingDown if it stays down."""
         tracker = self._tracker(phase)
         settle(tracker, results, wait_seconds(), self.say)
 
@@ -329,39 +308,8 @@ class Experiment:
     # --- the end --------------------------------------------------------------------------------
     def summarize(self, search: Any, confirm: Any, table: pd.DataFrame | None) -> None:
         """Print each method's winner (the one tagged in MLflow), its trial tally and where the store is."""
-        spec = self.spec
-        counts: dict[str, dict[str, int]] = {}
-        for r in search:
-            method = trial_values(r.config).get("method", "?")
-            counts.setdefault(method, dict.fromkeys(OUTCOMES, 0))[outcome(r.metrics or {}, r.error is not None)] += 1
-        rows = {} if table is None else {row["method"]: row for _, row in table.iterrows() if len(row["run_ids"])}
-        source = "" if table is None or not len(table) else f"; winners from the {table['source'].iloc[0]} runs"
-        self.say(f"\nsummary of {spec.name} ({spec.metric.name}, {spec.metric.goal}{source}):")
-        self.say(f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}config")
-        ordered = [*rows, *(m for m in spec.methods if m not in rows)]
-        for method in ordered:
-            c = counts.get(method, dict.fromkeys(OUTCOMES, 0))
-            tally = f"{c[COMPLETED]}/{c[PRUNED]}/{c[DIVERGED]}/{c[ERRORED]}"
-            if method in rows:
-                row = rows[method]
-                interval = f"[{fmt_value(row['low'])}, {fmt_value(row['high'])}]" if is_number(row["low"]) else "-"
-                early = "" if row["full_budget"] else "  (pruned only: a value from early in training)"
-                self.say(f"{method:<14}{int(row['rank']):>5}{fmt_value(row['mean']):>12}{interval:>22}  {tally:<16}"
-                         f"{json.dumps(row['hparams'], default=str)}{early}")
-            else:
-                self.say(f"{method:<14}{'-':>5}{'-':>12}{'-':>22}  {tally:<16}(no completed trial)")
-        errors: dict[str, list[str]] = {}
-        for r in [*search, *(confirm or [])]:
-            if r.error is not None:
-                errors.setdefault(trial_values(r.config).get("method", "?"), []).append(exception_line(r.error))
-        for method, lines in errors.items():
-            self.say(f"errored: {method}: {len(lines)} trial(s); first error: {lines[0]}")
-        if confirm is not None:
-            self.say(f"confirmation: {len(confirm)} runs ({confirm.num_errors} errored); "
-                     "`python -m tuner report` draws the comparison")
-        self.say(f"MLflow: {spec.tracking_uri} (experiment {experiment_name(spec.name)}); results in {self.dir}")
-        if spec.tracking_uri.startswith("sqlite:"):
-            self.say(f"browse: python -m tuner ui {spec.name} --storage {spec.storage_path}")
+        for line in console.summary(self.spec, self.dir, search, confirm, table):
+            self.say(line)
 
     def _record_winners(self) -> pd.DataFrame | None:
         """Robust winners (seed intervals when confirmed) onto the parent run and the best runs' tags.

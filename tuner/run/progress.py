@@ -47,7 +47,7 @@ from tuner.trial.protocol import (
     outcome,
     trial_values,
 )
-from tuner.values import goal_sign
+from tuner.value_rules import goal_sign
 
 EVALS = GRAD_EVALS
 DEFAULT_EVERY_S = 15.0

@@ -34,11 +34,11 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tuner.layout import JOURNAL_FILE
 from tuner.results.feasible import constraint_values
+from tuner.run.initial_trials import enqueued_params, warm_trials
 from tuner.run.optuna_space import build_define, grid_search_space
-from tuner.run.study_tools import enqueued_params, warm_trials
 from tuner.spec import Spec
 from tuner.trial.protocol import COMPLETED, ERRORED, PRUNED, outcome
-from tuner.values import is_number as _finite
+from tuner.value_rules import is_number as _finite
 
 logger = logging.getLogger(__name__)
 STATUS_ATTR = "sharptune_status"

@@ -8,7 +8,7 @@ takes metric steps past the last one it holds (step = `cost/grad_evals`); metric
 written with `log_batch`; and every run it opened is terminated when the experiment ends.
 
 A tracking server that goes away never stops the study: the hooks only buffer, `sync` writes and,
-while the server is down (`tuner.run.outage`), retries on a clock; `tuner.run.settle` completes MLflow
+while the server is down (`tuner.run.outage`), retries on a clock; `tuner.run.tracking_backfill` completes MLflow
 from Ray's records at the end of each phase.
 """
 
@@ -75,7 +75,7 @@ from tuner.trial.protocol import (
     public_values,
     trial_values,
 )
-from tuner.values import is_number
+from tuner.value_rules import is_number
 
 STEP_KEY = GRAD_EVALS
 INTERRUPTED = "interrupted"  # a trial the driver left unfinished; `resume` continues it

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import yaml
 
 from tuner.spec.model import SCALAR_TYPES, TIME_UNITS, TOP_KEYS, SpecError
-from tuner.values import is_number as _is_number
+from tuner.value_rules import is_number as _is_number
 
 MAX_SPEC_BYTES = 1_000_000
 

@@ -14,7 +14,7 @@ from tuner.hparams import hyperparameter_names, is_hyperparameter, optimizer_hpa
 from tuner.space import Param
 from tuner.spec._reader import _Block
 from tuner.spec.model import Workload
-from tuner.values import same_value as _same
+from tuner.value_rules import same_value as _same
 from tuner.workloads import resolve_options
 
 

@@ -46,7 +46,7 @@ from tuner.trial.protocol import (  # the report protocol owns the metric namesp
     GRAD_EVALS,
     METRIC_PREFIXES,
 )
-from tuner.values import GOALS
+from tuner.value_rules import GOALS
 from tuner.workloads import absolute_target, is_target, list_workloads, load_target, resolve_options
 
 

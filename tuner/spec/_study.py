@@ -5,7 +5,7 @@
   defaults (`methods`' published configuration) for every name the spec samples, where the spec's
   range holds them.
 - `warm_start: {from: EXPERIMENT}` seeds the study with that experiment's finished trials (same
-  storage); the space check needs Optuna and runs before anything starts (`tuner.run.study_tools`).
+  storage); the space check needs Optuna and runs before anything starts (`tuner.run.initial_trials`).
 - `constraints: [{metric: cost/peak_mem_mb, max: 2000}, ...]`: a trial is feasible when every metric
   is within its bound; the sampler is told (Optuna's `constraints_func`), the report ranks the feasible.
 """

@@ -14,7 +14,7 @@ from typing import Any
 from tuner.errors import UserError
 from tuner.space import Param
 from tuner.trial.protocol import BWD_PASSES, CURVE_POINTS, DIAG_POINTS, FWD_PASSES, GRAD_EVALS, WALL_S
-from tuner.values import plain as _plain
+from tuner.value_rules import plain as _plain
 
 MAX_POINTS = 10_000  # curve or diagnostics points per trial (each lands on a report, at most one per report)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")

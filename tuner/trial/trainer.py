@@ -75,7 +75,7 @@ class Trainer:
     """Runs `workload` with `optimizer` (a `methods` optimizer) and reports metrics.
 
     `grad_clip` is handed to the optimizer (its `grad_clip` hyperparameter clips the final gradient
-    before the base update, METHODS.md). `diag_every` puts diagnostics on the step clock; without it
+    before the base update, docs/METHODS.md). `diag_every` puts diagnostics on the step clock; without it
     they run at every report, or, with a `plan`, at the reports a scheduler reads and its diagnostics points.
     After each report `last_at_point` says whether it was one a scheduler reads (trial checkpoints go
     there) and `seconds` holds the time spent evaluating and in diagnostics, for benchmarks.

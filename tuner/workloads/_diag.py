@@ -1,4 +1,4 @@
-"""`diag/...` metrics for the workloads, from `methods.diagnostics` (METHODS.md, "Diagnostics").
+"""`diag/...` metrics for the workloads, from `methods.diagnostics` (docs/METHODS.md, "Diagnostics").
 
 The workloads only name things: the measurements themselves live in `methods.diagnostics`.
 """

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tuner.workloads import _tables
+from tuner.workloads import _data_files
 from tuner.workloads._data import split
 from tuner.workloads._hf_lm import CausalLM, stream
 from tuner.workloads._hf_text import check_lora, quiet_transformers, tokenizer
@@ -51,15 +51,15 @@ class HFCausalLMOptions:
             return "option 'model' is required (a local causal-LM checkpoint folder with its tokenizer)"
         if self.train is None:
             return "option 'train' is required (a .txt, CSV, JSONL or Parquet file, or a save_to_disk folder)"
-        _tables.check_checkpoint(NAME, "model", Path(self.model))
+        _data_files.check_checkpoint(NAME, "model", Path(self.model))
         for name in ("train", "validation"):
             path = getattr(self, name)
             if path is not None:
-                _tables.check_columns(NAME, name, Path(path), {"text_column": self._column(Path(path))})
+                _data_files.check_columns(NAME, name, Path(path), {"text_column": self._column(Path(path))})
         return check_lora(NAME, self.lora)
 
     def _column(self, path: Path) -> str:
-        return _tables.TEXT_COLUMN if path.suffix.lower() == ".txt" else self.text_column
+        return _data_files.TEXT_COLUMN if path.suffix.lower() == ".txt" else self.text_column
 
 
 @lru_cache(maxsize=2)
@@ -74,7 +74,7 @@ def _pretrained(path: str) -> nn.Module:
 @lru_cache(maxsize=4)
 def _documents(path: str, column: str, model: str, key: tuple[Any, ...]) -> tuple[list[int], ...]:
     """Every document's token ids, closed by the end-of-text token (once per process and file)."""
-    texts = [str(t) for t in _tables.read(NAME, "train", Path(path), [column])[column]]
+    texts = [str(t) for t in _data_files.read(NAME, "train", Path(path), [column])[column]]
     tok = tokenizer(model)
     end = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
     ids = tok(texts, add_special_tokens=False)["input_ids"]

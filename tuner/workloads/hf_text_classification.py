@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import torch
 
-from tuner.workloads import _tables
+from tuner.workloads import _data_files
 from tuner.workloads._data import split
 from tuner.workloads._hf_text import EVAL_SUBSET, TextClassification, TextCorpus, check_lora
 from tuner.workloads._options import option
@@ -59,12 +59,12 @@ class HFTextClassificationOptions:
         if self.train is None:
             return "option 'train' is required (a CSV, JSONL or Parquet file, or a save_to_disk folder)"
         if self.model is not None:
-            _tables.check_checkpoint(NAME, "model", Path(self.model))
+            _data_files.check_checkpoint(NAME, "model", Path(self.model))
         wanted = {"text_column": self.text_column, "label_column": self.label_column,
                   "text_pair_column": self.text_pair_column}
-        _tables.check_columns(NAME, "train", Path(self.train), wanted)
+        _data_files.check_columns(NAME, "train", Path(self.train), wanted)
         if self.validation is not None:
-            _tables.check_columns(NAME, "validation", Path(self.validation), wanted)
+            _data_files.check_columns(NAME, "validation", Path(self.validation), wanted)
         return check_lora(NAME, self.lora)
 
 
@@ -83,8 +83,8 @@ class HFTextClassification(TextClassification):
     def corpus(self) -> TextCorpus:
         o = self.options
         names = [c for c in (o.text_column, o.text_pair_column, o.label_column) if c is not None]
-        train = _tables.read(NAME, "train", Path(o.train), names)
-        val = _tables.read(NAME, "validation", Path(o.validation), names) if o.validation else None
+        train = _data_files.read(NAME, "train", Path(o.train), names)
+        val = _data_files.read(NAME, "validation", Path(o.validation), names) if o.validation else None
         rows = {c: train[c] + (val[c] if val is not None else ()) for c in names}
         classes = sorted(set(rows[o.label_column]), key=_sort_key)
         number = {c: i for i, c in enumerate(classes)}

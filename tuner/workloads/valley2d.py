@@ -1,4 +1,4 @@
-"""IRE's two-dimensional valley L(u, v) = (1 + u²) v² / 2 (METHODS.md, "IRE").
+"""IRE's two-dimensional valley L(u, v) = (1 + u²) v² / 2 (docs/METHODS.md, "IRE").
 
 The valley floor v = 0 is flat in u but its sharpness 1 + u² shrinks toward u = 0: plain GD
 settles at the floor and stops moving u, while IRE's boost of the flat coordinate drives u to 0.

@@ -39,7 +39,7 @@ def test_ray_adds_no_tensorboard_logger_beside_ours() -> None:
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
     from ray.tune.utils.callback import _create_default_callbacks
 
-    from tuner.run.ray_parts import NoTensorboard, logger_callbacks
+    from tuner.run.ray_setup import NoTensorboard, logger_callbacks
 
     made = _create_default_callbacks(logger_callbacks(), metric="eval/loss", mode="min")
     tensorboard = [c for c in made if isinstance(c, TBXLoggerCallback)]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import ray
 
-from tuner.run.ray_parts import ray_session
+from tuner.run.ray_setup import ray_session
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import ray
 
 from tuner.run.experiment import Experiment
-from tuner.run.ray_parts import RAY_STOP, ray_session
+from tuner.run.ray_setup import RAY_STOP, ray_session
 
 
 class _Results:

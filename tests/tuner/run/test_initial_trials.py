@@ -1,4 +1,4 @@
-"""The study tools without a Ray cluster: queued configs come first (once), a warm start seeds a new
+"""A study's initial trials without a Ray cluster: queued configs come first (once), a warm start seeds a new
 study with an earlier one's finished trials or refuses a different space, constraints reach the sampler."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 from tuner.errors import UserError
 from tuner.layout import JOURNAL_FILE
 from tuner.results.feasible import constraint_values
+from tuner.run.initial_trials import warm_trials
 from tuner.run.searcher import SharpSearch
-from tuner.run.study_tools import warm_trials
 from tuner.spec import SpecError, load_spec
 
 DONE = {"sharptune/complete": 1.0, "cost/grad_evals": 200.0, "step": 200.0, "cost/peak_mem_mb": 900.0}

@@ -3,6 +3,7 @@
 Overhead is the median step time of a method over its base optimizer's (the sgd or adamw run of the
 same experiment); when that base was not run, over the cheapest method's, and the table says which.
 `tuner.results.winners` logs it to MLflow (and summary.csv); the report and `run`'s summary print it.
+`pareto_front` is the front the report draws over the table (robust metric against overhead).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import pandas as pd
 
 from methods import ConfigError, get_method
 from tuner.hparams import method_hparams
-from tuner.results.robust import RobustResult
+from tuner.results.robust import RobustResult, pessimistic_value
 from tuner.results.store import errors_by_method
 from tuner.trial.protocol import PEAK_MEM_MB, STEP_TIME_MS
+from tuner.value_rules import goal_sign
 
 STEP_TIME = STEP_TIME_MS
 PEAK_MEM = PEAK_MEM_MB
@@ -93,6 +95,23 @@ def method_table(trials: pd.DataFrame, robust: RobustResult) -> pd.DataFrame:
             "n_errored", "first_error", "n_infeasible", "sensitivity", "n_search", "hparams", "run_ids", "seeds",
             "winner_diverged", "full_budget"]
     return table[cols].reset_index(drop=True)
+
+
+def pareto_front(table: pd.DataFrame, goal: str) -> list[tuple[float, float]]:
+    """(overhead, mean) of the methods that no cheaper method beats, cheapest first.
+
+    A method is judged by its winner's pessimistic interval bound (`robust.pessimistic_value`, the rule
+    that ranks it), among the methods with a finite overhead and mean.
+    """
+    sign = goal_sign(goal)
+    ok = table[np.isfinite(table["overhead"].astype(float)) & np.isfinite(table["mean"].astype(float))]
+    robust = [pessimistic_value(r["mean"], r["low"], r["high"], goal) for _, r in ok.iterrows()]
+    front, best = [], -math.inf
+    for x, y, mean in sorted(zip(ok["overhead"], robust, ok["mean"], strict=True)):
+        if sign * y > best:
+            front.append((float(x), float(mean)))
+            best = sign * y
+    return front
 
 
 def summary_csv(table: pd.DataFrame) -> str:

@@ -1,4 +1,4 @@
-"""After a fit: MLflow holds every trial of the phase, every reported step and how it ended.
+"""MLflow backfilled from Ray's records after a fit: every trial of the phase, every reported step, how it ended.
 
 Ray keeps each trial's reports in the experiment folder (`Result.metrics_dataframe`), so whatever the
 driver could not write (the server was down, the buffer was full, a driver was killed before a flush)

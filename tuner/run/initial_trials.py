@@ -1,4 +1,4 @@
-"""The study tools in Optuna's terms: queued configs and a warm start from an earlier study.
+"""The trials a study starts with, in Optuna's terms: queued configs and a warm start from an earlier study.
 
 - `enqueued_params`: the spec's `enqueue` configs under the names Optuna stores (`sam/rho`), for
   `study.enqueue_trial(..., skip_if_exists=True)` (a resumed study does not queue them twice).

@@ -1,4 +1,4 @@
-"""Hyperparameter importances for the report (Optuna on an in-memory study of the search trials)."""
+"""Hyperparameter importances of a method's search trials (Optuna on an in-memory study); the report shows them."""
 
 from __future__ import annotations
 

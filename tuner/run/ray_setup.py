@@ -1,4 +1,5 @@
-"""The Ray pieces of a run: a quiet, owned Ray session, the spec's trial scheduler and Ray's own loggers.
+"""How a run sets Ray up: a quiet, owned Ray session, the spec's trial scheduler, Ray's own loggers and a
+watch for Ray's stop signal.
 
 The trainable itself (`trial_setup`, `make_trainable`) stays in `tuner.run.experiment` for now.
 """
@@ -51,7 +52,7 @@ class NoTensorboard(TBXLoggerCallback):
 
 
 def logger_callbacks() -> list[Any]:
-    """Ray's JSON and CSV result logs (`Result.metrics_dataframe`, which `tuner.run.settle` reads after an
+    """Ray's JSON and CSV result logs (`Result.metrics_dataframe`, which `tuner.run.tracking_backfill` reads after an
     MLflow outage), and no TensorBoard logger."""
     return [JsonLoggerCallback(), CSVLoggerCallback(), NoTensorboard()]
 

@@ -1,0 +1,46 @@
+"""The runner's header and summary, exactly as printed (other tests read these lines), without Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+from e2e import smoke_spec
+
+from tuner.run import console
+from tuner.run.experiment import Experiment
+from tuner.spec import load_spec
+
+
+class _Results(list):
+    num_errors = 1
+
+
+def _result(method: str, status: str, error: Exception | None = None) -> SimpleNamespace:
+    return SimpleNamespace(config={"method": method, "lr": 0.1}, error=error,
+                           metrics={"sharptune/status": status, "trial_id": "t"})
+
+
+def test_header_and_summary_lines(tmp_path: Path) -> None:
+    spec = load_spec(smoke_spec(tmp_path, description="a test", confirm={"top_k": 1, "seeds": [0, 1]}))
+    folder = Path(spec.experiment_dir)
+    text = console.header(spec, folder, Experiment(spec).confirm_runs_at_most()).splitlines()
+    assert text[0] == "sharptune: smoke: a test"
+    assert text[1] == "  methods   sgd, sam"
+    assert text[4] == "  confirm   top 1 per method x seeds [0, 1] (at most 4 runs)"
+    assert text[5] == f"  results   {folder} (resolved spec: {folder / 'resolved_spec.yaml'})"
+    search = _Results([_result("sgd", "completed"), _result("sgd", "pruned"),
+                       _result("sam", "x", RuntimeError("boom"))])
+    table = pd.DataFrame([{"method": "sgd", "run_ids": ["a"], "rank": 1, "mean": 0.8, "low": 0.7, "high": 0.9,
+                           "full_budget": False, "hparams": {"lr": 0.1}, "source": "confirm"}])
+    lines = console.summary(spec, folder, search, search, table)
+    assert lines[:4] == [
+        "\nsummary of smoke (eval/loss, minimize; winners from the confirm runs):",
+        f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}config",
+        "sgd               1         0.8            [0.7, 0.9]  0/2/0/0         {\"lr\": 0.1}  "
+        "(pruned only: a value from early in training)",
+        "sam               -           -                     -  0/0/0/1         (no completed trial)"]
+    assert lines[4] == "errored: sam: 2 trial(s); first error: RuntimeError: boom"
+    assert lines[5] == "confirmation: 3 runs (1 errored); `python -m tuner report` draws the comparison"
+    assert lines[-1] == f"browse: python -m tuner ui smoke --storage {spec.storage_path}"

@@ -1,0 +1,86 @@
+"""What the runner prints at the start and at the end of an experiment: the header and the summary.
+
+Text only: each function returns lines from the spec and the phases' results, and the runner
+(`tuner.run.experiment`) prints them. The winners in the summary are the table the runner records in
+MLflow (`tuner.results.winners.winners`), so the printed winner is the tagged one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tuner.layout import RESOLVED_FILE, experiment_name
+from tuner.run.progress import fmt_duration, fmt_value
+from tuner.run.tracking import exception_line
+from tuner.spec import Spec
+from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, trial_values
+from tuner.value_rules import is_number
+
+
+def header(spec: Spec, experiment_dir: Path, confirm_runs: int) -> str:
+    """A few lines a person reads before the first trial; the full resolved spec goes to a file.
+
+    `confirm_runs`: the confirmation phase's runs at most (`Experiment.confirm_runs_at_most`).
+    """
+    b = spec.budget
+    limit = f", time limit {fmt_duration(b.time_s)}" if b.time_s else ""
+    scheduler = spec.scheduler.name + (f" on {spec.scheduler.time_attr}" if spec.scheduler.name != "fifo" else "")
+    lines = [f"sharptune: {spec.name}" + (f": {spec.description}" if spec.description else ""),
+             f"  methods   {', '.join(spec.methods)}",
+             f"  workload  {spec.workload.name}; metric {spec.metric.name} ({spec.metric.goal})",
+             f"  search    {b.num_samples} trials x {b.trial_grad_evals} grad evals, {b.max_concurrent_trials} "
+             f"at a time; {spec.sampler.name} sampler, {scheduler} scheduler{limit}"]
+    if spec.confirm is not None:
+        c = spec.confirm
+        lines.append(f"  confirm   top {c.top_k} per method x seeds {list(c.seeds)}"
+                     + (f" x {c.describe()}" if c.stress else "")
+                     + f" (at most {confirm_runs} runs)")
+    lines.append(f"  results   {experiment_dir} (resolved spec: {experiment_dir / RESOLVED_FILE})")
+    lines.append(f"  MLflow    {spec.tracking_uri}")
+    return "\n".join(lines)
+
+
+def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: pd.DataFrame | None) -> list[str]:
+    """Each method's winner (the one tagged in MLflow), its trial tally and where the store is.
+
+    `search` and `confirm` are the phases' Ray results (`confirm` None without that phase); `table` is the
+    per-method table in rank order, None when the store could not be read.
+    """
+    out = []
+    counts: dict[str, dict[str, int]] = {}
+    for r in search:
+        method = trial_values(r.config).get("method", "?")
+        counts.setdefault(method, dict.fromkeys(OUTCOMES, 0))[outcome(r.metrics or {}, r.error is not None)] += 1
+    rows = {} if table is None else {row["method"]: row for _, row in table.iterrows() if len(row["run_ids"])}
+    source = "" if table is None or not len(table) else f"; winners from the {table['source'].iloc[0]} runs"
+    out.append(f"\nsummary of {spec.name} ({spec.metric.name}, {spec.metric.goal}{source}):")
+    out.append(f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}config")
+    ordered = [*rows, *(m for m in spec.methods if m not in rows)]
+    for method in ordered:
+        c = counts.get(method, dict.fromkeys(OUTCOMES, 0))
+        tally = f"{c[COMPLETED]}/{c[PRUNED]}/{c[DIVERGED]}/{c[ERRORED]}"
+        if method in rows:
+            row = rows[method]
+            interval = f"[{fmt_value(row['low'])}, {fmt_value(row['high'])}]" if is_number(row["low"]) else "-"
+            early = "" if row["full_budget"] else "  (pruned only: a value from early in training)"
+            out.append(f"{method:<14}{int(row['rank']):>5}{fmt_value(row['mean']):>12}{interval:>22}  {tally:<16}"
+                       f"{json.dumps(row['hparams'], default=str)}{early}")
+        else:
+            out.append(f"{method:<14}{'-':>5}{'-':>12}{'-':>22}  {tally:<16}(no completed trial)")
+    errors: dict[str, list[str]] = {}
+    for r in [*search, *(confirm or [])]:
+        if r.error is not None:
+            errors.setdefault(trial_values(r.config).get("method", "?"), []).append(exception_line(r.error))
+    for method, lines in errors.items():
+        out.append(f"errored: {method}: {len(lines)} trial(s); first error: {lines[0]}")
+    if confirm is not None:
+        out.append(f"confirmation: {len(confirm)} runs ({confirm.num_errors} errored); "
+                   "`python -m tuner report` draws the comparison")
+    out.append(f"MLflow: {spec.tracking_uri} (experiment {experiment_name(spec.name)}); results in {experiment_dir}")
+    if spec.tracking_uri.startswith("sqlite:"):
+        out.append(f"browse: python -m tuner ui {spec.name} --storage {spec.storage_path}")
+    return out
