@@ -28,12 +28,13 @@ def header(spec: Spec, experiment_dir: Path, confirm_runs: int) -> str:
     """
     b = spec.budget
     limit = f", time limit {fmt_duration(b.time_s)}" if b.time_s else ""
-    scheduler = spec.scheduler.name + (f" on {spec.scheduler.time_attr}" if spec.scheduler.name != "fifo" else "")
+    scheduler = f"{spec.scheduler.name} scheduler"
+    scheduler += f" on {spec.scheduler.clock}" if spec.scheduler.name != "fifo" else ""
     lines = [f"sharptune: {spec.name}" + (f": {spec.description}" if spec.description else ""),
              f"  methods   {', '.join(spec.methods)}",
              f"  workload  {spec.workload.name}; metric {spec.metric.name} ({spec.metric.goal})",
              f"  search    {b.num_samples} trials x {b.trial_grad_evals} grad evals, {b.max_concurrent_trials} "
-             f"at a time; {spec.sampler.name} sampler, {scheduler} scheduler{limit}"]
+             f"at a time; {spec.sampler.name} sampler, {scheduler}{limit}"]
     if spec.confirm is not None:
         c = spec.confirm
         lines.append(f"  confirm   top {c.top_k} per method x seeds {list(c.seeds)}"
