@@ -1,7 +1,8 @@
 """How a run sets Ray up: a quiet, owned Ray session, the spec's trial scheduler, Ray's own loggers and a
 watch for Ray's stop signal.
 
-The trainable itself (`trial_setup`, `make_trainable`) stays in `tuner.run.experiment` for now.
+What each trial gets is `tuner.spec.trial_setup(spec)` (a `TrialSetup`); `tuner.run.experiment.make_trainable`
+hands it to Ray with the trial's resources.
 """
 
 from __future__ import annotations
