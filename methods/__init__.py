@@ -9,7 +9,7 @@ Imports no Ray, MLflow or Optuna: training code can use it alone.
 """
 
 from methods._adapter import ClosureAdapter
-from methods._bases import comparators_installed
+from methods._base_optimizers import comparators_installed
 from methods._build import build_optimizer
 from methods._config_io import load_config
 from methods._errors import ConfigError

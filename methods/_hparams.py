@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from methods._bases import check_base
+from methods._base_optimizers import check_base
 from methods._errors import ConfigError
 
 SCHEDULES = ("constant", "linear", "cosine")

@@ -21,12 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods._balancer import adam_ratio, balance
-from methods._bases import build_base
+from methods._base_optimizers import build_base
 from methods._distributed import average_
 from methods._errors import ConfigError
 from methods._hparams import schedule_factor
-from methods._ire import (
+from methods._pairs import Pair
+from methods._passes import RngSnapshot, frozen_batchnorm, logits_of, sample_labels
+from methods._precision import NonFiniteGradient, Precision
+from methods._protocol import check_closure_style
+from methods._registry import MethodInfo
+from methods.bar import adam_ratio, balance
+from methods.ire import (
     adamw_states,
     boost,
     boost_along,
@@ -38,19 +43,14 @@ from methods._ire import (
     heavy_ball_directions,
     ire_start,
 )
-from methods._pairs import Pair
-from methods._passes import RngSnapshot, frozen_batchnorm, logits_of, sample_labels
-from methods._perturbation import global_norm, is_weight, perturbation
-from methods._precision import NonFiniteGradient, Precision
-from methods._preconditioner import adam_second_moment, apply_inverse, update_ema
-from methods._protocol import check_closure_style
-from methods._registry import MethodInfo
+from methods.precondition import adam_second_moment, apply_inverse, update_ema
+from methods.sam import global_norm, is_weight, perturbation
 
 Closure = Callable[[], Any]
 
 
 def _build_base(params: list[dict[str, Any]], hp: dict[str, Any]) -> torch.optim.Optimizer:
-    return build_base(params, hp)  # sgd, adamw or any other base by name (methods._bases)
+    return build_base(params, hp)  # sgd, adamw or any other base by name (methods._base_optimizers)
 
 
 class SharpOptimizer(torch.optim.Optimizer):

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from methods._bases import BUILTIN, base_takes, default_lr
+from methods._base_optimizers import BUILTIN, base_takes, default_lr
 from methods._errors import ConfigError
 from methods._hparams import (
     ASAM_NAMES,

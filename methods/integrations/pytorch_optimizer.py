@@ -31,7 +31,7 @@ from typing import Any
 from torch import nn
 
 from methods._adapter import ClosureAdapter
-from methods._bases import base_class, base_kwargs, comparators_installed
+from methods._base_optimizers import base_class, base_kwargs, comparators_installed
 from methods._plugins import hparam, register_method
 from methods._registry import BuildContext, get_method, register_unavailable
 
