@@ -1,4 +1,4 @@
-"""Preconditioners of the perturbation: P = diag(sqrt(v) + eps), applied as P⁻¹ g.
+"""Preconditioners of the SAM family's perturbation: P = diag(sqrt(v) + eps), applied as P⁻¹ g (docs/METHODS.md).
 
 `adam` reads the base AdamW's bias-corrected second moment (from the previous base step);
 `ema_sq` keeps its own EMA of g² (works with SGD); `fisher` keeps an EMA of the squared gradient
@@ -11,10 +11,16 @@ EMAs take this step's square after P is applied). Before any statistics exist, P
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from methods._engine import Closure
+from methods._errors import ConfigError
+from methods._parts import Part, part
+from methods._passes import RngSnapshot
 
 
 def adam_second_moment(base: torch.optim.Optimizer, params: Sequence[Tensor]) -> list[Tensor] | None:
@@ -42,3 +48,67 @@ def apply_inverse(grads: Sequence[Tensor], second_moment: Sequence[Tensor] | Non
     denom = torch._foreach_sqrt(list(second_moment))
     torch._foreach_add_(denom, eps)
     return torch._foreach_div(list(grads), denom)
+
+
+@part("preconditioner", "adam")
+class Adam(Part):
+    """P from the base AdamW's v̂ of the previous step; the identity before its first step."""
+
+    def __init__(self, opt: Any, scope: Sequence[int]) -> None:
+        self.opt, self.params = opt, [opt._params[i] for i in scope]
+
+    @classmethod
+    def check(cls, method: str, hp: Mapping[str, Any]) -> None:
+        if hp["base"] != "adamw":
+            raise ConfigError(f"preconditioner 'adam' reads AdamW's second moments, but {method} uses base "
+                              f"{hp['base']!r}; use preconditioner: ema_sq (keeps its own statistics) or base: adamw")
+
+    def __call__(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> list[Tensor]:
+        second_moment = adam_second_moment(self.opt.base, self.params)
+        return apply_inverse(grads, second_moment, self.opt.hparams["precond_eps"])
+
+
+@part("preconditioner", "ema_sq")
+class EmaSquare(Part):
+    """P from its own EMA of g² (any base), kept per parameter as `precond_v`; this step's square joins after."""
+
+    def __init__(self, opt: Any, scope: Sequence[int]) -> None:
+        self.opt, self.scope, self.params = opt, list(scope), [opt._params[i] for i in scope]
+        self.steps = 0  # EMA updates so far: the bias correction
+
+    def squares(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> list[Tensor]:
+        return torch._foreach_mul(grads, grads)
+
+    def __call__(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> list[Tensor]:
+        hp, state = self.opt.hparams, self.opt.state
+        for p in self.params:  # allocated once (setdefault would build, and fill, a zero tensor every step)
+            if "precond_v" not in state[p]:
+                state[p]["precond_v"] = torch.zeros_like(p)
+        stats = [state[p]["precond_v"] for p in self.params]
+        # like `adam`, P comes from the previous steps' statistics: this step's square joins afterwards
+        previous = torch._foreach_div(stats, 1.0 - hp["precond_beta"] ** self.steps) if self.steps else None
+        out = apply_inverse(grads, previous, hp["precond_eps"])
+        update_ema(stats, self.squares(grads, closure, rng), hp["precond_beta"])
+        self.steps += 1
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"precond_steps": self.steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = state["precond_steps"]
+
+
+@part("preconditioner", "fisher")
+class Fisher(EmaSquare):
+    """P from an EMA of the squared gradient on labels sampled from the model (one more pass a step)."""
+
+    extra_evals = 1.0
+
+    @classmethod
+    def needs_outputs(cls, method: str, hp: Mapping[str, Any]) -> tuple[str, str] | None:
+        return "preconditioner 'fisher' samples labels from the model's outputs", "preconditioner: ema_sq"
+
+    def squares(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> list[Tensor]:
+        fisher = self.opt._fisher_squares(closure, rng, "preconditioner 'fisher'")  # restricted to the scope
+        return [fisher[i] for i in self.scope]

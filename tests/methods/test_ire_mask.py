@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from methods import _device, _ire
-from methods.ire import BRACKET_MIN, _chosen_on_device, _chosen_on_host, flat_mask
+from methods._selection import BRACKET_MIN, _chosen_on_device, _chosen_on_host, flat_mask
 
 SORTS = ("sort", "kthvalue", "topk", "argsort", "msort")  # on torch and on torch.Tensor
 HOST_CALLS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__")
