@@ -67,7 +67,8 @@ def perturbation(kind: str, params: Sequence[Tensor], grads: Sequence[Tensor], p
 
 @part("perturbation", "sam")
 class Sam(Part):
-    """SAM: ε = ρ · P⁻¹g / ‖P⁻¹g‖; g̃ = ∇L(θ + ε) on the same batch; θ restored exactly."""
+    """SAM: ε = ρ · P⁻¹g / ‖P⁻¹g‖, g̃ = ∇L(θ + ε) on the same batch, θ restored exactly. The optimizer's step runs
+    g = first_gradient(); perturb(g); g̃ = perturbed_gradient(); restore(); then the base step with g̃."""
 
     takes, extra_evals = PERTURB_NAMES, 1.0
 
@@ -77,9 +78,9 @@ class Sam(Part):
         self.scope = sorted({i for pair in opt._pair_index for i in pair}) if lora else list(range(len(opt._params)))
         self.params = [opt._params[i] for i in self.scope]
         self.scaled: list[bool] | None = None  # ASAM's T = |θ| + η on these tensors (Asam)
-        precondition = PARTS.get(("preconditioner", opt.hparams["preconditioner"]))
-        self.precondition = precondition(opt, self.scope) if precondition else None
         self.saved: list[Tensor] | None = None  # θ while perturbed (a buffer kept across steps)
+        precondition = PARTS.get(("preconditioner", opt.hparams["preconditioner"]))  # P⁻¹ (precondition.py)
+        self.precondition = precondition(opt, self.scope) if precondition else None
 
     def rho(self) -> float:
         """ρ of the next step: rho · s(t/T) under rho_schedule."""
@@ -106,10 +107,10 @@ class Sam(Part):
         with self.opt._replay(rng):
             return self.opt._loss_grads(closure)[2]
 
+    @torch.no_grad()
     def restore(self) -> None:
         """θ back, exactly (davda54's second_step before its base step)."""
-        with torch.no_grad():
-            torch._foreach_copy_(self.params, self.saved)
+        torch._foreach_copy_(self.params, self.saved)
 
     def state_dict(self) -> dict[str, Any]:  # the preconditioner's statistics are the family's state
         return self.precondition.state_dict() if self.precondition else {}
@@ -126,8 +127,7 @@ class Asam(Sam):
 
     def __init__(self, opt: Any, names: Mapping[int, str]) -> None:
         super().__init__(opt, names)
-        every = opt.hparams["asam_scope"] == "all"
-        self.scaled = [every or is_weight(names.get(id(p)), p) for p in self.params]
+        self.scaled = [opt.hparams["asam_scope"] == "all" or is_weight(names.get(id(p)), p) for p in self.params]
 
 
 @part("perturbation", "functional")
