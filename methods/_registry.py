@@ -151,17 +151,17 @@ def _check_combination(info: MethodInfo, hp: Mapping[str, Any], need_horizon: bo
 
 _REGISTRY: dict[str, MethodInfo] = {}
 _UNAVAILABLE: dict[str, str] = {}  # known methods whose library is not installed -> what to install
-_PROVIDERS: list[str] = []  # modules whose `register_all()` registers methods, imported on the first lookup
+_PROVIDERS: list[str] = []  # modules that register methods when imported, imported on the first lookup
 
 
 def register_provider(module: str) -> None:
-    """Name a module whose `register_all()` registers methods; it runs on the first lookup (lazily)."""
+    """Name a module that registers methods when imported; it is imported on the first lookup (lazily)."""
     _PROVIDERS.append(module)
 
 
 def _load_providers() -> None:
     while _PROVIDERS:  # popped first: a provider's own registrations see an empty list
-        importlib.import_module(_PROVIDERS.pop(0)).register_all()
+        importlib.import_module(_PROVIDERS.pop(0))
 
 
 def register_unavailable(name: str, why: str) -> None:
