@@ -27,7 +27,7 @@ sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != R
 import torch
 
 from methods import _device
-from methods._ire import flat_mask
+from methods._selection import flat_mask
 
 SIZES = (1_000_000, 10_000_000)
 BIG = 355_000_000

@@ -8,8 +8,9 @@ plus methods registered with `register_method` (pytorch-optimizer's GSAM, WSAM, 
 Imports no Ray, MLflow or Optuna: training code can use it alone.
 """
 
+from methods import catalogue  # noqa: F401  (the built-in methods register on import)
 from methods._adapter import ClosureAdapter
-from methods._bases import comparators_installed
+from methods._base_optimizers import comparators_installed
 from methods._build import build_optimizer
 from methods._config_io import load_config
 from methods._errors import ConfigError
@@ -26,9 +27,7 @@ from methods._registry import (
     register,
     unavailable_reason,
 )
-from methods.integrations import pytorch_optimizer as _comparators
 
-_comparators.register_all()
 load_entry_points()  # plug-ins installed as packages (entry point group sharptune.methods)
 
 __all__ = [

@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from methods._bases import check_base
+from methods._base_optimizers import check_base
 from methods._errors import ConfigError
+from methods._parts import names as part_names
 
 SCHEDULES = ("constant", "linear", "cosine")
 
@@ -80,6 +81,13 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
     return check
 
 
+def _part(kind: str) -> Callable[[str, Any], str]:
+    """A choice among the registered parts of `kind` (`_parts`), read when checked: a new part needs no edit here."""
+    def check(name: str, value: Any) -> str:
+        return _choice(*part_names(kind))(name, value)
+    return check
+
+
 def _betas(name: str, value: Any) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ConfigError(f"{name} must be a pair [beta1, beta2], got {value!r}")
@@ -105,7 +113,7 @@ HPARAMS: Mapping[str, HParam] = {
     "asam_eta": HParam(0.01, _float(0.0), "ASAM: T = |w| + asam_eta (official default 0.01)"),
     "asam_scope": HParam("weights", _choice("weights", "all"),
                          "ASAM scales tensors named *weight* (>= 2 dims if unnamed; official) or all (davda54)"),
-    "preconditioner": HParam("none", _choice("none", "adam", "ema_sq", "fisher"),
+    "preconditioner": HParam("none", _part("preconditioner"),
                              "preconditioner of the perturbation"),
     "precond_beta": HParam(0.999, _float(0.0, 1.0, high_open=True), "EMA factor of ema_sq / fisher"),
     "precond_eps": HParam(1e-8, _float(0.0, low_open=True), "P = diag(sqrt(v) + precond_eps)"),

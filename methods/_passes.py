@@ -68,3 +68,12 @@ def sample_labels(probs: Tensor, generator: torch.Generator | None) -> Tensor:
     u = torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=cdf.device, dtype=cdf.dtype)
     labels = torch.searchsorted(cdf, u * cdf[..., -1:], right=True).squeeze(-1)
     return labels.clamp_max_(cdf.shape[-1] - 1)  # u * total rounding onto the last bin's edge
+
+
+def kept_copy(buffer: list[Tensor] | None, tensors: Sequence[Tensor]) -> list[Tensor]:
+    """`tensors` copied into `buffer` (allocated on the first call, then reused: no allocation on the hot path)."""
+    with torch.no_grad():  # a plain copy: the buffer must not join the autograd graph
+        if buffer is None:
+            return [t.detach().clone() for t in tensors]
+        torch._foreach_copy_(buffer, list(tensors))
+    return buffer

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from methods._errors import ConfigError
+from methods._parts import parts_of
 from methods._registry import MethodInfo
 
 CLOSURE_STYLES = ("outputs", "backward")
@@ -26,15 +27,11 @@ def check_closure_style(info: MethodInfo, hparams: Mapping[str, Any], style: str
     if style == "outputs":
         return
     default = "the default closure_style='outputs' (a forward-only closure returning (loss, logits))"
-    if info.preset.perturbation == "functional":
-        raise ConfigError(f"{info.name} (Functional-SAM) needs the model's outputs, which a backward closure does "
-                          f"not return; use {default}, or method sam")
-    if hparams.get("preconditioner") == "fisher":
-        raise ConfigError(f"preconditioner 'fisher' samples labels from the model's outputs, which a backward "
-                          f"closure does not return; use {default}, or preconditioner: ema_sq")
-    if info.preset.ire and hparams.get("curvature") == "fisher":
-        raise ConfigError(f"curvature 'fisher' of {info.name} samples labels from the model's outputs, which a "
-                          f"backward closure does not return; use {default}, or curvature: grad_sq")
+    for part in parts_of(info.preset, hparams):  # Functional-SAM, the Fisher passes
+        reason = part.needs_outputs(info.name, hparams)
+        if reason is not None:
+            why, instead = reason
+            raise ConfigError(f"{why}, which a backward closure does not return; use {default}, or {instead}")
     if precision == "fp16":
         raise ConfigError("precision 'fp16' scales each pass's loss before its backward, which a backward closure "
                           f"does itself; use {default}, or precision 'bf16'")

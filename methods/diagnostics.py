@@ -1,4 +1,4 @@
-"""Sharpness diagnostics (METHODS.md, "Diagnostics"): balancedness, λ_max, Tr(H), the SAM edge.
+"""Sharpness diagnostics (docs/METHODS.md, "Diagnostics"): balancedness, λ_max, Tr(H), the SAM edge.
 
 Usable alone, on CPU or CUDA. Every curvature function takes `loss_fn`, a closure computing the loss
 on ONE fixed evaluation batch (it may return `loss` or the optimizer's `(loss, outputs)`), and the

@@ -20,7 +20,8 @@ costs what its paper claims.
 Left out (`LEFT_OUT` says why, and a test checks that the reason still holds): BSAM, whose 4.1.0
 step leaves its noise and its perturbation in the weights, and GAM, which 4.1.0 does not ship.
 The library is imported on the first build (it takes seconds); the methods are registered only
-where it is installed, and elsewhere naming one is a ConfigError that names the extra.
+where it is installed, and elsewhere naming one is a ConfigError that names the extra. This module
+registers them when imported, which the registry does on its first lookup (`import methods` does not).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 from torch import nn
 
 from methods._adapter import ClosureAdapter
-from methods._bases import base_class, base_kwargs, comparators_installed
+from methods._base_optimizers import base_class, base_kwargs, comparators_installed
 from methods._plugins import hparam, register_method
 from methods._registry import BuildContext, get_method, register_unavailable
 
@@ -210,3 +211,6 @@ def register_all() -> None:
     for entry in CATALOGUE:
         fields = dict(entry)
         register_method(fields.pop("name"), **fields)
+
+
+register_all()  # on import: `methods.catalogue` names this module a provider, imported on the first lookup

@@ -39,7 +39,7 @@ from methods._build import build_optimizer
 from methods._errors import ConfigError
 from methods._optimizer import SharpOptimizer
 from methods.integrations._config import sharp_config as read_config
-from methods.integrations._stepped import SteppedElsewhere
+from methods.integrations._stack_optimizer import SteppedElsewhere
 
 
 def precision_of(args: transformers.TrainingArguments) -> str:

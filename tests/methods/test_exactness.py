@@ -260,7 +260,7 @@ def test_ire_step_equals_the_formula():
 
 def test_ire_mask_takes_exactly_round_gamma_p_coordinates_ties_by_position():
     """docs/METHODS.md: exactly round(γ·p) smallest-curvature coordinates, one global threshold, ties by position."""
-    from methods._ire import flat_mask
+    from methods._selection import flat_mask
 
     curvature = [torch.tensor([[0.5, 0.1], [0.1, 0.1]]), torch.tensor([0.1, 0.1, 0.9])]  # p = 7, five ties at 0.1
     masks = flat_mask(curvature, gamma=3 / 7)  # round(3) = 3 of the five tied coordinates: the first three
@@ -275,7 +275,7 @@ def test_ire_host_selection_is_exactly_numpys_partition(kind: str) -> None:
     NaNs and sorted inputs included: the sample only decides how fast, never what."""
     import numpy as np
 
-    from methods._ire import BRACKET_MIN, _kth_smallest_host
+    from methods._selection import BRACKET_MIN, _kth_smallest_host
 
     rng = np.random.default_rng(0)
     n = 4 * BRACKET_MIN + 17
@@ -296,7 +296,7 @@ def test_ire_host_selection_is_exactly_numpys_partition(kind: str) -> None:
 
 def test_ire_mask_on_a_large_model_takes_exactly_round_gamma_p_smallest() -> None:
     """Above the size where the host selection brackets, the mask is still the round(γ·p) smallest."""
-    from methods._ire import BRACKET_MIN, flat_mask
+    from methods._selection import BRACKET_MIN, flat_mask
 
     torch.manual_seed(0)
     curvature = [torch.rand(300, 200) ** 2, torch.zeros(BRACKET_MIN), torch.rand(777)]  # one block of ties at 0
@@ -338,7 +338,7 @@ def _train_ire(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
                fast: bool, monkeypatch: pytest.MonkeyPatch, lr_decay: float = 1.0) -> None:
     """`steps` IRE steps on (x, y); `fast=False` forces the copy-and-lerp boost (no momentum-buffer boost,
     no fused step); each group's lr is multiplied by `lr_decay` after every step."""
-    import methods._optimizer as optimizer_module
+    import methods._fused as optimizer_module
 
     def closure():
         logits = model(x)
@@ -365,7 +365,7 @@ def test_ire_boost_from_the_momentum_buffer_equals_the_boost_from_a_copy_of_thet
     moves (kappa_decay under a decaying lr). Every path must give the trajectory of torch's SGD step
     followed by the copy-and-lerp boost, across mask re-estimates, with two lr groups, one of them
     with dampening."""
-    import methods._optimizer as optimizer_module
+    import methods._fused as optimizer_module
 
     def run(heavy_ball: bool) -> tuple[list[torch.Tensor], set[str]]:
         torch.manual_seed(0)
@@ -397,7 +397,7 @@ def test_admire_fused_adamw_step_equals_torchs_adamw_then_the_copy_boost(hp, gro
     variant is plain (no amsgrad). Every path must give the trajectory of torch's AdamW step followed by
     the copy-and-lerp boost, across mask re-estimates, with two groups of their own lr, betas and weight
     decay; and torch's state (step counts, moments) must be what torch's own steps leave."""
-    import methods._optimizer as optimizer_module
+    import methods._fused as optimizer_module
 
     def run(fast: bool) -> tuple[list[torch.Tensor], list[torch.Tensor], set[str]]:
         torch.manual_seed(0)
@@ -442,7 +442,7 @@ def test_sampled_labels_follow_the_predicted_distribution_and_the_generator() ->
 
 def test_ire_masks_in_a_dtype_are_the_boolean_masks_as_views_of_one_tensor() -> None:
     """`flat_mask(dtype=...)` converts once for all parameters: the same 0/1 pattern, sharing one storage."""
-    from methods._ire import flat_mask
+    from methods._selection import flat_mask
 
     torch.manual_seed(0)
     curvature = [torch.rand(30, 40), torch.rand(40), torch.rand(7, 30, 2)]

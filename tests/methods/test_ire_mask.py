@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from methods import _device, _ire
-from methods._ire import BRACKET_MIN, _chosen_on_device, _chosen_on_host, flat_mask
+from methods import _device, _selection
+from methods._selection import BRACKET_MIN, _chosen_on_device, _chosen_on_host, flat_mask
 
 SORTS = ("sort", "kthvalue", "topk", "argsort", "msort")  # on torch and on torch.Tensor
 HOST_CALLS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__")
@@ -105,7 +105,7 @@ def test_device_mask_is_the_reference_mask(ties: str, dtype: torch.dtype, on_dev
 def test_device_mask_is_exact_across_histogram_chunks(ties: str, on_device: None,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of 2^24 coordinates are more than a test holds: smaller chunks (a ragged last one) count alike."""
-    monkeypatch.setattr(_ire, "RADIX_CHUNK", 4099)
+    monkeypatch.setattr(_selection, "RADIX_CHUNK", 4099)
     curvature = _curvatures(7)
     flat = torch.cat([h.reshape(-1) for h in curvature])
     for gamma in GAMMAS:
@@ -173,7 +173,7 @@ def test_device_path_sorts_nothing_large(ties: str, on_device: None, monkeypatch
         _recording(monkeypatch, owner, SORTS, record)
     masks = flat_mask(curvature, 0.6, ties=ties)
     monkeypatch.undo()
-    assert max(sizes.values(), default=0) <= _ire.RADIX_BINS + 1, dict(sizes)
+    assert max(sizes.values(), default=0) <= _selection.RADIX_BINS + 1, dict(sizes)
     assert torch.equal(_flat(masks), _reference(flat, _count(0.6, flat.numel(), ties), ties))
 
 

@@ -17,9 +17,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from methods import build_optimizer
-from methods._balancer import adam_ratio, balance
-from methods._perturbation import perturbation
-from methods._preconditioner import apply_inverse, update_ema
+from methods.bar import adam_ratio, balance
+from methods.precondition import apply_inverse, update_ema
+from methods.sam import perturbation
 
 NORM_EPS = 1e-12
 

@@ -205,7 +205,7 @@ def _official_update_mask(fisher: list[torch.Tensor], rank: float) -> list[torch
 
 @pytest.mark.parametrize("ties", ["exact", "official"])
 def test_ire_mask_tie_rules(ties):
-    from methods._ire import flat_mask
+    from methods._selection import flat_mask
 
     # p = 10; five coordinates tied at 0.1; γ = 0.35: round(3.5) = 4 (exact) vs int(3.5) = 3 plus ties (official)
     curvature = [torch.tensor([[0.5, 0.1], [0.1, 0.02]]), torch.tensor([0.1, 0.1, 0.9, 0.1, 0.7, 0.3])]

@@ -1,7 +1,7 @@
 """BAR: reproduce SAM's balancedness drift on scale-invariant pairs from the one gradient at hand.
 
 A reconstruction: the BAR paper's Algorithms 2 (nBAR) and 3 (oBAR) could not be read, so these rules
-are derived from SAM's drift, which is what the paper says BAR reproduces (METHODS.md, "Balancer").
+are derived from SAM's drift, which is what the paper says BAR reproduces (docs/METHODS.md, "Balancer").
 For one pair (x, y) under SAM with radius ρ, D = ‖x‖² − ‖y‖² moves, to first order in ρ, as
 
     dD/dt = 2ηρ (‖g_x‖² − ‖g_y‖²) / ‖g‖                  (any regime; ‖g‖ the global gradient norm)
@@ -25,10 +25,16 @@ value back to the host. The pairs are disjoint: each is balanced with the norms 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from methods._hparams import BALANCER_NAMES, schedule_factor
+from methods._parts import Part, part
+from methods.precondition import adam_second_moment
+from methods.sam import global_norm
 
 NORM_EPS = 1e-12
 Coefficient = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]  # (sx, sy, gx2, gy2, ‖g‖) -> c / μ_t
@@ -81,3 +87,36 @@ def balance(kind: str, pairs: Sequence[tuple[Tensor, Tensor]], grads: Sequence[t
     eta_c = COEFFICIENTS[kind](sx, sy, gx2, gy2, norm) * (rate if scales is None else scales * rate)
     torch._foreach_mul_(xs, (1.0 + eta_c).unbind())  # x ← (1 + ηc) x
     torch._foreach_mul_(ys, (1.0 - eta_c).unbind())  # y ← (1 − ηc) y
+
+
+class Balancer(Part):
+    """BAR's step on the optimizer's pairs, from the first gradient g, before the base step."""
+
+    takes = BALANCER_NAMES
+
+    def __init__(self, opt: Any, names: Mapping[int, str]) -> None:
+        self.opt, self.pairs, self.index = opt, opt._pairs, opt._pair_index
+        self.groups = [opt._group[i] for i, _ in self.index]  # η of each pair: its x's group's lr
+
+    def balance(self, grads: list[Tensor]) -> None:
+        opt, hp = self.opt, self.opt.hparams
+        mu = hp["mu0"] * schedule_factor(hp["schedule"], opt._step, hp["total_steps"])
+        pair_grads = [(grads[i], grads[j]) for i, j in self.index]
+        lrs = [opt.param_groups[k]["lr"] for k in self.groups]
+        norm = global_norm(grads) if hp["bar_norm"] == "global" else None
+        scales = None
+        if hp["base"] == "adamw" and hp["bar_scale"] == "adam":
+            v = adam_second_moment(opt.base, [t for pair in self.pairs for t in pair])
+            if v is not None:  # before AdamW's first step its update is ±lr: ratio 1 / |g| per coordinate
+                scales = adam_ratio(pair_grads, v, hp["eps"])  # every pair's ratio at once
+        balance(self.name, self.pairs, pair_grads, lrs, mu, norm, scales)
+
+
+@part("balancer", "nbar")
+class Nbar(Balancer):
+    """nBAR: c = μ_t (‖g_x‖² − ‖g_y‖²) / (‖g‖ S), SAM's first-order drift (COEFFICIENTS["nbar"])."""
+
+
+@part("balancer", "obar")
+class Obar(Balancer):
+    """oBAR: c = −μ_t ‖g‖ D / S², SAM's overparametrized-regime drift (COEFFICIENTS["obar"])."""

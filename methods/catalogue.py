@@ -1,0 +1,93 @@
+"""The catalogue: every built-in method, with its citation, its default base and its default search space.
+
+Each method is a `Preset` of the parts the family files register (`sam.py`, `precondition.py`,
+`bar.py`, `ire.py`); its hyperparameters and its cost in gradient evaluations follow from those parts
+(`MethodInfo`). The comparators from pytorch-optimizer (the extra `comparators`) are registered on the
+first lookup by `methods.integrations.pytorch_optimizer`, and plug-ins with `register_method`.
+docs/METHODS.md says what each part computes, exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from methods import bar, ire, precondition, sam  # noqa: F401  (the parts the presets name register on import)
+from methods._registry import MethodInfo, Preset, register, register_provider
+
+
+# --- default search spaces (the ranges the papers searched) -------------------------------------
+def _log(low: float, high: float) -> dict[str, Any]:
+    return {"type": "float", "low": low, "high": high, "log": True}
+
+
+def _uniform(low: float, high: float) -> dict[str, Any]:
+    return {"type": "float", "low": low, "high": high}
+
+
+def _cat(*values: Any) -> dict[str, Any]:
+    return {"type": "categorical", "values": list(values)}
+
+
+LR_SPACE = {"sgd": _log(1e-3, 0.5), "adamw": _log(1e-5, 1e-2)}
+BALANCER_SPACE = {"mu0": _log(1e-3, 1.0), "schedule": _cat("constant", "linear", "cosine")}
+
+
+def _space(base: str, **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {"lr": LR_SPACE[base], **extra}
+
+
+FORET = "Foret et al., Sharpness-Aware Minimization for Efficiently Improving Generalization, ICLR 2021"
+KWON = "Kwon et al., ASAM: Adaptive Sharpness-Aware Minimization for Scale-Invariant Learning, ICML 2021"
+SINGH = ("Singh et al., Avoiding spurious sharpness minimization broadens applicability of SAM "
+         "(Functional-SAM, preconditioned SAM), ICML 2025")
+LI = ("Li, Zhang and He, Implicit Regularization of Sharpness-Aware Minimization for "
+      "Scale-Invariant Problems (BAR), NeurIPS 2024")
+WANG = ("Wang et al., Improving Generalization and Convergence by Enhancing Implicit "
+        "Regularization (IRE), NeurIPS 2024")
+
+for _info in (
+    MethodInfo("sgd", "SGD with momentum: the reference for SGD-based methods",
+               "Robbins and Monro 1951; Polyak 1964", Preset(), "sgd", search_space=_space("sgd")),
+    MethodInfo("adamw", "AdamW: the reference for AdamW-based methods",
+               "Loshchilov and Hutter, Decoupled Weight Decay Regularization, ICLR 2019", Preset(), "adamw",
+               search_space=_space("adamw")),
+    MethodInfo("sam", "SAM: gradient at the worst-case point within radius rho", FORET,
+               Preset(perturbation="sam"), "sgd", search_space=_space("sgd", rho=_log(0.01, 0.5))),
+    MethodInfo("asam", "ASAM (official rule): SAM with the perturbation scaled by T = |w| + asam_eta on weights, "
+               "T = 1 on biases (scale-invariant sharpness)", KWON,
+               Preset(perturbation="asam"), "sgd", defaults={"rho": 0.5},
+               search_space=_space("sgd", rho=_log(0.05, 2.0))),
+    MethodInfo("psam", "Preconditioned SAM: perturbation along AdamW's preconditioned gradient", SINGH,
+               Preset(perturbation="sam"), "adamw", defaults={"preconditioner": "adam"},
+               search_space=_space("adamw", rho=_log(0.01, 0.5), preconditioner=_cat("adam", "ema_sq"))),
+    MethodInfo("fsam", "Functional-SAM: perturbed Jacobian times the unperturbed loss gradient in output space",
+               SINGH, Preset(perturbation="functional"), "sgd", search_space=_space("sgd", rho=_log(0.01, 0.5))),
+    MethodInfo("pfsam", "Preconditioned Functional-SAM: Functional-SAM with AdamW's preconditioner", SINGH,
+               Preset(perturbation="functional"), "adamw", defaults={"preconditioner": "adam"},
+               search_space=_space("adamw", rho=_log(0.01, 0.5), preconditioner=_cat("adam", "ema_sq"))),
+    MethodInfo("obar", "oBAR (reconstructed from SAM's drift; the paper's Algorithm 3 was unavailable): before "
+               "the base step x *= 1 + lr*c, y *= 1 - lr*c with c = -mu_t ||g|| D / (|x|^2 + |y|^2)^2, SAM's "
+               "overparametrized-regime drift; one gradient per step",
+               LI, Preset(balancer="obar"), "adamw", search_space=_space("adamw", **BALANCER_SPACE)),
+    MethodInfo("nbar", "nBAR (reconstructed from SAM's drift; the paper's Algorithm 2 was unavailable): before "
+               "the base step x *= 1 + lr*c, y *= 1 - lr*c with c = mu_t (|g_x|^2 - |g_y|^2) / (||g|| (|x|^2 + "
+               "|y|^2)), SAM's first-order drift, ||g|| global; one gradient per step",
+               LI, Preset(balancer="nbar"), "adamw", search_space=_space("adamw", **BALANCER_SPACE)),
+    MethodInfo("lora_sam", "SAM restricted to the trainable LoRA parameters (BAR's baseline)", LI,
+               Preset(perturbation="sam", perturb_scope="pairs"), "adamw",
+               search_space=_space("adamw", rho=_log(0.005, 0.5))),
+    MethodInfo("sgd_ire", "SGD-IRE: SGD with the flat directions' update boosted by kappa", WANG,
+               Preset(ire=True), "sgd", defaults={"kappa": 1.0},
+               search_space=_space("sgd", kappa=_log(0.5, 10.0), gamma=_uniform(0.5, 0.99))),
+    MethodInfo("admire", "AdmIRE: AdamW with the flat directions' update boosted by kappa", WANG,
+               Preset(ire=True), "adamw",
+               search_space=_space("adamw", kappa=_uniform(1.0, 5.0), gamma=_uniform(0.6, 0.99))),
+    MethodInfo("sam_ire", "SAM-IRE: SAM with the flat directions' update boosted by kappa", WANG,
+               Preset(perturbation="sam", ire=True), "sgd", defaults={"kappa": 1.0},
+               search_space=_space("sgd", rho=_log(0.01, 0.5), kappa=_log(0.5, 10.0),
+                                   gamma=_uniform(0.5, 0.99))),
+):
+    register(_info)
+
+
+register_provider("methods.integrations.pytorch_optimizer")  # po_sam, gsam, wsam, looksam, friendly_sam

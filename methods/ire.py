@@ -1,0 +1,150 @@
+"""IRE: boost the update along the flattest coordinates (docs/METHODS.md, "IRE").
+
+Every K steps after the IRE warm-up a diagonal curvature h is estimated and the mask marks the fraction
+γ of coordinates with the smallest h, one global threshold (`_selection`: exact, radix on an accelerator,
+numpy on the host). After each base step Δ = θ_new − θ_old, θ ← θ_new + κ · mask ⊙ Δ: one pass with the
+step for heavy-ball SGD and AdamW while κ holds (`_fused`), a copy of θ and a lerp for any other base.
+Defaults follow the official code (wmz9/IRE-algorithm-framework): IRE starts after a third of
+`total_steps` (ViT: epoch 100 of 300; CIFAR: 70 of 200), and never boosts while the lr still warms up
+(until every group's lr has reached its configured peak or stopped rising); `kappa_decay`: κ_t = κ·η_t/η_peak.
+Ties (`ire_ties`): "exact" (default) marks exactly round(γ·p) coordinates, ties
+by position, so the mask size never depends on ties (on L = (1 + u²)v²/2 both curvatures reach 0 once v
+underflows, and taking both would boost v and diverge); "official" marks int(γ·p) plus every tie.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from methods import _fused
+from methods._engine import Closure
+from methods._errors import ConfigError
+from methods._hparams import IRE_NAMES
+from methods._parts import Part, part
+from methods._passes import RngSnapshot, kept_copy
+from methods._selection import flat_mask
+from methods.precondition import adam_second_moment
+
+START_FRACTION = 1 / 3  # the steps without IRE when `warmup` is unset: the official runs' share of total_steps
+
+
+@part("ire", "on")
+class Ire(Part):
+    """The flat-direction mask (`estimate`, every K steps) and the boosted base step (`base_step`)."""
+
+    takes = IRE_NAMES
+
+    @classmethod
+    def evals(cls, hp: Mapping[str, Any]) -> float:
+        return 1.0 / hp["ire_interval"] if hp["curvature"] == "fisher" else 0.0
+
+    @classmethod
+    def forwards(cls, hp: Mapping[str, Any], perturbing: bool) -> float:
+        return cls.evals(hp) if perturbing else 0.0  # unperturbed, Fisher is a backward through the step's forward
+
+    @classmethod
+    def check(cls, method: str, hp: Mapping[str, Any]) -> None:
+        if hp["base"] != "adamw" and hp["curvature"] == "adam":
+            raise ConfigError(f"curvature 'adam' reads AdamW's second moments, but {method} uses base "
+                              f"{hp['base']!r}; use curvature: fisher or grad_sq, or base: adamw")
+
+    @classmethod
+    def needs_outputs(cls, method: str, hp: Mapping[str, Any]) -> tuple[str, str] | None:
+        if hp["curvature"] == "fisher":
+            return f"curvature 'fisher' of {method} samples labels from the model's outputs", "curvature: grad_sq"
+        return None
+
+    def __init__(self, opt: Any, names: Mapping[int, str]) -> None:
+        hp, self.opt = opt.hparams, opt
+        self.start = hp["warmup"] if hp["warmup"] is not None else round(START_FRACTION * (hp["total_steps"] or 0))
+        self.fisher = hp["curvature"] == "fisher"
+        # κ decay's reference (the configured lr), whether the lr warm-up is over, each group's lr at the last step
+        self.peak_lr, self.lr_warm, self.last_lr = [g["lr"] for g in opt.param_groups], False, []
+        self.group = opt._group  # param index -> param group index
+        self.group_index = [[i for i, k in enumerate(self.group) if k == g] for g in range(len(opt.param_groups))]
+        # the fused steps keep 1 + κ·mask in θ's dtype: exact enough in fp32/fp64 only
+        self.fusable = all(p.dtype in (torch.float32, torch.float64) for p in opt._params)
+        # θ before the step (copy-and-lerp boost); (path, κs, −κ·mask | 1 + κ·mask); the state's masks in θ's order
+        self.theta_old: list[Tensor] | None = None
+        self.boosts: tuple[str, tuple[float, ...], list[Tensor]] | None = None
+        self.masks: list[Tensor] | None = None
+
+    def estimating(self, step: int) -> bool:
+        """Whether this step sets a new mask: every `ire_interval` steps from the IRE warm-up on."""
+        return step >= self.start and (step - self.start) % self.opt.hparams["ire_interval"] == 0
+
+    def estimate(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None, outputs: Any) -> None:
+        """The mask of the fraction γ of coordinates with the smallest curvature, kept in the state."""
+        opt, kind = self.opt, self.opt.hparams["curvature"]
+        if kind == "fisher":
+            curvature = opt._fisher_squares(closure, rng, "curvature 'fisher'", outputs)
+        else:
+            adam = adam_second_moment(opt.base, opt._params) if kind == "adam" else None
+            curvature = adam or torch._foreach_mul(grads, grads)
+        dtypes = {p.dtype for p in opt._params}  # one conversion for all when θ has one dtype
+        masks = flat_mask(curvature, opt.hparams["gamma"], ties=opt.hparams["ire_ties"],
+                          dtype=dtypes.pop() if len(dtypes) == 1 else torch.bool)
+        for p, mask in zip(opt._params, masks, strict=True):
+            opt.state[p]["ire_mask"] = mask.to(p.dtype)  # stored as 0/1 in θ's dtype
+        self.boosts = self.masks = None
+
+    def base_step(self, final: list[Tensor]) -> None:
+        """The base step, then θ += κ · mask ⊙ Δ once a mask exists and the lr warm-up is over (fused, or by copy)."""
+        opt = self.opt
+        self.lr_warm = self.lr_warm or self._lr_warmup_over()
+        if not self.lr_warm or "ire_mask" not in opt.state[opt._params[0]]:
+            opt.base.step()
+        elif any(g.is_sparse for g in final) or not _fused.step_and_boost(
+                opt.base, self.group_index, opt._params, fusing=self.fusable and not self._kappas_move(),
+                factors=lambda: self._boost_tensors("factors"), masks=self._masks, scales=self._scales):
+            self.theta_old = kept_copy(self.theta_old, opt._params)
+            opt.base.step()
+            _fused.boost(opt._params, self.theta_old, self._boost_tensors("lerp"))
+        self.last_lr = [g["lr"] for g in opt.param_groups]
+
+    def _scales(self) -> list[float]:
+        """−lr · κ_t per parameter: the boost along the momentum buffer (Δ = −lr · b)."""
+        groups = self.opt.param_groups
+        return [-groups[k]["lr"] * kappa for k, kappa in zip(self.group, self._kappas(), strict=True)]
+
+    def _lr_warmup_over(self) -> bool:
+        """Whether every group's lr has reached its configured peak or stopped rising."""
+        last = self.last_lr or [0.0] * len(self.opt.param_groups)
+        return all(g["lr"] >= peak * (1 - 1e-9) or (self.last_lr and g["lr"] <= prev)
+                   for g, peak, prev in zip(self.opt.param_groups, self.peak_lr, last, strict=True))
+
+    def _masks(self) -> list[Tensor]:
+        """The masks in θ's order (kept from the estimate; read back from the state after a load)."""
+        self.masks = self.masks or [self.opt.state[p]["ire_mask"] for p in self.opt._params]
+        return self.masks
+
+    def _boost_tensors(self, path: str) -> list[Tensor]:
+        """−κ·mask (the lerp) or 1 + κ·mask (the fused steps), cached until the mask or κ changes."""
+        kappas = tuple(self._kappas())
+        if self.boosts is None or self.boosts[:2] != (path, kappas):
+            build = _fused.boost_factors if path == "factors" else _fused.boost_weights
+            self.boosts = (path, kappas, build(self._masks(), kappas))
+        return self.boosts[2]
+
+    def _kappas_move(self) -> bool:
+        """Whether κ_t follows the lr (kappa_decay) and the lr moved since the last step."""
+        return bool(self.opt.hparams["kappa_decay"]) and self.last_lr != [g["lr"] for g in self.opt.param_groups]
+
+    def _kappas(self) -> list[float]:
+        """κ per parameter; with kappa_decay, κ · η_t / η_peak, η_peak the group's configured lr."""
+        kappa, groups = self.opt.hparams["kappa"], self.opt.param_groups
+        if not self.opt.hparams["kappa_decay"]:
+            return [kappa] * len(self.group)
+        ratios = [g["lr"] / peak for g, peak in zip(groups, self.peak_lr, strict=True)]
+        return [kappa * ratios[k] for k in self.group]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"peak_lr": list(self.peak_lr), "lr_warm": self.lr_warm, "last_lr": list(self.last_lr)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.peak_lr, self.lr_warm, self.last_lr = list(state["peak_lr"]), state["lr_warm"], list(state["last_lr"])
+        self.boosts = self.masks = None
