@@ -1,15 +1,14 @@
 """IRE: boost the update along the flattest coordinates (docs/METHODS.md, "IRE").
 
-Every K steps after the IRE warm-up a diagonal curvature h is estimated and the mask marks the fraction
-γ of coordinates with the smallest h, one global threshold (`_selection`: exact, radix on an accelerator,
-numpy on the host). After each base step Δ = θ_new − θ_old, θ ← θ_new + κ · mask ⊙ Δ: one pass with the
-step for heavy-ball SGD and AdamW while κ holds (`_fused`), a copy of θ and a lerp for any other base.
-Defaults follow the official code (wmz9/IRE-algorithm-framework): IRE starts after a third of
-`total_steps` (ViT: epoch 100 of 300; CIFAR: 70 of 200), and never boosts while the lr still warms up
-(until every group's lr has reached its configured peak or stopped rising); `kappa_decay`: κ_t = κ·η_t/η_peak.
-Ties (`ire_ties`): "exact" (default) marks exactly round(γ·p) coordinates, ties
-by position, so the mask size never depends on ties (on L = (1 + u²)v²/2 both curvatures reach 0 once v
-underflows, and taking both would boost v and diverge); "official" marks int(γ·p) plus every tie.
+Every K steps after the IRE warm-up a diagonal curvature h is estimated and the mask marks the fraction γ of
+coordinates with the smallest h, one global threshold (`_selection`: exact, radix on an accelerator, numpy on the
+host). After each base step Δ = θ_new − θ_old, θ ← θ_new + κ · mask ⊙ Δ: one pass with the step for heavy-ball SGD
+and AdamW while κ holds (`_fused`), a copy of θ and a lerp for any other base. Defaults follow the official code
+(wmz9/IRE-algorithm-framework): IRE starts after a third of `total_steps` (ViT: epoch 100 of 300; CIFAR: 70 of 200),
+and never boosts while the lr still warms up (until every group's lr has reached its configured peak or stopped
+rising); `kappa_decay`: κ_t = κ·η_t/η_peak. Ties (`ire_ties`): "exact" (default) marks exactly round(γ·p)
+coordinates, ties by position, so the mask size never depends on ties (on L = (1 + u²)v²/2 both curvatures reach 0
+once v underflows, and taking both would boost v and diverge); "official" marks int(γ·p) plus every tie.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """The SAM family: SAM, ASAM, lora_sam, Functional-SAM: two passes on one batch (docs/METHODS.md, "Perturbation").
 
 davda54/sam's two phases by name: `perturb` remembers θ and moves it to θ + ε (its `first_step`), then
-`perturbed_gradient` takes g̃ there on the replayed batch and `restore` puts θ back (its `second_step`).
-sam: ε = ρ · P⁻¹g / ‖P⁻¹g‖; asam: ε = ρ · T²P⁻¹g / ‖T P⁻¹g‖ (normalised by ‖g‖, ‖T g‖ with
-precond_normalize='grad'); P = 1 gives the papers' SAM and ASAM. ASAM's T is the official code's
-(SamsungLabs/ASAM): |w| + asam_eta on the weights (named *weight*; unnamed: two or more dimensions),
-1 elsewhere; `asam_scope: all` with asam_eta = 0 is davda54's adaptive T = |θ|. Functional-SAM perturbs as
-SAM, and its g̃ = J(θ+ε)ᵀ · ∂ℓ/∂z(θ) is the perturbed Jacobian times the first pass's output gradient.
-lora_sam is SAM on the pairs' parameters only.
+`perturbed_gradient` takes g̃ there on the replayed batch and `restore` puts θ back (its `second_step`). sam: ε = ρ
+· P⁻¹g / ‖P⁻¹g‖; asam: ε = ρ · T²P⁻¹g / ‖T P⁻¹g‖ (normalised by ‖g‖, ‖T g‖ with precond_normalize='grad'); P = 1
+gives the papers' SAM and ASAM. ASAM's T is the official code's (SamsungLabs/ASAM): |w| + asam_eta on the weights
+(named *weight*; unnamed: two or more dimensions), 1 elsewhere; `asam_scope: all` with asam_eta = 0 is davda54's
+adaptive T = |θ|. Functional-SAM perturbs as SAM, and its g̃ = J(θ+ε)ᵀ · ∂ℓ/∂z(θ) is the perturbed Jacobian times
+the first pass's output gradient. lora_sam is SAM on the pairs' parameters only.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ presentation package. Imports inside functions count (the AST of every module is
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("methods", "tuner", "dashboards")
 MAX_LINES = 450
-# methods/: the pass engine, the optimizer that composes the parts, and each family file, read in one sitting
-FAMILY_MAX_LINES = 150
-FAMILY_FILES = ("methods._engine", "methods._optimizer", "methods.sam", "methods.bar", "methods.ire",
-                "methods.precondition")
+# methods/: the pass engine (<= 150 lines), the optimizer that composes the parts and each family file (< 150),
+# read in one sitting
+ENGINE_MAX_LINES = 150
+FAMILY_MAX_LINES = 149
+FAMILY_FILES = ("methods._optimizer", "methods.sam", "methods.bar", "methods.ire", "methods.precondition")
 
 
 def _module_name(path: Path) -> str:
@@ -170,7 +173,15 @@ def test_the_literal_walker_sees_strings_but_not_docstrings() -> None:
     assert not any(s.startswith("Where an experiment lives") for s in strings)
 
 
-@pytest.mark.parametrize("module", FAMILY_FILES)
+@pytest.mark.parametrize("module", ("methods._engine", *FAMILY_FILES))
 def test_the_engine_and_each_family_file_are_short(module: str) -> None:
     lines = len(_modules()[module].read_text(encoding="utf-8").splitlines())
-    assert lines <= FAMILY_MAX_LINES, f"{module}: {lines} lines"
+    assert lines <= (ENGINE_MAX_LINES if module == "methods._engine" else FAMILY_MAX_LINES), f"{module}: {lines} lines"
+
+
+def test_importing_methods_loads_no_integration() -> None:
+    """The package-level loop methods/__init__ -> integrations.pytorch_optimizer -> methods._registry is gone:
+    a training script that imports `methods` loads no integration (the comparators register on first lookup)."""
+    code = "import sys, methods; print(sorted(m for m in sys.modules if m.startswith('methods.integrations')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -75,3 +75,11 @@ def test_the_training_passes_are_autocast_by_the_optimizer_only() -> None:
     training forwards run in float32 (one place applies autocast to a pass, the optimizer, which scales fp16)."""
     _, seen = _run("bf16", optimizer_precision="fp32")
     assert seen == {(False, torch.float32), (True, torch.bfloat16)}  # training passes, evaluation
+
+
+def test_the_tuner_and_methods_name_the_same_precisions() -> None:
+    """`methods` imports nothing of the tuner, so it keeps its own list; the two may never drift apart."""
+    from methods._precision import PRECISIONS as METHODS_PRECISIONS
+    from tuner.trial.protocol import PRECISIONS
+
+    assert PRECISIONS == METHODS_PRECISIONS
