@@ -4,16 +4,17 @@ IRE's mask (`ire.py`) needs one global k-th smallest value over all p coordinate
 `ire_ties` names: "exact" marks exactly k coordinates, ties broken by position; "official" marks every
 coordinate tied at the threshold.
 
-Cost (issue 11): on the host the mask's threshold is an exact bracketed selection in numpy; on an
+Cost (issues 11, 25): on the host the mask's threshold is an exact bracketed selection in numpy; on an
 accelerator, an exact radix selection on the float32 bit patterns, O(p) at device bandwidth and with no
 host sync: the curvatures become order-preserving int32 keys (−0.0 = +0.0, NaN the largest, as
 torch.kthvalue and numpy order them), a histogram of their high 16 bits (scatter_add_ into 65536 bins
 spread over 64 copies so that tied values do not serialise on one address, in chunks of 2^24
 coordinates) and its cumsum locate the threshold's bin by searchsorted, a second histogram of the low 16
 bits within that bin gives the exact threshold key, and comparisons plus one running sum over the tied
-coordinates make the mask; every intermediate has a fixed shape and stays on the device (torch.kthvalue
-over all p coordinates as one slice runs in a single CUDA block: ~3 s on 355M parameters). The masks are
-views of one tensor in θ's dtype (one conversion).
+coordinates make the mask; every intermediate has a fixed shape and stays on the device. It replaces
+torch.kthvalue over all p coordinates as one slice, under which IRE cost 5-6x its base on an H200 at 355M
+parameters (issue 25; the new path is unmeasured on a GPU: `benchmarks/ire_mask.py --device cuda --big`).
+The masks are views of one tensor in θ's dtype (one conversion).
 """
 
 from __future__ import annotations
