@@ -51,14 +51,12 @@ from __future__ import annotations
 import argparse
 import gc
 import math
-import os
 import statistics
 import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +69,7 @@ sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != R
 import torch
 import yaml
 
+from benchmarks._tools import parse_sets, quiet_stderr, top_level_aten
 from methods import HPARAMS, build_optimizer, get_method, list_methods
 from tuner.trial.protocol import PRECISIONS
 from tuner.trial.trainer import Trainer
@@ -104,17 +103,6 @@ def bar_workload() -> tuple[str, dict[str, Any]]:
     """(workload name, options) of search_spaces/bar.yaml."""
     workload = yaml.safe_load(BAR.read_text())["workload"]
     return str(workload["name"]), dict(workload.get("options") or {})
-
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs, each VALUE read as a YAML scalar or list."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"gpu_check: --set {item!r} is not KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def workload_options(name: str, sets: Mapping[str, Any]) -> dict[str, Any]:
@@ -214,30 +202,6 @@ def count_syncs(run: Run, steps: int, device: torch.device) -> tuple[float | Non
             torch.cuda.set_sync_debug_mode(previous)
     hits = [w for w in caught if SYNC_MESSAGE in str(w.message)]
     return len(hits) / steps, Counter(f"{Path(w.filename).name}:{w.lineno}" for w in hits)
-
-
-def top_level_aten(event: Any) -> bool:
-    """An aten op called from outside any other aten op (what the dispatcher sees: the CPU proxy for launches)."""
-    parent = event.cpu_parent
-    while parent is not None:
-        if parent.name.startswith("aten::"):
-            return False
-        parent = parent.cpu_parent
-    return event.name.startswith("aten::")
-
-
-@contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """File descriptor 2 silenced for the block: the profiler's C++ side logs a start and a stop line there."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def count_kernels(run: Run, steps: int, device: torch.device) -> float:
@@ -363,7 +327,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.ire_interval = min(IRE_K, args.steps) if small else IRE_K
     if min(args.steps, args.rounds, args.count_steps, args.ire_interval) < 1 or args.warmup < 0:
         parser.error("--steps, --rounds, --count-steps and --ire-interval must be >= 1, --warmup >= 0")
-    args.options = workload_options(args.workload, parse_sets(args.sets))
+    args.options = workload_options(args.workload, parse_sets(args.sets, "gpu_check"))
     return args
 
 

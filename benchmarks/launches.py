@@ -19,10 +19,8 @@ printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,40 +31,16 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks._tools import quiet_stderr, top_level_aten
 from methods import build_optimizer, get_method, list_methods
 from tuner.trial.protocol import PRECISIONS
 from tuner.workloads import create_workload
 
 
-def _top_level_aten(event) -> bool:
-    if not event.name.startswith("aten::"):
-        return False
-    parent = event.cpu_parent
-    while parent is not None:
-        if parent.name.startswith("aten::"):
-            return False
-        parent = parent.cpu_parent
-    return True
-
-
-@contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 for the block: the profiler's C++ side logs a start and a stop line there."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def count_ops(step: Callable[[], object], steps: int, device: torch.device) -> float:
     """Operator calls per call of `step`: device activities on CUDA, top-level aten operators on CPU."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with _quiet_stderr(), profile(activities=activities) as prof:
+    with quiet_stderr(), profile(activities=activities) as prof:
         for _ in range(steps):
             step()
         if device.type == "cuda":
@@ -75,7 +49,7 @@ def count_ops(step: Callable[[], object], steps: int, device: torch.device) -> f
     if device.type == "cuda":
         n = sum(1 for e in events if e.device_type == DeviceType.CUDA)
     else:
-        n = sum(1 for e in events if _top_level_aten(e))
+        n = sum(1 for e in events if top_level_aten(e))
     return n / steps
 
 

@@ -31,8 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != R
 import torch
 from torch import nn
 
+from benchmarks._tools import quiet_stderr
 from methods import build_optimizer, find_lora_pairs, list_methods
 
 TARGETS = {"sam": 2.05, "asam": 2.05, "fsam": 2.10, "obar": 1.05, "nbar": 1.05, "admire": 1.12, "sgd_ire": 1.12}
@@ -158,7 +158,7 @@ def peak_step_bytes(step: Callable[[], Any], device: torch.device) -> int:
         sync(device)
         return torch.cuda.max_memory_allocated(device) - start
     from torch.profiler import ProfilerActivity, profile
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()  # (the profiler's C++ side prints a start and a stop line on fd 2 every time)
     with tempfile.TemporaryDirectory() as folder:
         trace = os.path.join(folder, "trace.json")
@@ -170,20 +170,6 @@ def peak_step_bytes(step: Callable[[], Any], device: torch.device) -> int:
     events.sort(key=lambda e: e["ts"])
     start = events[0]["args"]["Total Allocated"] - events[0]["args"]["Bytes"]
     return max(e["args"]["Total Allocated"] for e in events) - start
-
-
-@contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 (C++ logging that Python's sys.stderr never sees) for the block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def run_workload(workload: Workload, device: torch.device, rounds: int,

@@ -1,7 +1,7 @@
 """Where one trial's time goes, phase by phase: imports, workload construction (tokenisation, model, evaluation
 batches), optimizer steps, batches, full and subset evaluations, diagnostics, checkpoints, the rest.
 
-    python benchmarks/trial_time.py [--spec bar.yaml] [--method nbar] [--grad-evals 300] [--set KEY=VALUE ...]
+    python benchmarks/trial_time.py [--spec bar.yaml] [--method nbar] [--grad-evals 600] [--set KEY=VALUE ...]
         [--workload NAME] [--device auto] [--precision fp32] [--lr 1e-3] [--legacy] [--project 1200]
     python benchmarks/trial_time.py --set k_shot=null --grad-evals 20     # lora_text on the full training split
     python benchmarks/trial_time.py --set k_shot=null --set layers=6 --set max_seq_len=128 --set batch_size=32 \\
@@ -57,8 +57,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != REPO / "benchmarks")]
 
 import torch
-import yaml
 
+from benchmarks._tools import parse_sets
 from methods import build_optimizer, get_method
 from tuner.hparams import optimizer_hparams
 from tuner.spec import load_spec
@@ -88,17 +88,6 @@ class Setup:
     threads: int
 
 
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs, each VALUE read as YAML."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"trial_time: --set {item!r} is not KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def eval_plan(spec: Any) -> EvalPlan:
     """The plan a trial of `spec` gets: `tuner.spec.trial_setup(spec).eval_plan`, the trainable's own."""
     plan = trial_setup_of(spec).eval_plan
@@ -119,7 +108,7 @@ def trial_setup(args: argparse.Namespace) -> Setup:
     sets = [f"workload.options.{item}" for item in args.sets] if own else []
     spec = load_spec(path, budget + sets)
     workload = spec.workload.name if own else args.workload
-    options = dict(spec.workload.options) if own else parse_sets(args.sets)
+    options = dict(spec.workload.options) if own else parse_sets(args.sets, "trial_time")
     method = args.method or spec.methods[0]
     hparams = optimizer_hparams(method, {"lr": args.lr}, args.grad_evals)
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
