@@ -288,9 +288,9 @@ class TextClassification(Workload):
         """
         lengths = inputs["attention_mask"][idx].sum(1)
         length = int(lengths.max())
-        batch = {k: to_device(v[idx, :length], self.device) for k, v in inputs.items()
-                 if k != "attention_mask" or bool((lengths < length).any())}
-        return batch
+        padded = bool((lengths < length).any())
+        return {k: to_device(v[idx, :length], self.device) for k, v in inputs.items()
+                if k != "attention_mask" or padded}
 
     def _logits(self, batch: dict[str, Tensor]) -> Tensor:
         return self.model(**batch)
