@@ -54,6 +54,7 @@ PRUNED_AT_TAG = "sharptune.pruned_at"  # the scheduler's clock where it stopped 
 ERROR_TAG = "sharptune.error"  # an errored trial's run: `Type: first line of the message` of its last error
 RETRIES_TAG = "sharptune.retries"
 ORPHAN_TAG = "sharptune.orphan"  # a run no Ray trial owns (its trial was never saved): soft-deleted
+ADOPTED_TAG = "sharptune.adopted_from"  # the Ray trial id a run had before a resumed search's trial took it over
 NODE_TAG = "sharptune.node_id"  # where it ran: Ray's node, its GPUs (CUDA_VISIBLE_DEVICES), the torch device
 GPU_TAG = "sharptune.gpu_ids"
 DEVICE_TAG = "sharptune.device"
@@ -63,7 +64,7 @@ WINNER_TAG = "sharptune.winner"  # the parent's: the best method and which runs 
 WINNER_SOURCE_TAG = "sharptune.winner_source"
 CHECKED_AT_TAG = "sharptune.checked_at"  # the experiment's: when the store check last wrote it
 TAGS = (PARENT_TAG, ROLE_TAG, NAME_TAG, PHASE_TAG, METHOD_TAG, TRIAL_ID_TAG, SEED_TAG, STATUS_TAG, PRUNED_AT_TAG,
-        ERROR_TAG, RETRIES_TAG, ORPHAN_TAG, NODE_TAG, GPU_TAG, DEVICE_TAG, BEST_TAG, RANK_TAG, WINNER_TAG,
+        ERROR_TAG, RETRIES_TAG, ORPHAN_TAG, ADOPTED_TAG, NODE_TAG, GPU_TAG, DEVICE_TAG, BEST_TAG, RANK_TAG, WINNER_TAG,
         WINNER_SOURCE_TAG, CHECKED_AT_TAG)
 
 

@@ -12,6 +12,7 @@ to the experiment folder and no trial runs until both are ready.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ from tuner.errors import UserError
 from tuner.layout import (
     CONFIRM_DIR,
     DEFAULT_STORAGE,
+    JOURNAL_FILE,
     RAY_STATE_FILE,
     RESOLVED_FILE,
     ROLE_TAG,
@@ -52,7 +54,7 @@ from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, make_scheduler, ray_session
-from tuner.run.searcher import build_search
+from tuner.run.searcher import build_search, finished_records, load_study, prune_stopped
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling
 from tuner.run.tracking_backfill import TrackingDown, settle
 from tuner.spec import Spec, load_spec, trial_setup
@@ -71,10 +73,12 @@ from tuner.workloads import runtime_env
 
 
 # --- pieces given to Ray ---------------------------------------------------------------------------
-def make_trainable(spec: Any) -> Any:
-    """`train_trial` with the spec's setup and per-trial resources (needs Ray initialised)."""
+def make_trainable(spec: Any, finished: dict[str, dict[str, Any]] | None = None) -> Any:
+    """`train_trial` with the spec's setup and per-trial resources (needs Ray initialised); `finished`:
+    the trials a resumed search replays instead of training (`tuner.run.searcher.finished_records`)."""
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    return tune.with_resources(tune.with_parameters(train_trial, setup=trial_setup(spec)), resources)
+    trainable = tune.with_parameters(train_trial, setup=trial_setup(spec), finished=finished or {})
+    return tune.with_resources(trainable, resources)
 
 
 # --- the runner --------------------------------------------------------------------------------------
@@ -126,7 +130,7 @@ class Experiment:
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None))
 
     # --- phases ---------------------------------------------------------------------------------
-    def _search_tuner(self) -> Any:
+    def _search_tuner(self, finished: dict[str, dict[str, Any]] | None = None) -> Any:
         spec = self.spec
         tracker = self._tracker("search")
         s = spec.scheduler
@@ -139,7 +143,7 @@ class Experiment:
         tune_config = tune.TuneConfig(
             search_alg=build_search(spec, self.dir), scheduler=make_scheduler(spec),
             num_samples=spec.budget.num_samples, time_budget_s=spec.budget.time_s, reuse_actors=True)
-        return tune.Tuner(make_trainable(spec), tune_config=tune_config,
+        return tune.Tuner(make_trainable(spec, finished), tune_config=tune_config,
                           run_config=self._run_config(spec.name, Path(spec.storage_path), [tracker, progress]))
 
     def _confirm_tuner(self, points: list[dict[str, Any]]) -> Any:
@@ -230,14 +234,15 @@ class Experiment:
             self.tracker.parent_run_id()  # created (or reopened) before any trial
             phase = read_state(self.dir).get("phase", "search")
             search = self._fit_search(resume and phase == "search")
-            interrupted = self._interrupted(search, spec.budget.num_samples)
+            interrupted = self._interrupted(search)
             if not interrupted:
+                self._end_search(search)
                 self._settle(search, "search")
             confirm = None
             if not interrupted and spec.confirm is not None:
                 write_state(self.dir, phase="confirm")
                 confirm = self._fit_confirm(search, resume=resume and phase == "confirm")
-                interrupted = confirm is not None and self._interrupted(confirm, None)
+                interrupted = confirm is not None and self._interrupted(confirm)
                 if confirm is not None and not interrupted:
                     self._settle(confirm, "confirm")
         except KeyboardInterrupt:
@@ -274,11 +279,24 @@ class Experiment:
         tracker = self._tracker(phase)
         settle(tracker, results, wait_seconds(), self.say)
 
+    def _finished_records(self) -> dict[str, dict[str, Any]]:
+        """The journal's finished trials (what a restored trial replays), errors with MLflow's message."""
+        if not (self.dir / JOURNAL_FILE).exists():
+            return {}
+        records = finished_records(load_study(self.dir, self.spec.name))
+        errored = [tid for tid, record in records.items() if "error" in record]
+        if errored:
+            with contextlib.suppress(Exception):  # a missing message must not stop the resume
+                for tid, line in self.tracker.recorded_errors(errored).items():
+                    records[tid]["error"] = line
+        return records
+
     def _fit_search(self, resume: bool) -> Any:
         if resume and (self.dir / RAY_STATE_FILE).exists():
-            tuner = tune.Tuner.restore(str(self.dir), trainable=make_trainable(self.spec), resume_errored=True)
-        elif resume:  # the driver died before Ray saved anything: start the search afresh
-            tuner = self._search_tuner()
+            trainable = make_trainable(self.spec, self._finished_records())
+            tuner = tune.Tuner.restore(str(self.dir), trainable=trainable, resume_errored=True)
+        elif resume:  # the driver died before Ray saved anything: a new Ray adopts the journal's trials
+            tuner = self._search_tuner(self._finished_records())
         elif (self.dir / RAY_STATE_FILE).exists():
             tuner = tune.Tuner.restore(str(self.dir), trainable=make_trainable(self.spec), resume_unfinished=False)
             return tuner.get_results()
@@ -300,10 +318,21 @@ class Experiment:
         return self._confirm_tuner(points).fit()
 
     @staticmethod
-    def _interrupted(results: Any, num_samples: int | None) -> bool:
-        """Ray ends `fit()` normally on Ctrl-C: its stop signal, an unfinished trial or too few trials."""
+    def _interrupted(results: Any) -> bool:
+        """Ray ends `fit()` normally on Ctrl-C: its stop signal or an unfinished trial tell it apart. (The
+        time budget ends every trial, unfinished ones as stopped: that is an end, see `_end_search`.)"""
         unfinished = len(results) - results.num_terminated - results.num_errors
-        return RAY_STOP.stopped or unfinished > 0 or (num_samples is not None and len(results) < num_samples)
+        return RAY_STOP.stopped or unfinished > 0
+
+    def _end_search(self, results: Any) -> None:
+        """Trials Ray stopped without telling the searcher (the time budget) are pruned in Optuna too, and
+        a search the budget cut short says so."""
+        spec = self.spec
+        metric = [o.name for o in spec.objectives] if spec.objectives else spec.metric.name
+        stopped = prune_stopped(load_study(self.dir, spec.name), results, spec.scheduler.clock, metric)
+        if spec.budget.time_s is not None and (stopped or len(results) < spec.budget.num_samples):
+            self.say(f"time budget reached (budget.time = {spec.budget.time_s:g} s): {len(results)} of "
+                     f"{spec.budget.num_samples} trials ran; {stopped} running then were stopped, recorded as pruned")
 
     # --- the end --------------------------------------------------------------------------------
     def summarize(self, search: Any, confirm: Any, table: pd.DataFrame | None) -> None:
@@ -371,7 +400,9 @@ def resume_experiment(name_or_path: str, *, storage: str | None = None, address:
     folder = find_experiment(name_or_path, storage)
     state = read_state(folder)
     if state.get("status") == "completed":
-        raise UserError(f"experiment {folder.name!r} in {folder.parent} is already completed")
+        print(f"experiment {folder.name!r} in {folder.parent} is completed: nothing left to do "
+              f"(see it with `python -m tuner report {folder.name} --storage {folder.parent}`)")
+        return 0
     if driver_alive(state) and state.get("pid") != os.getpid():
         raise UserError(f"experiment {folder.name!r} is still running (driver pid {state['pid']})")
     spec = load_spec(folder / SPEC_FILE)

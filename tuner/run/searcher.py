@@ -9,12 +9,20 @@ values against `training_iteration`; and it keeps the study in memory. `SharpSea
 - intermediate values are reported at the scheduler's clock (`cost/grad_evals` by default);
 - the study is named after the experiment and lives in an Optuna journal file in the experiment
   folder; the searcher's Ray checkpoint holds only the trial-id map and the sampler, and reconnects to
-  the journal on restore, so `resume` continues the same study. Optuna trials asked after the last
-  Ray checkpoint (the driver died in between) are failed on the first suggestion after a restore.
-  One asked after that checkpoint that also ended before the driver died keeps its state: it is a real
-  observation for the sampler, but the restored Ray does not know it and samples a replacement (the
-  tracker soft-deletes its MLflow run and tags it `sharptune.orphan`). Ray saves its state every 10 s
-  or so, so this costs at most one trial per concurrent slot, and only when a driver is killed.
+  the journal on restore, so `resume` continues the same study.
+
+The journal is the truth about which trials exist and how they ended. Ray saves its own state every
+few seconds, so a driver killed in between leaves two kinds of trial that the restored Ray gets wrong:
+
+- a trial Ray's state holds as running that the journal finished: Ray runs it again. `finished_records`
+  gives the trainable the journal's record of it (`final_record`, stored with every tell), and the
+  trainable replays that record instead of training (`tuner.trial.trainable`);
+- an Optuna trial asked after Ray's last save: the restored Ray does not know it and samples a new
+  trial in its place. The restored searcher hands that new Ray trial the orphan (`ADOPT_KEY` in its
+  config names the old Ray id): a finished orphan is replayed, an unfinished one trains again from its
+  start under the same Optuna trial, and the tracker moves the orphan's MLflow run to the new trial.
+
+So Optuna, Ray and MLflow hold the same trials after any number of kills, and no finished trial trains twice.
 """
 
 from __future__ import annotations
@@ -37,12 +45,13 @@ from tuner.results.feasible import constraint_values
 from tuner.run.initial_trials import enqueued_params, warm_trials
 from tuner.run.optuna_space import build_define, grid_search_space
 from tuner.spec import Spec
-from tuner.trial.protocol import COMPLETED, ERRORED, PRUNED, outcome
+from tuner.trial.protocol import ADOPT_KEY, COMPLETED, ERRORED, PRUNED, final_record, outcome
 from tuner.value_rules import is_number as _finite
 
 logger = logging.getLogger(__name__)
 STATUS_ATTR = "sharptune_status"
 RAY_TRIAL_ATTR = "ray_trial_id"
+RESULT_ATTR = "sharptune_result"  # the trial's last report (`final_record`), for a replay after a restore
 
 
 class SpaceFn:
@@ -119,6 +128,7 @@ class SharpSearch(OptunaSearch):
         self._journal_path = str(journal_path)
         self._time_attr = spec.scheduler.clock
         self._needs_cleanup = True  # a fresh searcher on an existing journal (resume before Ray saved)
+        self._orphans: list[optuna.trial.FrozenTrial] = []
         self._constraints = tuple(spec.constraints)
         super().__init__(space=SpaceFn(spec), metric=metric, mode=mode, sampler=make_sampler(spec),
                          study_name=spec.name, storage=journal_storage(journal_path))
@@ -140,11 +150,24 @@ class SharpSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self._needs_cleanup:
-            self._fail_orphans()
+            self._find_orphans()
+        if trial_id not in self._ot_trials and self._orphans:
+            return self._adopt(trial_id, self._orphans.pop(0))
         config = super().suggest(trial_id)
         trial = self._ot_trials[trial_id]
         if RAY_TRIAL_ATTR not in trial.user_attrs:
             trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        return config
+
+    def _adopt(self, trial_id: str, orphan: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        """The new Ray trial takes over an Optuna trial the killed driver asked: same values, same record."""
+        self._ot_trials[trial_id] = optuna.Trial(self._ot_study, orphan._trial_id)
+        config = dict(self._space(optuna.trial.FixedTrial(orphan.params, orphan.number)))
+        config[ADOPT_KEY] = orphan.user_attrs.get(RAY_TRIAL_ATTR) or f"optuna-{orphan.number}"
+        if orphan.state == TrialState.RUNNING:  # not finished: it trains again and reports as the new trial
+            self._ot_trials[trial_id].set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        logger.info("optuna: trial %d (Ray %s before the restart) continues as Ray trial %s",
+                    orphan.number, config[ADOPT_KEY], trial_id)
         return config
 
     # --- results ----------------------------------------------------------------------------------
@@ -157,7 +180,10 @@ class SharpSearch(OptunaSearch):
             return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a retried trial reports a step again: Optuna keeps the first
-            self._ot_trials[trial_id].report(float(value), int(step))
+            try:
+                self._ot_trials[trial_id].report(float(value), int(step))
+            except RuntimeError:  # UpdateFinishedTrialError: the journal finished it (a replay after a restore)
+                pass
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         """COMPLETE only for a trial that spent its whole budget; PRUNED if stopped early; else FAIL."""
@@ -179,6 +205,7 @@ class SharpSearch(OptunaSearch):
             state = TrialState.PRUNED
         try:
             trial.set_user_attr(STATUS_ATTR, status)
+            trial.set_user_attr(RESULT_ATTR, final_record(result))
             constraints = getattr(self, "_constraints", ())  # Optuna 5: TPE, NSGA-II and GP read them
             for c, violation in zip(constraints, constraint_values(constraints, result or {}), strict=True):
                 trial.set_constraint(c.metric, violation)
@@ -217,14 +244,55 @@ class SharpSearch(OptunaSearch):
         with open(checkpoint_path, "rb") as fh:
             self.__setstate__(pickle.load(fh))
 
-    def _fail_orphans(self) -> None:
-        """Optuna trials asked after Ray's last checkpoint belong to no Ray trial: fail them once."""
+    def _find_orphans(self) -> None:
+        """Optuna trials asked after Ray's last save belong to no Ray trial: queue them for adoption (the
+        Ray trials the restored Ray samples in their place take them over, oldest first)."""
         known = {t._trial_id for t in self._ot_trials.values()}
-        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen._trial_id not in known:
-                self._ot_study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
-                logger.info("optuna: trial %d was asked before the driver stopped; marked FAIL", frozen.number)
+        self._orphans = [t for t in self._ot_study.get_trials(deepcopy=False)
+                         if t._trial_id not in known and t.state != TrialState.WAITING
+                         and (t.state == TrialState.RUNNING or RAY_TRIAL_ATTR in t.user_attrs)]
         self._needs_cleanup = False
+
+
+def finished_records(study: optuna.Study) -> dict[str, dict[str, Any]]:
+    """Ray trial id -> how the journal says that trial ended: `{"result": last report}` or `{"error": None}`.
+
+    What a restored trainable replays instead of training again (the errored trials' message is filled
+    in by the caller from MLflow, where the tracker wrote it)."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in study.get_trials(deepcopy=False):
+        ray_id = t.user_attrs.get(RAY_TRIAL_ATTR)
+        if not ray_id or not t.state.is_finished() or STATUS_ATTR not in t.user_attrs:
+            continue
+        if t.user_attrs[STATUS_ATTR] == ERRORED and not t.user_attrs.get(RESULT_ATTR):
+            out[ray_id] = {"error": None}
+        else:
+            out[ray_id] = {"result": dict(t.user_attrs.get(RESULT_ATTR) or {})}
+    return out
+
+
+def prune_stopped(study: optuna.Study, results: Any, time_attr: str, metric: Any) -> int:
+    """Trials Ray stopped without telling the searcher (its time budget stops every running trial that
+    way) are PRUNED in Optuna at their last report, as ASHA's are. Returns how many."""
+    running = {t.user_attrs.get(RAY_TRIAL_ATTR): t for t in study.get_trials(deepcopy=False,
+                                                                            states=(TrialState.RUNNING,))}
+    pruned = 0
+    for r in results:
+        metrics = r.metrics or {}
+        frozen = running.get(metrics.get("trial_id"))
+        if frozen is None or r.error is not None:
+            continue
+        trial = optuna.Trial(study, frozen._trial_id)
+        value, step = metrics.get(metric) if isinstance(metric, str) else None, metrics.get(time_attr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if _finite(value) and _finite(step):
+                trial.report(float(value), int(step))
+        trial.set_user_attr(STATUS_ATTR, PRUNED)
+        trial.set_user_attr(RESULT_ATTR, final_record(metrics))
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        pruned += 1
+    return pruned
 
 
 def build_search(spec: Spec, experiment_dir: str | Path) -> ConcurrencyLimiter:

@@ -18,14 +18,17 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
 from tuner.layout import (
+    ADOPTED_TAG,
     DEVICE_TAG,
     ERROR_TAG,
     GPU_TAG,
@@ -61,6 +64,7 @@ from tuner.run.store_check import (  # noqa: F401 - check_tracking: imported fro
     ensure_experiment,
 )
 from tuner.trial.protocol import (
+    ADOPT_KEY,
     COMPLETED,
     DEVICE_KEY,
     DIVERGED,
@@ -71,6 +75,7 @@ from tuner.trial.protocol import (
     METRIC_PREFIXES,
     NODE_KEY,
     PRUNED,
+    RecordedError,
     outcome,
     public_values,
     trial_values,
@@ -104,16 +109,25 @@ def _param_text(value: Any) -> str:
 def error_line(trial: Any) -> str:
     """`Type: message` (the message's first line) of a Ray trial's last error.
 
-    From the exception Ray pickled (a RayTaskError is unwrapped to the trainable's own exception),
-    else the last line of Ray's error.txt, else a fixed text."""
+    From the exception Ray pickled (a RayTaskError is unwrapped to the trainable's own exception), else
+    the last line of Ray's error.txt, else a fixed text. Ray writes both in the driver's staging folder
+    first and copies them to storage later, so the staging copy is read first: at `on_trial_error` the
+    storage copy does not exist yet (a killed worker or an OOM read "no message" before)."""
     exc = None
-    with contextlib.suppress(Exception):  # storage gone or an unpicklable error: fall back to the text
-        exc = trial.get_pickled_error()
+    with contextlib.suppress(Exception):  # an unpicklable error: fall back to the text
+        staged = trial.pickled_error_file
+        if staged and Path(staged).exists():
+            with open(staged, "rb") as fh:
+                exc = cloudpickle.load(fh)
+    if not isinstance(exc, BaseException):
+        with contextlib.suppress(Exception):  # storage gone: fall back to the text
+            exc = trial.get_pickled_error()
     if isinstance(exc, BaseException):
         return exception_line(exc)
     text = None
     with contextlib.suppress(Exception):
-        text = trial.get_error()
+        staged = trial.error_file
+        text = Path(staged).read_text() if staged and Path(staged).exists() else trial.get_error()
     lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
     return _clip(lines[-1]) if lines else "error (Ray recorded no message)"
 
@@ -122,6 +136,8 @@ def exception_line(exc: BaseException) -> str:
     """`Type: first message line` of a trial's exception (a RayTaskError is unwrapped to the trainable's)."""
     cause = getattr(exc, "cause", None)
     cause = cause if isinstance(cause, BaseException) else exc
+    if isinstance(cause, RecordedError):
+        return _clip(str(cause))
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
     return _clip(f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__)
 
@@ -230,6 +246,14 @@ class MlflowTracker(Callback):
                                         f"{tag_is(TRIAL_ID_TAG, tid)} and {tag_is(ROLE_TAG, 'trial')}",
                                         order_by=["attributes.start_time ASC"], max_results=5)
         params = public_values(trial_values(trial.config))
+        adopted = trial_values(trial.config).get(ADOPT_KEY)
+        if not found and adopted:  # it took over an Optuna trial a killed driver asked: so does its run
+            found = self.client.search_runs([self.experiment_id],
+                                            f"{tag_is(TRIAL_ID_TAG, adopted)} and {tag_is(ROLE_TAG, 'trial')}",
+                                            max_results=1)
+            if found:
+                self.client.log_batch(found[0].info.run_id, tags=[RunTag(TRIAL_ID_TAG, tid),
+                                                                  RunTag(ADOPTED_TAG, adopted)])
         if found:
             run_id = found[0].info.run_id
             history = self.client.get_metric_history(run_id, STEP_KEY)
@@ -267,8 +291,12 @@ class MlflowTracker(Callback):
         self.outage.attempt(prepare)
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        """Once per driver: runs of trials Ray no longer knows (its state file predates them when a
-        driver was killed) are orphans; Ray samples their replacements, so they are soft-deleted."""
+        """Once per driver, in the confirmation phase: runs of trials Ray no longer knows (its state file
+        predates them when a driver was killed) are orphans; Ray makes their points again as new trials,
+        so they are soft-deleted. (In the search, the searcher hands such a trial to a new Ray trial and
+        `resolve` moves its run there.)"""
+        if self.phase == "search":
+            return
         if not self._orphans_checked and self.outage.due():
             self._orphans_checked = self.outage.attempt(lambda: self._delete_orphans({t.trial_id for t in trials}))
 
@@ -281,6 +309,15 @@ class MlflowTracker(Callback):
                 if run.info.status == "RUNNING":
                     self.client.set_terminated(run.info.run_id, status="KILLED")
                 self.client.delete_run(run.info.run_id)
+
+    def recorded_errors(self, trial_ids: list[str]) -> dict[str, str]:
+        """trial id -> the error line its run holds (what a replay of an errored trial shows again)."""
+        out: dict[str, str] = {}
+        for tid in trial_ids:
+            runs = self.client.search_runs([self.experiment_id], tag_is(TRIAL_ID_TAG, tid), max_results=1)
+            if runs and runs[0].data.tags.get(ERROR_TAG):
+                out[tid] = runs[0].data.tags[ERROR_TAG]
+        return out
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.child(trial, restart=True)

@@ -2,7 +2,7 @@
 
 A trial's *values* are one plain dict: `{"method": m, <hyperparameters>, <workload overrides>}` and,
 for runs the platform adds itself, private keys that start with `_` (`_seed`, `_phase`, `_rank`,
-`_source`; a confirmation run's values arrive wrapped as `{"_point": values}`). `trial_values` unwraps
+`_source`, `ADOPT_KEY`; a confirmation run's values arrive wrapped as `{"_point": values}`). `trial_values` unwraps
 them, `public_values` drops the private keys, `tuner.hparams.split_values` splits the rest.
 
 - `COMPLETE_KEY = 1.0` on the report that spent the whole budget (ASHA may stop a trial on that very
@@ -46,14 +46,37 @@ NODE_KEY = "sharptune/node_id"
 DEVICE_KEY = "sharptune/device"  # the torch device a trial trains on (cpu without CUDA, even with a GPU share)
 GPU_KEY = "sharptune/gpu_ids"  # the GPUs Ray assigned it (its CUDA_VISIBLE_DEVICES), "" for none
 FILLED_KEY = "sharptune/filled"
+REPLAYED_KEY = "sharptune/replayed"  # 1.0 on the report of a trial replayed from the journal on resume
 METRIC_PREFIXES = ("eval/", "eval_subset/", "train/", "cost/", "diag/")
+# a resumed search's trial that takes over an Optuna trial its killed driver asked (tuner.run.searcher):
+# the Ray trial id that trial had, the key of its record in the trainable's `finished` map
+ADOPT_KEY = "_adopt"
 
 COMPLETED, PRUNED, DIVERGED, ERRORED = "completed", "pruned", "diverged", "errored"
 OUTCOMES = (COMPLETED, PRUNED, DIVERGED, ERRORED)
 
 # every name above that a report or MLflow holds: no other module writes one as a literal. DIVERGED_KEY is
 # left out: "diverged" is also the outcome DIVERGED, which results and dashboards compare statuses with.
-METRIC_NAMES = (*COST_METRICS, TRAIN_LOSS, COMPLETE_KEY, NODE_KEY, DEVICE_KEY, GPU_KEY, FILLED_KEY)
+METRIC_NAMES = (*COST_METRICS, TRAIN_LOSS, COMPLETE_KEY, NODE_KEY, DEVICE_KEY, GPU_KEY, FILLED_KEY, REPLAYED_KEY)
+
+
+def final_record(result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a finished trial's last report must keep so a resumed search can replay it without training:
+    its metrics and the protocol's markers, as plain JSON values (the Optuna journal stores them)."""
+    keep = (COMPLETE_KEY, DIVERGED_KEY, FILLED_KEY, NODE_KEY, DEVICE_KEY, GPU_KEY)
+    out: dict[str, Any] = {}
+    for key, value in (result or {}).items():
+        if not (key.startswith(METRIC_PREFIXES) or key in keep):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            continue
+        out[key] = value if isinstance(value, str) or math.isfinite(value) else None
+    return out
+
+
+class RecordedError(RuntimeError):
+    """A trial that errored before its driver was stopped, replayed on resume: the message is the recorded
+    one (`Type: first line`), shown as it is, not as this class's name."""
 
 
 def trial_values(config: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -9,12 +9,18 @@ reads the primary metric (`setup.eval_plan`, see `tuner.trial.trainer.EvalPlan`)
 `CHECKPOINT_S` seconds, so a trial whose process dies resumes exactly from its last checkpoint
 (re-running, with the same seed and batches, the steps after it).
 What its reports carry is the protocol's (`COMPLETE_KEY`, `DIVERGED_KEY`, `FILLED_KEY`, `NODE_KEY`).
+
+A resumed search hands it `finished`: the trials the Optuna journal finished after Ray last saved its
+state (`tuner.run.searcher.finished_records`). Such a trial does not train again: it replays its
+recorded last report (or its recorded error) and ends, so the restored Ray, the scheduler and MLflow see
+it end as it ended before.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -28,12 +34,15 @@ from ray import tune
 
 from tuner.trial.build import build_trial
 from tuner.trial.protocol import (
+    ADOPT_KEY,
     COMPLETE_KEY,
     DEVICE_KEY,
     DIVERGED_KEY,
     GPU_KEY,
     GRAD_EVALS,
     NODE_KEY,
+    REPLAYED_KEY,
+    RecordedError,
     trial_values,
     with_required,
 )
@@ -59,12 +68,24 @@ def _maybe_fault(fault: Mapping[str, Any] | None, method: str, grad_evals: float
     os._exit(17)
 
 
-def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
-    """Ray Tune function trainable (wrap with `tune.with_parameters(train_trial, setup=...)`)."""
+def replay(record: Mapping[str, Any]) -> None:
+    """End a trial the journal already finished, exactly as it ended: its last report, or its error."""
+    if "result" not in record:
+        raise RecordedError(record.get("error") or "errored before the driver was stopped (no message recorded)")
+    tune.report({**{k: (math.nan if v is None else v) for k, v in record["result"].items()}, REPLAYED_KEY: 1.0})
+
+
+def train_trial(config: dict[str, Any], setup: TrialSetup,
+                finished: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Ray Tune function trainable (wrap with `tune.with_parameters(train_trial, setup=..., finished=...)`)."""
     for noisy in ("ray.train", "ray.tune"):  # "Checkpoint successfully created" on every report
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    torch.set_num_threads(setup.threads)
     values = trial_values(config)
+    if finished:
+        record = finished.get(values.get(ADOPT_KEY) or tune.get_context().get_trial_id())
+        if record is not None:
+            return replay(record)
+    torch.set_num_threads(setup.threads)
     workload, optimizer, _ = build_trial(setup, values)
     budget = setup.trial_grad_evals
     trainer = Trainer(workload, optimizer, eval_every=setup.eval_every, max_grad_evals=budget,
