@@ -161,11 +161,15 @@ class SharpSearch(OptunaSearch):
 
     def _adopt(self, trial_id: str, orphan: optuna.trial.FrozenTrial) -> dict[str, Any]:
         """The new Ray trial takes over an Optuna trial the killed driver asked: same values, same record."""
-        self._ot_trials[trial_id] = optuna.Trial(self._ot_study, orphan._trial_id)
-        config = dict(self._space(optuna.trial.FixedTrial(orphan.params, orphan.number)))
-        config[ADOPT_KEY] = orphan.user_attrs.get(RAY_TRIAL_ATTR) or f"optuna-{orphan.number}"
-        if orphan.state == TrialState.RUNNING:  # not finished: it trains again and reports as the new trial
-            self._ot_trials[trial_id].set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        before = orphan.user_attrs.get(RAY_TRIAL_ATTR) or f"optuna-{orphan.number}"
+        live = optuna.Trial(self._ot_study, orphan._trial_id)
+        self._ot_trials[trial_id] = live
+        if orphan.state == TrialState.RUNNING:  # it trains again (from its start) and reports as the new trial
+            config = dict(self._space(live))  # values it has come back; ones never suggested are sampled now
+            live.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        else:  # finished: its values, read back; the trainable replays its record
+            config = dict(self._space(optuna.trial.FixedTrial(orphan.params, orphan.number)))
+        config[ADOPT_KEY] = before
         logger.info("optuna: trial %d (Ray %s before the restart) continues as Ray trial %s",
                     orphan.number, config[ADOPT_KEY], trial_id)
         return config

@@ -56,12 +56,58 @@ def test_outcomes_and_pickle_round_trip(tmp_path: Path) -> None:
     blob = pickle.dumps(search)
     orphan = search._ot_study.ask()  # asked after the "checkpoint": belongs to no Ray trial
     restored = pickle.loads(blob)
-    restored.suggest("next")
+    config = restored.suggest("next")  # the trial the restored Ray samples in its place takes it over
+    assert config["_adopt"] == "optuna-5"
     states = {t.user_attrs.get("ray_trial_id", "orphan"): t.state for t in restored._ot_study.trials}
     assert states == {"done": TrialState.COMPLETE, "stopped": TrialState.PRUNED, "nan": TrialState.FAIL,
-                      "crash": TrialState.FAIL, "open": TrialState.RUNNING, "orphan": TrialState.FAIL,
-                      "next": TrialState.RUNNING}
+                      "crash": TrialState.FAIL, "open": TrialState.RUNNING, "next": TrialState.RUNNING}
+    assert len(restored._ot_study.trials) == 6  # no trial asked for "next": Optuna and Ray agree
     assert restored._ot_study.trials[1].intermediate_values == {20: 0.5, 40: 0.4}
     assert orphan.number == 5
     restored.on_trial_complete("open", {"eval/loss": 0.02, "cost/grad_evals": 200.0, "sharptune/complete": 1.0})
     assert restored._ot_study.trials[4].state == TrialState.COMPLETE  # the restored map still tells it
+
+
+def test_restored_searcher_adopts_finished_orphans_and_replays_them(tmp_path: Path) -> None:
+    """A trial asked and finished after Ray's last save: the restored Ray's new trial takes it over with
+    the same values and the record to replay; reports for it are ignored, never an Optuna error."""
+    from tuner.run.searcher import SharpSearch, finished_records
+
+    search = SharpSearch(make_spec(tmp_path), tmp_path / "j")
+    search.suggest("saved")
+    blob = pickle.dumps(search)  # Ray's last save
+    first = search.suggest("late")
+    search.on_trial_result("late", {"eval/loss": 0.3, "cost/grad_evals": 100.0})
+    search.on_trial_complete("late", {"eval/loss": 0.2, "cost/grad_evals": 200.0, "sharptune/complete": 1.0,
+                                      "train/loss": float("nan")})
+    restored = pickle.loads(blob)
+    config = restored.suggest("new")
+    assert config == {**first, "_adopt": "late"}
+    restored.on_trial_result("new", {"eval/loss": 0.2, "cost/grad_evals": 200.0})  # the replay: no raise
+    restored.on_trial_complete("new", {"eval/loss": 0.2, "cost/grad_evals": 200.0, "sharptune/complete": 1.0})
+    trials = restored._ot_study.trials
+    assert len(trials) == 2 and trials[1].state == TrialState.COMPLETE and trials[1].values == [0.2]
+    records = finished_records(restored._ot_study)
+    assert records == {"late": {"result": {"eval/loss": 0.2, "cost/grad_evals": 200.0, "sharptune/complete": 1.0,
+                                           "train/loss": None}}}
+    assert "saved" not in records  # still running: it resumes from its checkpoint
+
+
+def test_trials_stopped_by_the_time_budget_are_pruned_in_optuna(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tuner.run.searcher import SharpSearch, prune_stopped
+
+    search = SharpSearch(make_spec(tmp_path), tmp_path / "j")
+    for tid in ("running", "errored", "done"):
+        search.suggest(tid)
+    search.on_trial_complete("done", {"eval/loss": 0.1, "cost/grad_evals": 200.0, "sharptune/complete": 1.0})
+    results = [SimpleNamespace(metrics={"trial_id": "running", "eval/loss": 0.3, "cost/grad_evals": 60.0}, error=None),
+               SimpleNamespace(metrics={"trial_id": "errored"}, error=RuntimeError("x")),
+               SimpleNamespace(metrics={"trial_id": "done", "eval/loss": 0.1}, error=None)]
+    assert prune_stopped(search._ot_study, results, "cost/grad_evals", "eval/loss") == 1
+    by_id = {t.user_attrs["ray_trial_id"]: t for t in search._ot_study.trials}
+    assert by_id["running"].state == TrialState.PRUNED and by_id["running"].intermediate_values == {60: 0.3}
+    assert by_id["running"].user_attrs["sharptune_status"] == "pruned"
+    assert by_id["errored"].state == TrialState.RUNNING  # Ray's error path tells it (FAIL), not this one
+    assert by_id["done"].state == TrialState.COMPLETE
