@@ -102,7 +102,7 @@ def test_list_and_resume_of_completed(smoke: dict) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "smoke" in proc.stdout and "completed" in proc.stdout
     proc = cli("resume", "smoke", "--storage", str(smoke["dir"].parent), timeout=60)
-    assert proc.returncode == 2 and "already completed" in proc.stderr
+    assert proc.returncode == 0 and "is completed: nothing left to do" in proc.stdout, proc.stderr
 
 
 def test_unreachable_tracking_fails_fast(tmp_path: Path) -> None:
