@@ -15,6 +15,7 @@ import pandas as pd
 
 from tuner.layout import RESOLVED_FILE, experiment_name
 from tuner.run.progress import fmt_duration, fmt_value
+from tuner.run.stall import stall_reasons
 from tuner.run.tracking import exception_line
 from tuner.spec import Spec
 from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, trial_values
@@ -73,9 +74,11 @@ def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: 
         else:
             out.append(f"{method:<14}{'-':>5}{'-':>12}{'-':>22}  {tally:<16}(no completed trial)")
     errors: dict[str, list[str]] = {}
+    stalled = stall_reasons(experiment_dir)
     for r in [*search, *(confirm or [])]:
         if r.error is not None:
-            errors.setdefault(trial_values(r.config).get("method", "?"), []).append(exception_line(r.error))
+            line = stalled.get((r.metrics or {}).get("trial_id")) or exception_line(r.error)
+            errors.setdefault(trial_values(r.config).get("method", "?"), []).append(line)
     for method, lines in errors.items():
         out.append(f"errored: {method}: {len(lines)} trial(s); first error: {lines[0]}")
     if confirm is not None:

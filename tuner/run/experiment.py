@@ -55,6 +55,7 @@ from tuner.run.placement import check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, make_scheduler, ray_session
 from tuner.run.searcher import build_search, finished_records, load_study, prune_stopped
+from tuner.run.stall import StallWatch
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling
 from tuner.run.tracking_backfill import TrackingDown, settle
 from tuner.spec import Spec, load_spec, trial_setup
@@ -143,8 +144,10 @@ class Experiment:
         tune_config = tune.TuneConfig(
             search_alg=build_search(spec, self.dir), scheduler=make_scheduler(spec),
             num_samples=spec.budget.num_samples, time_budget_s=spec.budget.time_s, reuse_actors=True)
+        watch = StallWatch(str(self.dir), spec.budget.stall_timeout_s)
+        progress.watch = watch
         return tune.Tuner(make_trainable(spec, finished), tune_config=tune_config,
-                          run_config=self._run_config(spec.name, Path(spec.storage_path), [tracker, progress]))
+                          run_config=self._run_config(spec.name, Path(spec.storage_path), [watch, tracker, progress]))
 
     def _confirm_tuner(self, points: list[dict[str, Any]]) -> Any:
         searched = self._search_progress  # its cost model starts the confirmation's ETA
@@ -154,9 +157,11 @@ class Experiment:
                             prior=searched.model if searched is not None else None)
         tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=self.spec.budget.max_concurrent_trials,
                                       reuse_actors=True)
+        watch = StallWatch(str(self.dir), self.spec.budget.stall_timeout_s)
+        progress.watch = watch
+        callbacks = [watch, self._tracker("confirm"), progress]
         return tune.Tuner(make_trainable(self.spec), param_space={"_point": tune.grid_search(points)},
-                          tune_config=tune_config,
-                          run_config=self._run_config(CONFIRM_DIR, self.dir, [self._tracker("confirm"), progress]))
+                          tune_config=tune_config, run_config=self._run_config(CONFIRM_DIR, self.dir, callbacks))
 
     def confirm_points(self, results: Any) -> list[dict[str, Any]]:
         """Top-k configs per method x every seed x every noise level (seeds paired).

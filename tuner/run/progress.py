@@ -220,14 +220,17 @@ class Progress(Callback):
         self.best: dict[str, tuple[float, str]] = {}
         self.ended: dict[str, str] = {}
         self.latest: dict[str, float] = {}  # trial id -> last finite metric (reports between evaluations hold NaN)
+        self.watch: Any = None  # the phase's StallWatch (tuner.run.stall): which running trials are silent
 
     def __getstate__(self) -> dict[str, Any]:
         return {"metric": self.metric, "goal": self.goal, "total": self.total, "budget": self.budget,
                 "phase": self.phase, "confirm_runs": self.confirm_runs, "slots": self.slots, "prior": self.prior,
-                "rungs": self.rungs, "factor": self.factor, "every_s": self.every_s}
+                "rungs": self.rungs, "factor": self.factor, "every_s": self.every_s, "watch": self.watch}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        watch = state.pop("watch", None)
         self.__init__(**state)
+        self.watch = watch
 
     def _line(self, text: str) -> None:
         line = f"[{time.monotonic() - self._start:6.0f}s] {text}"
@@ -276,13 +279,18 @@ class Progress(Callback):
         self._line(f"{self.phase}: {len(self.ended)}/{self.total} done ({counts[COMPLETED]} completed, "
                    f"{counts[PRUNED]} pruned, {counts[DIVERGED]} diverged, {counts[ERRORED]} errored), "
                    f"{len(running)} running | {eta}")
+        quiet = self.watch.quiet() if self.watch is not None else {}
         for t in running:
             result = t.last_result or {}
             evals = result.get(EVALS)
             done = f"{evals:.0f}" if isinstance(evals, (int, float)) else "0"
             method = trial_values(t.config).get("method", "?")
+            silent = ""
+            if t.trial_id in quiet:
+                silent = (f"  silent for {fmt_duration(quiet[t.trial_id])} "
+                          f"(stopped as stalled after {fmt_duration(self.watch.limit())})")
             self._line(f"    {t.trial_id}  {method:<10} {done:>6}/{self.budget:.0f} grad evals  "
-                       f"{self.metric}={fmt_value(self.latest.get(t.trial_id))}")
+                       f"{self.metric}={fmt_value(self.latest.get(t.trial_id))}{silent}")
 
     def _end(self, trial: Any, status: str) -> None:
         self.ended[trial.trial_id] = status

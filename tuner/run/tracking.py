@@ -58,6 +58,7 @@ from tuner.run.mlflow_ui import (  # noqa: F401 - names other modules import fro
     set_ui_tags,
 )
 from tuner.run.outage import MAX_BUFFERED_ROWS, Outage
+from tuner.run.stall import STALL_ATTR
 from tuner.run.store_check import (  # noqa: F401 - check_tracking: imported from here
     artifact_location,
     check_tracking,
@@ -112,7 +113,11 @@ def error_line(trial: Any) -> str:
     From the exception Ray pickled (a RayTaskError is unwrapped to the trainable's own exception), else
     the last line of Ray's error.txt, else a fixed text. Ray writes both in the driver's staging folder
     first and copies them to storage later, so the staging copy is read first: at `on_trial_error` the
-    storage copy does not exist yet (a killed worker or an OOM read "no message" before)."""
+    storage copy does not exist yet (a killed worker or an OOM read "no message" before). A trial the
+    stall watch stopped gives the watch's reason (`tuner.run.stall`), not its actor's death."""
+    stalled = getattr(trial, STALL_ATTR, None)
+    if isinstance(stalled, str):
+        return stalled
     exc = None
     with contextlib.suppress(Exception):  # an unpicklable error: fall back to the text
         staged = trial.pickled_error_file

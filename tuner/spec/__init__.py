@@ -94,7 +94,7 @@ def _parse(file: str, data: Any) -> Spec:
     workload = _parse_workload(workload_block)
     methods = top.take("methods", _list_of(_method_name))
     budget_block = top.block("budget", ("num_samples", "max_concurrent_trials", "time", "trial_grad_evals",
-                                        "eval_every", "curve_points", "diag_points"))
+                                        "eval_every", "curve_points", "diag_points", "stall_timeout"))
     sampler_block = top.block("sampler", ("name", "seed"))
     sampler = Sampler(sampler_block.take("name", _choice(SAMPLERS), "tpe"),
                       sampler_block.take("seed", _int(0, 2**32 - 1), seed))

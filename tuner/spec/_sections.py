@@ -208,6 +208,7 @@ def _parse_budget(b: _Block, sampler: Sampler, methods: tuple[str, ...],
         eval_every=eval_every,
         curve_points=b.take("curve_points", _int(1, MAX_POINTS), CURVE_POINTS),
         diag_points=b.take("diag_points", _int(1, MAX_POINTS), DIAG_POINTS),
+        stall_timeout_s=b.take("stall_timeout", _duration, None),
     )
 
 

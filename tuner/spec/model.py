@@ -125,11 +125,15 @@ class Budget:
     eval_every: int  # steps between reports
     curve_points: int = CURVE_POINTS  # subset-evaluated curve points per trial
     diag_points: int = DIAG_POINTS  # diagnostics points per trial, beside the scheduler's points and the end
+    # a trial silent this long is stopped as errored; None: a generous multiple of the slowest report
+    # interval seen so far, never less than a floor (tuner.run.stall)
+    stall_timeout_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"num_samples": self.num_samples, "max_concurrent_trials": self.max_concurrent_trials,
                 "time": self.time_s, "trial_grad_evals": self.trial_grad_evals, "eval_every": self.eval_every,
-                "curve_points": self.curve_points, "diag_points": self.diag_points}
+                "curve_points": self.curve_points, "diag_points": self.diag_points,
+                "stall_timeout": self.stall_timeout_s}
 
 
 @dataclass(frozen=True)

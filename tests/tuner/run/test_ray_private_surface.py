@@ -46,3 +46,16 @@ def test_ray_adds_no_tensorboard_logger_beside_ours() -> None:
     assert len(tensorboard) == 1 and isinstance(tensorboard[0], NoTensorboard)
     assert sum(isinstance(c, JsonLoggerCallback) for c in made) == 1
     assert sum(isinstance(c, CSVLoggerCallback) for c in made) == 1
+
+
+def test_ray_trials_still_hold_what_the_stall_watch_uses() -> None:
+    """`tuner.run.stall` kills a silent trial's actor (`temporary_state.ray_actor`) after setting its
+    `max_failures` to 0, which `Trial.should_recover` reads, so the hang is not retried."""
+    from ray.tune.experiment import Trial
+
+    trial = Trial("noop", stub=True, max_failures=3)
+    assert hasattr(trial.temporary_state, "ray_actor")
+    trial.max_failures = 0
+    trial.run_metadata.num_failures = 1
+    assert not trial.should_recover()
+    assert "self.max_failures" in inspect.getsource(Trial.should_recover)
