@@ -19,6 +19,7 @@ store, winners and the CLI read them, and no other module spells one as a litera
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -104,12 +105,25 @@ def read_state(experiment_dir: str | Path) -> dict[str, Any]:
 
 
 def write_state(experiment_dir: str | Path, **changes: Any) -> dict[str, Any]:
-    """Update `sharptune.json` atomically (a killed driver never leaves half a file)."""
+    """Update `sharptune.json` atomically (a killed driver never leaves half a file).
+
+    On a full disk the new file cannot be made: the text is written over the old file's own blocks
+    instead, so that a run stopped by its disk is still saved as interrupted."""
     path = Path(experiment_dir) / STATE_FILE
     state = {**read_state(experiment_dir), **changes, "updated": time.time()}
+    text = json.dumps(state, indent=1, default=str).encode()
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno != errno.ENOSPC or not path.exists():
+            raise
+        compact = json.dumps(state, separators=(",", ":"), default=str).encode()
+        with open(path, "r+b") as fh:  # the blocks it holds already: no new space needed
+            fh.write(compact)
+            fh.truncate()
     return state
 
 

@@ -27,7 +27,7 @@ import yaml
 from mlflow import MlflowClient
 from ray import tune
 
-from tuner.errors import UserError
+from tuner.errors import RuntimeFailure, UserError
 from tuner.layout import (
     CONFIRM_DIR,
     DEFAULT_STORAGE,
@@ -49,13 +49,14 @@ from tuner.layout import (
 from tuner.results.feasible import constraint_values
 from tuner.results.store import ExperimentStore
 from tuner.results.winners import winners, write_summary
-from tuner.run import console
+from tuner.run import console, store_full
 from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, make_scheduler, ray_session
 from tuner.run.searcher import build_search, finished_records, load_study, prune_stopped
 from tuner.run.stall import StallWatch
+from tuner.run.store_full import write_failure
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling
 from tuner.run.tracking_backfill import TrackingDown, settle
 from tuner.spec import Spec, load_spec, trial_setup
@@ -218,7 +219,15 @@ class Experiment:
             with ray_session(self.address, runtime_env=runtime_env(self.spec.workload.name)):
                 checked.result()
                 check_placement(self.spec.resources.cpu, self.spec.resources.gpu)
-                return self._run_checked(resume)
+                try:
+                    return self._run_checked(resume)
+                except Exception as exc:
+                    if not write_failure(exc):  # a full disk, from any writer (tuner.run.store_full)
+                        raise
+                    with contextlib.suppress(Exception):  # the disk may still be full: `list` shows a dead
+                        write_state(self.dir, status="interrupted")  # driver's run as interrupted anyway
+                    raise RuntimeFailure(store_full.message(self.dir, self.spec.name, self.spec.storage_path)) \
+                        from None
 
     def _run_checked(self, resume: bool) -> int:
         """`run` once the store answers and Ray is up."""
@@ -379,7 +388,9 @@ def quiet_libraries() -> None:
     "Updating database tables", nor Optuna's "A new study created in Journal". Warnings still show."""
     import optuna
 
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    # WARNING hides "Creating initial MLflow database tables..."; CRITICAL also its logged traceback of a
+    # database error, which reaches us as the exception itself (a full disk: tuner.run.store_full)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
