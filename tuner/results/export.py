@@ -22,6 +22,7 @@ from tuner.errors import UserError
 from tuner.hparams import HORIZON, optimizer_hparams
 from tuner.results.robust import robust_winners
 from tuner.results.store import ExperimentStore
+from tuner.value_rules import is_number
 
 FORMATS = ("yaml", "json")
 
@@ -85,6 +86,10 @@ def winning_config(store: ExperimentStore, method: str | None = None, *, metric:
             raise UserError(f"method {method!r} has no finished runs with {metric} in {store.name!r}")
     if not len(table):
         raise UserError(f"experiment {store.name!r} has no finished runs with {metric}")
+    table = table[table["mean"].map(is_number)]
+    if not len(table):
+        raise UserError(f"{f'method {method!r} in ' if method else ''}experiment {store.name!r} has no finite "
+                        f"result: every run of {metric} diverged or has no value, so there is no winner to export")
     row = table.iloc[0]
     runs = trials[(trials["method"] == row["method"]) & (trials["config_key"] == row["config_key"])]
     parent = store.parent()

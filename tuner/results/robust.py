@@ -185,7 +185,8 @@ def sensitivity(values: Iterable[float], goal: str, within: float = NEAR_BEST) -
         return math.nan
     best = arr.max() if sign > 0 else arr.min()
     tol = within * abs(best)
-    near = arr >= best - tol if sign > 0 else arr <= best + tol
+    with np.errstate(over="ignore"):  # a loss near the float limit (a diverging trial) overflows best + tol
+        near = arr >= best - tol if sign > 0 else arr <= best + tol
     return float(near.mean())
 
 

@@ -16,9 +16,9 @@ import pandas as pd
 from tuner.layout import RESOLVED_FILE, experiment_name
 from tuner.run.progress import fmt_duration, fmt_value
 from tuner.run.stall import stall_reasons
-from tuner.run.tracking import exception_line
+from tuner.run.tracking import exception_line, with_hint
 from tuner.spec import Spec
-from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, trial_values
+from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, public_values, trial_values
 from tuner.value_rules import is_number
 
 
@@ -65,22 +65,30 @@ def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: 
     for method in ordered:
         c = counts.get(method, dict.fromkeys(OUTCOMES, 0))
         tally = f"{c[COMPLETED]}/{c[PRUNED]}/{c[DIVERGED]}/{c[ERRORED]}"
-        if method in rows:
+        if method in rows and is_number(rows[method]["mean"]):
             row = rows[method]
             interval = f"[{fmt_value(row['low'])}, {fmt_value(row['high'])}]" if is_number(row["low"]) else "-"
             early = "" if row["full_budget"] else "  (pruned only: a value from early in training)"
             out.append(f"{method:<14}{int(row['rank']):>5}{fmt_value(row['mean']):>12}{interval:>22}  {tally:<16}"
                        f"{json.dumps(row['hparams'], default=str)}{early}")
         else:
-            out.append(f"{method:<14}{'-':>5}{'-':>12}{'-':>22}  {tally:<16}(no completed trial)")
-    errors: dict[str, list[str]] = {}
+            why = "no finite result: every trial diverged" if c[DIVERGED] and c[DIVERGED] == sum(c.values()) \
+                else "no finite result" if method in rows else "no completed trial"
+            out.append(f"{method:<14}{'-':>5}{'-':>12}{'-':>22}  {tally:<16}({why})")
+    errors: dict[str, list[tuple[str, str]]] = {}
     stalled = stall_reasons(experiment_dir)
     for r in [*search, *(confirm or [])]:
         if r.error is not None:
             line = stalled.get((r.metrics or {}).get("trial_id")) or exception_line(r.error)
-            errors.setdefault(trial_values(r.config).get("method", "?"), []).append(line)
+            config = json.dumps(public_values(trial_values(r.config)), default=str)
+            errors.setdefault(trial_values(r.config).get("method", "?"), []).append((with_hint(line), config))
     for method, lines in errors.items():
-        out.append(f"errored: {method}: {len(lines)} trial(s); first error: {lines[0]}")
+        out.append(f"errored: {method}: {len(lines)} trial(s); first error: {lines[0][0]}; its config {lines[0][1]}")
+    for method in spec.methods:
+        c = counts.get(method, dict.fromkeys(OUTCOMES, 0))
+        if not c[COMPLETED]:
+            out.append(f"warning: {method} has no trial that ran its whole budget ({c[PRUNED]} pruned, "
+                       f"{c[DIVERGED]} diverged, {c[ERRORED]} errored): its row compares nothing at full budget")
     if confirm is not None:
         out.append(f"confirmation: {len(confirm)} runs ({confirm.num_errors} errored); "
                    "`python -m tuner report` draws the comparison")

@@ -27,6 +27,7 @@ methods of different cost), and time as a `CostModel` fitted on the trials so fa
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import statistics
 import time
@@ -36,7 +37,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from tuner.run.tracking import error_line
+from tuner.run.tracking import error_line, with_hint
 from tuner.trial.protocol import (
     COMPLETED,
     DIVERGED,
@@ -45,6 +46,7 @@ from tuner.trial.protocol import (
     OUTCOMES,
     PRUNED,
     outcome,
+    public_values,
     trial_values,
 )
 from tuner.value_rules import goal_sign
@@ -301,7 +303,8 @@ class Progress(Callback):
         value = result.get(self.metric)
         error = ""
         if status == ERRORED:
-            error = f": {error_line(trial)}"
+            config = json.dumps(public_values(trial_values(trial.config)), default=str)
+            error = f": {with_hint(error_line(trial))}; config {config}"
         self._line(f"trial {trial.trial_id} ({method}) {status} at {fmt_value(result.get(EVALS))} grad evals, "
                    f"{self.metric}={fmt_value(value)}{error}")
         if status == COMPLETED and isinstance(value, float) and math.isfinite(value):

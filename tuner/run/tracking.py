@@ -147,6 +147,16 @@ def exception_line(exc: BaseException) -> str:
     return _clip(f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__)
 
 
+OOM_SIGNS = ("outofmemoryerror", "out of memory", "cuda error: out of memory", "memoryerror")
+OOM_HINT = ("hint: lower workload.options.batch_size, set `precision: bf16`, or give each trial more of a GPU "
+            "(resources.gpu)")
+
+
+def with_hint(line: str) -> str:
+    """An error line with what to try when it is a known kind (today: out of memory)."""
+    return f"{line} ({OOM_HINT})" if any(sign in line.lower() for sign in OOM_SIGNS) else line
+
+
 def _clip(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 

@@ -17,9 +17,12 @@ class _Results(list):
     num_errors = 1
 
 
+MARKERS = {"completed": {"sharptune/complete": 1.0}, "diverged": {"diverged": 1.0}}  # the report keys
+
+
 def _result(method: str, status: str, error: Exception | None = None) -> SimpleNamespace:
     return SimpleNamespace(config={"method": method, "lr": 0.1}, error=error,
-                           metrics={"sharptune/status": status, "trial_id": "t"})
+                           metrics={**MARKERS.get(status, {}), "trial_id": "t"})
 
 
 def test_header_and_summary_lines(tmp_path: Path) -> None:
@@ -38,9 +41,26 @@ def test_header_and_summary_lines(tmp_path: Path) -> None:
     assert lines[:4] == [
         "\nsummary of smoke (eval/loss, minimize; winners from the confirm runs):",
         f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}config",
-        "sgd               1         0.8            [0.7, 0.9]  0/2/0/0         {\"lr\": 0.1}  "
+        "sgd               1         0.8            [0.7, 0.9]  1/1/0/0         {\"lr\": 0.1}  "
         "(pruned only: a value from early in training)",
         "sam               -           -                     -  0/0/0/1         (no completed trial)"]
-    assert lines[4] == "errored: sam: 2 trial(s); first error: RuntimeError: boom"
-    assert lines[5] == "confirmation: 3 runs (1 errored); `python -m tuner report` draws the comparison"
+    assert lines[4] == ('errored: sam: 2 trial(s); first error: RuntimeError: boom; '
+                        'its config {"method": "sam", "lr": 0.1}')
+    assert lines[5] == ("warning: sam has no trial that ran its whole budget (0 pruned, 0 diverged, 1 errored): "
+                        "its row compares nothing at full budget")
+    assert lines[6] == "confirmation: 3 runs (1 errored); `python -m tuner report` draws the comparison"
     assert lines[-1] == f"browse: python -m tuner ui smoke --storage {spec.storage_path}"
+
+
+def test_summary_of_an_all_diverged_study_and_an_oom_says_so(tmp_path: Path) -> None:
+    spec = load_spec(smoke_spec(tmp_path))
+    search = _Results([_result("sgd", "diverged"), _result("sgd", "diverged"),
+                       _result("sam", "x", RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))])
+    table = pd.DataFrame([{"method": "sgd", "run_ids": ["a", "b"], "rank": 1, "mean": float("nan"), "low": None,
+                           "high": None, "full_budget": False, "hparams": {"lr": 0.1}, "source": "search"}])
+    lines = console.summary(spec, Path(spec.experiment_dir), search, None, table)
+    assert lines[2] == "sgd               -           -                     -  0/0/2/0         " \
+                       "(no finite result: every trial diverged)"
+    assert not any("pruned only" in line for line in lines)
+    oom = next(line for line in lines if line.startswith("errored: sam"))
+    assert "out of memory" in oom and "batch_size" in oom and "precision: bf16" in oom and '"lr": 0.1' in oom
