@@ -46,6 +46,19 @@ class Param:
     def path(self) -> str:
         return f"parameters.{self.name}"
 
+    def count(self) -> float:
+        """How many values `candidates` holds, without making them (inf for a range without step)."""
+        if self.type == "fixed":
+            return 1
+        if self.type == "categorical":
+            return len(self.values)
+        if self.type == "int":
+            return (int(self.high) - int(self.low)) // int(self.step or 1) + 1
+        if self.step is None:
+            return math.inf
+        count = (self.high - self.low) / self.step
+        return count + 1 if math.isfinite(count) else math.inf
+
     def candidates(self) -> tuple[Any, ...] | None:
         """Every value it can take when that is a finite list (grid search), else None."""
         if self.type == "fixed":
@@ -118,6 +131,8 @@ def _enumerate(method: str, own: Mapping[str, Param], defaults: Mapping[str, Any
                limit: int) -> list[dict[str, Any]]:
     points: list[dict[str, Any]] = [{}]
     for name, p in own.items():
+        if p.count() > limit:  # counted, not made: a 10^7-point range is refused at once
+            raise _TooMany
         grown: list[dict[str, Any]] = []
         for point in points:
             if is_active(p, method, point, own, defaults):
@@ -133,7 +148,14 @@ def _enumerate(method: str, own: Mapping[str, Param], defaults: Mapping[str, Any
 def count_grid_points(methods: tuple[str, ...], space: Mapping[str, Mapping[str, Param]],
                       defaults: Mapping[str, Mapping[str, Any]], limit: int = MAX_GRID_POINTS) -> int:
     """How many configs the grid holds (stops counting past `limit`); used while validating."""
-    return sum(len(_enumerate(m, space[m], defaults[m], limit)) for m in methods)
+    try:
+        return sum(len(_enumerate(m, space[m], defaults[m], limit)) for m in methods)
+    except _TooMany:
+        return limit + 1
+
+
+class _TooMany(Exception):
+    """One parameter alone has more values than the grid may hold."""
 
 
 
@@ -141,7 +163,10 @@ def count_grid_points(methods: tuple[str, ...], space: Mapping[str, Mapping[str,
 def grid_configs(methods: tuple[str, ...], space: Mapping[str, Mapping[str, Param]],
                  defaults: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every config of a grid, method by method; each is a product of that method's values only."""
-    configs = [p for m in methods for p in _enumerate(m, space[m], defaults[m], MAX_GRID_POINTS)]
+    try:
+        configs = [p for m in methods for p in _enumerate(m, space[m], defaults[m], MAX_GRID_POINTS)]
+    except _TooMany:
+        configs = [{}] * (MAX_GRID_POINTS + 1)
     if len(configs) > MAX_GRID_POINTS:
         raise ValueError(f"the grid has more than {MAX_GRID_POINTS} points (the spec check refuses it)")
     return configs

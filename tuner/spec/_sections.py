@@ -156,12 +156,18 @@ def _parse_param(parent: _Block, name: str, value: Any, origin: str = "spec") ->
         b.fail("step", "step and log: true do not go together", "either step or log")
     if step is not None and kind == "float":
         count = (high - low) / step
+        if not math.isfinite(count) or count > MAX_STEPS:
+            b.fail("step", f"(high - low) / step = {count:g} values: too many to enumerate",
+                   f"a step of at least (high - low) / {MAX_STEPS:g}")
         if abs(count - round(count)) > 1e-9 * max(1.0, abs(count)):
             b.fail("step", f"high - low = {high - low:g} is not a multiple of step {step:g}",
                    "a step that divides high - low")
     return Param(name, kind, low=low, high=high, log=log, step=None if (kind == "int" and step == 1) else step,
                  when=when, line=line, origin=origin)
 
+
+
+MAX_STEPS = 1e12  # a float step finer than this many values per range is a typo, not a grid
 
 
 def _parse_when(b: _Block) -> dict[str, tuple[Any, ...]]:
@@ -185,7 +191,7 @@ def _parse_budget(b: _Block, sampler: Sampler, methods: tuple[str, ...],
     if sampler.name == "grid":
         for m, params in space.items():
             for p in params.values():
-                if p.candidates() is None:
+                if p.count() == math.inf:
                     where = p.path if p.origin == "spec" else f"parameters.{p.name} (default of method {m})"
                     b.fail_at(where, p.line or b.line_of("num_samples"),
                               "the grid sampler needs a finite list of values, got a float range without step",
@@ -193,7 +199,8 @@ def _parse_budget(b: _Block, sampler: Sampler, methods: tuple[str, ...],
 
         points = count_grid_points(methods, space, defaults)
         if points > MAX_GRID_POINTS:
-            b.fail_at("parameters", None, f"the grid has {points} points", f"at most {MAX_GRID_POINTS}")
+            b.fail_at("parameters", None, f"the grid has more than {MAX_GRID_POINTS} points",
+                      f"at most {MAX_GRID_POINTS}")
         num_samples = b.take("num_samples", _int(1, 10**7), points)
         if num_samples != points:
             b.fail("num_samples", f"the grid has {points} points but num_samples is {num_samples}",
