@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tuner.errors import UserError
+
 DEFAULT_STORAGE = "results"
 STATE_FILE = "sharptune.json"
 SPEC_FILE = "spec.yaml"
@@ -85,9 +87,22 @@ def experiment_name(name: str) -> str:
     return MLFLOW_PREFIX + name
 
 
+def experiment_path(storage: str | Path, name: str) -> Path:
+    """`<storage>/<name>`, for a name that stays inside the storage folder.
+
+    Every command that takes an experiment's name (report, export, ui, dashboard, resume) finds its folder
+    here, so `../../etc` or `/etc` is refused with one line instead of serving a folder outside the storage."""
+    root = Path(storage).expanduser().resolve()
+    folder = (root / name).resolve() if name else root
+    if not name or "/" in name or "\\" in name or folder.parent != root:
+        raise UserError(f"{name!r} is not an experiment name: a name is one folder inside the storage folder "
+                        f"{root} (pass --storage DIR to look elsewhere)")
+    return folder
+
+
 def default_tracking_uri(storage: str | Path, name: str) -> str:
     """The default store for `name`: an absolute SQLite URI under the storage folder."""
-    return f"sqlite:///{(Path(storage).expanduser().resolve() / name / DB_NAME).as_posix()}"
+    return f"sqlite:///{(experiment_path(storage, name) / DB_NAME).as_posix()}"
 
 
 def now_ms() -> int:

@@ -53,3 +53,62 @@ def test_ui_tags_an_older_experiment_with_the_runs_view(fake_experiment: FakeExp
     assert runs_url("http://127.0.0.1:5000/", exp_id) == (
         f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?workflowType=machine_learning"
         f"&viewStateShareKey={RUNS_VIEW}")
+
+
+@pytest.mark.slow
+def test_ui_host_answers_this_machines_name_and_the_allowed_hosts_only(fake_experiment: FakeExperiment,
+                                                                        tmp_path: Path) -> None:
+    """`--host 0.0.0.0` does what its warning says: the server answers requests addressed to this machine's
+    name (MLflow alone answers 403), to names given with --allowed-hosts, and still refuses any other
+    name (DNS rebinding). Every request goes to 127.0.0.1; only the Host header changes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "ui.log"
+    with log.open("w") as out:
+        ui = subprocess.Popen([sys.executable, "-m", "tuner", "ui", fake_experiment.name, "--storage",
+                               str(fake_experiment.storage), "--host", "0.0.0.0", "--port", str(port),
+                               "--allowed-hosts", "lab.example.org"], stdout=out, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+
+    def status(host: str) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        deadline = time.monotonic() + 150
+        while "MLflow UI:" not in log.read_text() and time.monotonic() < deadline and ui.poll() is None:
+            time.sleep(0.5)
+        assert "MLflow UI:" in log.read_text(), log.read_text()[-3000:]
+        assert f"reachable from other machines as {socket.gethostname()}" in log.read_text()
+        assert status(f"{socket.gethostname()}:{port}") == 200
+        assert status("lab.example.org") == 200
+        assert status(f"127.0.0.1:{port}") == 200
+        assert status("evil.example.com") == 403
+    finally:
+        ui.send_signal(signal.SIGINT)
+        try:
+            ui.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            ui.kill()
+
+
+@pytest.mark.parametrize("command", ["report", "export", "ui", "dashboard", "resume"])
+def test_names_cannot_leave_the_storage_folder(command: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "store").mkdir()
+    for name in ("../../etc", "/etc", "a/../../b"):
+        assert main([command, name, "--storage", str(tmp_path / "store")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{name!r} is not an experiment name" in err[0], err

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tuner.commands.ui import ctrl_c_interrupts, port_free
 from tuner.errors import UserError
-from tuner.layout import DEFAULT_STORAGE, JOURNAL_FILE
+from tuner.layout import DEFAULT_STORAGE, JOURNAL_FILE, experiment_path
 
 EXTRA = "pip install -e '.[dashboard]' (optuna-dashboard==0.21.0)"
 
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def journal_of(storage: str | Path, name: str) -> Path:
     """The experiment's journal, or a UserError that says what is missing."""
-    path = Path(storage).expanduser().resolve() / name / JOURNAL_FILE
+    path = experiment_path(storage, name) / JOURNAL_FILE
     if not path.is_file():
         raise UserError(f"no Optuna journal for experiment {name!r}: {path} does not exist "
                         "(start it with `python -m tuner run SPEC`, or pass --storage DIR)")

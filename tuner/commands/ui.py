@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", default=None, help="experiment (optional when the storage holds one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
+    p.add_argument("--allowed-hosts", default=None, metavar="NAMES",
+                   help="Host headers the server answers, comma-separated, wildcards allowed (default: localhost; "
+                        "with --host other than loopback also this machine's names and private IPs)")
     add_store_arguments(p)
     p.set_defaults(func=handle)
 
@@ -120,6 +123,25 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def allowed_hosts(host: str, extra: str | None) -> list[str]:
+    """The Host headers the server answers. MLflow's default (localhost and private IPs) refuses, with 403,
+    a browser that reaches an exposed server by this machine's name; so a non-loopback `--host` adds the
+    machine's own names and the bound address. DNS-rebinding protection stays: other names need
+    `--allowed-hosts`."""
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    hosts = list(get_default_allowed_hosts())
+    if host not in LOOPBACK:
+        names = {socket.gethostname(), socket.getfqdn()} | ({host} if host not in ("0.0.0.0", "", "::") else set())
+        hosts += [h for name in sorted(n for n in names if n) for h in (name, f"{name}:*")]
+    if extra:
+        hosts += [h.strip() for h in extra.split(",") if h.strip()]
+    return hosts
+
+
 def handle(args: argparse.Namespace) -> int:
     uri, experiment_id = _resolve(args)
     if uri.startswith(("http://", "https://")):
@@ -127,8 +149,9 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     if not port_free(args.host, args.port):
         raise UserError(f"port {args.port} on {args.host} is in use; pass --port N")
+    hosts = allowed_hosts(args.host, args.allowed_hosts)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--host", args.host, "--port", str(args.port), "--workers", "1"]
+           "--host", args.host, "--port", str(args.port), "--workers", "1", "--allowed-hosts", ",".join(hosts)]
     if uri.startswith("sqlite:///") and uri.endswith(DB_NAME):  # keep server-side artifacts beside the store
         cmd += ["--artifacts-destination", str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")]
     with ctrl_c_interrupts():
@@ -139,8 +162,11 @@ def handle(args: argparse.Namespace) -> int:
             shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
             url = runs_url(f"http://{shown}:{args.port}/", experiment_id)
             print(f"MLflow UI: {url}  (store {uri}; Ctrl-C to stop)", flush=True)
-            if args.host not in ("127.0.0.1", "localhost", "::1"):
-                print(f"warning: bound to {args.host}: reachable from other machines", file=sys.stderr, flush=True)
+            if args.host not in LOOPBACK:
+                names = sorted({socket.gethostname(), socket.getfqdn()} - set(LOOPBACK))
+                print(f"warning: bound to {args.host}: reachable from other machines as {' or '.join(names)} or a "
+                      "private IP; to reach it by any other name or a public IP, add it with --allowed-hosts NAME",
+                      file=sys.stderr, flush=True)
             code = proc.wait()
             raise RuntimeFailure(f"mlflow server stopped with code {code}")
         except KeyboardInterrupt:

@@ -39,6 +39,7 @@ from tuner.layout import (
     TRIAL_ID_TAG,
     default_tracking_uri,
     experiment_name,
+    experiment_path,
     tag_column,
 )
 
@@ -97,7 +98,7 @@ class ExperimentStore:
         """Find `sharptune/<name>`; a UserError lists the experiments that do exist."""
         storage = Path(storage if storage is not None else DEFAULT_STORAGE).expanduser().resolve()
         if tracking_uri is None:
-            db = storage / name / DB_NAME
+            db = experiment_path(storage, name) / DB_NAME
             if not db.is_file():
                 known = known_experiments(storage)
                 raise UserError(f"no experiment {name!r} in {storage} (known: {', '.join(known) or 'none'}); "

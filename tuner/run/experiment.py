@@ -40,6 +40,7 @@ from tuner.layout import (
     driver_alive,
     experiment_folders,
     experiment_name,
+    experiment_path,
     prune_checkpoints,
     read_state,
     shown_status,
@@ -403,7 +404,7 @@ def find_experiment(name_or_path: str, storage: str | None) -> Path:
     if candidate.is_file():
         return Path(load_spec(candidate).experiment_dir)
     root = Path(storage or DEFAULT_STORAGE).expanduser().resolve()
-    folder = root / name_or_path
+    folder = experiment_path(root, name_or_path)
     if not (folder / STATE_FILE).exists():
         known = [p.name for p in experiment_folders(root)]
         raise UserError(f"no experiment {name_or_path!r} in {root} (known: {', '.join(known) or 'none'}); "
