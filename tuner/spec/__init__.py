@@ -25,6 +25,7 @@ from tuner.spec._reader import _apply_override, _Block, _choice, _int, _list_of,
 from tuner.spec._resolve import _resolve_space
 from tuner.spec._sections import (
     _method_name,
+    _metric,
     _objective,
     _parse_budget,
     _parse_confirm,
@@ -87,14 +88,14 @@ def _parse(file: str, data: Any) -> Spec:
     if name.startswith(".") or len(name) > 100:
         top.fail("name", f"bad experiment name {name!r}", "1-100 of A-Z a-z 0-9 _ . -, not starting with '.'")
     description = top.take("description", _string(), "")
-    metric = top.take("metric", _objective)
+    metric = top.take("metric", _metric)
     seed = top.take("seed", _int(0, 2**32 - 1), 0)
 
     workload_block = top.block("workload", ("name", "options", "compile"))
     workload = _parse_workload(workload_block)
     methods = top.take("methods", _list_of(_method_name))
     budget_block = top.block("budget", ("num_samples", "max_concurrent_trials", "time", "trial_grad_evals",
-                                        "eval_every", "curve_points", "diag_points", "stall_timeout"))
+                                        "eval_every", "curve_points", "diag_points", "stall_timeout", "split"))
     sampler_block = top.block("sampler", ("name", "seed"))
     sampler = Sampler(sampler_block.take("name", _choice(SAMPLERS), "tpe"),
                       sampler_block.take("seed", _int(0, 2**32 - 1), seed))

@@ -30,6 +30,7 @@ from tuner.spec.model import (
     MAX_POINTS,
     PARAM_TYPES,
     SCHEDULERS,
+    SPLITS,
     TIME_ATTRS,
     TRACKING_SCHEMES,
     Budget,
@@ -51,13 +52,23 @@ from tuner.workloads import absolute_target, is_target, list_workloads, load_tar
 
 
 def _objective(b: _Block, key: str, value: Any) -> Objective:
-    inner = _Block(b.file, value, b.sub(key), b.line_of(key), ("name", "goal"))
+    return _read_objective(b, key, value, ("name", "goal"))
+
+
+def _metric(b: _Block, key: str, value: Any) -> Objective:
+    """`metric`: an objective plus an optional `target`, the value each method's cost is measured to."""
+    return _read_objective(b, key, value, ("name", "goal", "target"))
+
+
+def _read_objective(b: _Block, key: str, value: Any, keys: tuple[str, ...]) -> Objective:
+    inner = _Block(b.file, value, b.sub(key), b.line_of(key), keys)
     name = inner.take("name", _string())
     if not name.startswith(METRIC_PREFIXES):
         inner.fail("name", f"unknown metric {name!r}", "names starting with " + ", ".join(METRIC_PREFIXES)
                    + ", e.g. eval/accuracy, eval/loss, train/loss, cost/step_time_ms")
-    return Objective(name, inner.take("goal", _choice(GOALS)))
-
+    goal = inner.take("goal", _choice(GOALS))
+    target = inner.take("target", _number(-math.inf, math.inf), None) if "target" in keys else None
+    return Objective(name, goal, None if target is None else float(target))
 
 
 def _method_name(b: _Block, key: str, value: Any) -> str:
@@ -216,6 +227,7 @@ def _parse_budget(b: _Block, sampler: Sampler, methods: tuple[str, ...],
         curve_points=b.take("curve_points", _int(1, MAX_POINTS), CURVE_POINTS),
         diag_points=b.take("diag_points", _int(1, MAX_POINTS), DIAG_POINTS),
         stall_timeout_s=b.take("stall_timeout", _duration, None),
+        split=b.take("split", _choice(SPLITS), "per_method" if len(methods) > 1 else "shared"),
     )
 
 

@@ -63,6 +63,7 @@ class Objective:
 
     name: str
     goal: str  # maximize | minimize
+    target: float | None = None  # `metric.target`: the value whose cost each method is compared at (issue 31)
 
     @property
     def mode(self) -> str:
@@ -70,7 +71,7 @@ class Objective:
         return "max" if self.goal == "maximize" else "min"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "goal": self.goal}
+        return {"name": self.name, "goal": self.goal, **({"target": self.target} if self.target is not None else {})}
 
 
 
@@ -118,7 +119,7 @@ class Scheduler:
 
 @dataclass(frozen=True)
 class Budget:
-    num_samples: int
+    num_samples: int  # trials in all; with split per_method each method gets num_samples / n (within one)
     max_concurrent_trials: int
     time_s: float | None  # wall-clock limit of the whole search; None: none
     trial_grad_evals: int  # budget of one trial, in gradient evaluations
@@ -128,9 +129,12 @@ class Budget:
     # a trial silent this long is stopped as errored; None: a generous multiple of the slowest report
     # interval seen so far, never less than a floor (tuner.run.stall)
     stall_timeout_s: float | None = None
+    # per_method: one study per method, equal trials each, ASHA within a method; shared: one study over
+    # `method` as a categorical, one ASHA across methods (tuner.run.split)
+    split: str = "shared"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"num_samples": self.num_samples, "max_concurrent_trials": self.max_concurrent_trials,
+        return {"num_samples": self.num_samples, "split": self.split, "max_concurrent_trials": self.max_concurrent_trials,
                 "time": self.time_s, "trial_grad_evals": self.trial_grad_evals, "eval_every": self.eval_every,
                 "curve_points": self.curve_points, "diag_points": self.diag_points,
                 "stall_timeout": self.stall_timeout_s}
@@ -257,6 +261,7 @@ class Spec:
 
 
 
+SPLITS = ("per_method", "shared")  # `budget.split`; the default is per_method for two methods or more
 TOP_KEYS = ("name", "description", "metric", "workload", "methods", "parameters", "sampler", "scheduler",
             "budget", "resources", "seed", "tracking", "storage", "objectives", "confirm", "max_failures",
             "enqueue", "warm_start", "constraints", "precision")
