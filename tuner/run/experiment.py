@@ -55,7 +55,8 @@ from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, make_scheduler, ray_session
-from tuner.run.searcher import build_search, finished_records, load_study, prune_stopped
+from tuner.run.searcher import finished_records, load_studies, prune_stopped
+from tuner.run.split import build_search
 from tuner.run.stall import StallWatch
 from tuner.run.store_full import write_failure
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling
@@ -298,7 +299,8 @@ class Experiment:
         """The journal's finished trials (what a restored trial replays), errors with MLflow's message."""
         if not (self.dir / JOURNAL_FILE).exists():
             return {}
-        records = finished_records(load_study(self.dir, self.spec.name))
+        records = {tid: record for study in load_studies(self.dir, self.spec.name).values()
+                   for tid, record in finished_records(study).items()}
         errored = [tid for tid, record in records.items() if "error" in record]
         if errored:
             with contextlib.suppress(Exception):  # a missing message must not stop the resume
@@ -344,7 +346,8 @@ class Experiment:
         a search the budget cut short says so."""
         spec = self.spec
         metric = [o.name for o in spec.objectives] if spec.objectives else spec.metric.name
-        stopped = prune_stopped(load_study(self.dir, spec.name), results, spec.scheduler.clock, metric)
+        stopped = sum(prune_stopped(study, results, spec.scheduler.clock, metric)
+                      for study in load_studies(self.dir, spec.name).values())
         if spec.budget.time_s is not None and (stopped or len(results) < spec.budget.num_samples):
             self.say(f"time budget reached (budget.time = {spec.budget.time_s:g} s): {len(results)} of "
                      f"{spec.budget.num_samples} trials ran; {stopped} running then were stopped, recorded as pruned")

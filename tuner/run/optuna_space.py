@@ -8,6 +8,9 @@ trial gets back uses plain names: `{"method": "sam", "lr": 0.03, "rho": 0.1, "sn
 The grid sampler cannot walk a conditional space (Optuna's GridSampler takes one product of all names),
 so for `sampler: grid` the space is one categorical `grid_point` over the explicit list from
 `grid_points(spec)`: the union over methods of each method's own product of values.
+
+With `budget.split: per_method` each method has its own study (`tuner.run.split`): `method=` gives
+that method's space alone (no `method` categorical; for a grid, that method's own points).
 """
 
 from __future__ import annotations
@@ -60,14 +63,21 @@ def sample_method(trial: optuna.Trial, spec: Spec, method: str) -> dict[str, Any
     return {"method": method, **chosen}
 
 
-def build_define(spec: Spec) -> Callable[[optuna.Trial], dict[str, Any]]:
-    """The define-by-run function for Ray's OptunaSearch (or `study.ask()`): trial -> config."""
+def build_define(spec: Spec, method: str | None = None) -> Callable[[optuna.Trial], dict[str, Any]]:
+    """The define-by-run function for Ray's OptunaSearch (or `study.ask()`): trial -> config.
+
+    `method`: that method's study alone (split per method); None: one study over `method` too."""
     if spec.sampler.name == "grid":
-        points = grid_points(spec)
+        points = grid_points(spec, method)
 
         def define_grid(trial: optuna.Trial) -> dict[str, Any]:
             return dict(points[trial.suggest_categorical(GRID_PARAM, list(range(len(points))))])
         return define_grid
+
+    if method is not None:
+        def define_one(trial: optuna.Trial) -> dict[str, Any]:
+            return sample_method(trial, spec, method)
+        return define_one
 
     methods = list(spec.methods)
 
@@ -76,11 +86,12 @@ def build_define(spec: Spec) -> Callable[[optuna.Trial], dict[str, Any]]:
     return define
 
 
-def grid_points(spec: Spec) -> list[dict[str, Any]]:
-    """Every config of a grid spec, method by method; each is a product of that method's values only."""
-    return grid_configs(spec.methods, spec.space, spec.defaults)
+def grid_points(spec: Spec, method: str | None = None) -> list[dict[str, Any]]:
+    """Every config of a grid spec, method by method; each is a product of that method's values only.
+    `method`: that method's points alone."""
+    return grid_configs((method,) if method else spec.methods, spec.space, spec.defaults)
 
 
-def grid_search_space(spec: Spec) -> dict[str, list[int]]:
+def grid_search_space(spec: Spec, method: str | None = None) -> dict[str, list[int]]:
     """What to give `optuna.samplers.GridSampler` for a grid spec (indices into `grid_points`)."""
-    return {GRID_PARAM: list(range(len(grid_points(spec))))}
+    return {GRID_PARAM: list(range(len(grid_points(spec, method))))}

@@ -37,12 +37,11 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner.layout import JOURNAL_FILE
 from tuner.results.feasible import constraint_values
-from tuner.run.initial_trials import enqueued_params, warm_trials
+from tuner.run.initial_trials import WARM_ATTR, enqueued_params, study_name, warm_trials
 from tuner.run.optuna_space import build_define, grid_search_space
 from tuner.spec import Spec
 from tuner.trial.protocol import ADOPT_KEY, COMPLETED, ERRORED, PRUNED, final_record, outcome
@@ -55,24 +54,27 @@ RESULT_ATTR = "sharptune_result"  # the trial's last report (`final_record`), fo
 
 
 class SpaceFn:
-    """Picklable define-by-run function: `trial -> config` for the spec's conditional space."""
+    """Picklable define-by-run function: `trial -> config` for the spec's conditional space (`method`:
+    that method's space alone, for its own study)."""
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, method: str | None = None) -> None:
         self.spec = spec
+        self.method = method
         self._define: Any = None
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         if self._define is None:
-            self._define = build_define(self.spec)
+            self._define = build_define(self.spec, self.method)
         return self._define(trial)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"spec": self.spec, "_define": None}
+        return {"spec": self.spec, "method": self.method, "_define": None}
 
 
-def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
-    """The spec's sampler name as an Optuna sampler, seeded by `sampler.seed`."""
-    seed = spec.sampler.seed
+def make_sampler(spec: Spec, method: str | None = None) -> optuna.samplers.BaseSampler:
+    """The spec's sampler name as an Optuna sampler, seeded by `sampler.seed` (plus the method's index in
+    the spec for a method's own study: the studies do not all draw the same random numbers)."""
+    seed = spec.sampler.seed + (spec.methods.index(method) if method else 0)
     name = spec.sampler.name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -87,7 +89,7 @@ def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
         if name == "qmc":
             return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
         if name == "grid":
-            return _RayGridSampler(grid_search_space(spec), seed=seed)
+            return _RayGridSampler(grid_search_space(spec, method), seed=seed)
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}")  # the spec validated it; a new name needs a branch here
@@ -107,7 +109,8 @@ def journal_storage(path: str | Path) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-def _objectives(spec: Spec) -> tuple[str | list[str], str | list[str]]:
+def objectives(spec: Spec) -> tuple[str | list[str], str | list[str]]:
+    """Ray's (metric, mode): the spec's metric, or its list of objectives."""
     if spec.objectives:
         return [o.name for o in spec.objectives], [o.mode for o in spec.objectives]
     return spec.metric.name, spec.metric.mode
@@ -121,27 +124,47 @@ RAY_PRIVATE_FIELDS = ("_ot_trials", "_ot_study", "_storage", "_sampler", "_study
 
 
 class SharpSearch(OptunaSearch):
-    """OptunaSearch that tells PRUNED/FAIL honestly and keeps its study in a journal file."""
+    """OptunaSearch that tells PRUNED/FAIL honestly and keeps its study in a journal file.
 
-    def __init__(self, spec: Spec, journal_path: str | Path) -> None:
-        metric, mode = _objectives(spec)
+    `method`: the study of that method alone (`<name>/<method>`, its space only; `budget.split:
+    per_method`, `tuner.run.split` holds one per method); None: one study over every method."""
+
+    def __init__(self, spec: Spec, journal_path: str | Path, method: str | None = None) -> None:
+        metric, mode = objectives(spec)
         self._journal_path = str(journal_path)
         self._time_attr = spec.scheduler.clock
         self._needs_cleanup = True  # a fresh searcher on an existing journal (resume before Ray saved)
         self._orphans: list[optuna.trial.FrozenTrial] = []
         self._constraints = tuple(spec.constraints)
-        super().__init__(space=SpaceFn(spec), metric=metric, mode=mode, sampler=make_sampler(spec),
-                         study_name=spec.name, storage=journal_storage(journal_path))
+        self.method = method
+        super().__init__(space=SpaceFn(spec, method), metric=metric, mode=mode, sampler=make_sampler(spec, method),
+                         study_name=study_name(spec.name, method), storage=journal_storage(journal_path))
         self._seed_study(spec)
 
     def _seed_study(self, spec: Spec) -> None:
         """A new study gets the warm start's finished trials; the queued configs go first (once: a
         resumed study finds them queued or run already)."""
         if spec.warm_start and not self._ot_study.get_trials(deepcopy=False):
-            for trial in warm_trials(spec):
+            for trial in warm_trials(spec, self.method):
                 self._ot_study.add_trial(trial)
-        for params in enqueued_params(spec):
+        for params in enqueued_params(spec, self.method):
             self._ot_study.enqueue_trial(params, skip_if_exists=True)
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study this searcher asks and tells."""
+        return self._ot_study
+
+    def asked(self) -> int:
+        """Trials this study has handed out, across restarts (the journal's; queued and warm-start ones not)."""
+        return sum(1 for t in self._ot_study.get_trials(deepcopy=False)
+                   if t.state != TrialState.WAITING and WARM_ATTR not in t.user_attrs)
+
+    def orphans(self) -> list[optuna.trial.FrozenTrial]:
+        """Optuna trials a killed driver asked that no Ray trial holds yet (the next suggestions adopt them)."""
+        if self._needs_cleanup:
+            self._find_orphans()
+        return list(self._orphans)
 
     # --- suggestions ------------------------------------------------------------------------------
     def _suggest_from_define_by_run_func(self, func: Any, ot_trial: optuna.Trial) -> dict[str, Any]:
@@ -299,12 +322,28 @@ def prune_stopped(study: optuna.Study, results: Any, time_attr: str, metric: Any
     return pruned
 
 
-def build_search(spec: Spec, experiment_dir: str | Path) -> ConcurrencyLimiter:
-    """The searcher the runner hands to Ray: SharpSearch under a ConcurrencyLimiter."""
-    search = SharpSearch(spec, Path(experiment_dir) / JOURNAL_FILE)
-    return ConcurrencyLimiter(search, max_concurrent=spec.budget.max_concurrent_trials)
-
-
 def load_study(experiment_dir: str | Path, name: str) -> optuna.Study:
-    """The experiment's study (for reports and tests)."""
+    """The experiment's shared study (`budget.split: shared`); `load_studies` reads either kind."""
     return optuna.load_study(study_name=name, storage=journal_storage(Path(experiment_dir) / JOURNAL_FILE))
+
+
+def load_studies(experiment_dir: str | Path, name: str) -> dict[str, optuna.Study]:
+    """The experiment's studies by method (split per method), or `{SHARED: study}` (one shared study).
+
+    Read from the journal, so it needs no spec: whatever studies the run made."""
+    storage = journal_storage(Path(experiment_dir) / JOURNAL_FILE)
+    out: dict[str, optuna.Study] = {}
+    for study_name_ in optuna.get_all_study_names(storage):
+        if study_name_ == name:
+            out[SHARED] = optuna.load_study(study_name=study_name_, storage=storage)
+        elif study_name_.startswith(f"{name}/"):
+            out[study_name_.removeprefix(f"{name}/")] = optuna.load_study(study_name=study_name_, storage=storage)
+    return out
+
+
+def study_trials(experiment_dir: str | Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    """Every trial of the experiment's studies (for counts and tests; `number`s repeat across studies)."""
+    return [t for study in load_studies(experiment_dir, name).values() for t in study.get_trials(deepcopy=False)]
+
+
+SHARED = "*"  # load_studies' key for the one study of `budget.split: shared`

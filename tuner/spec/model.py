@@ -134,7 +134,8 @@ class Budget:
     split: str = "shared"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"num_samples": self.num_samples, "split": self.split, "max_concurrent_trials": self.max_concurrent_trials,
+        return {"num_samples": self.num_samples, "split": self.split,
+                "max_concurrent_trials": self.max_concurrent_trials,
                 "time": self.time_s, "trial_grad_evals": self.trial_grad_evals, "eval_every": self.eval_every,
                 "curve_points": self.curve_points, "diag_points": self.diag_points,
                 "stall_timeout": self.stall_timeout_s}
