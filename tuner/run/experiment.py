@@ -54,7 +54,7 @@ from tuner.run import console, store_full
 from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import check_placement
 from tuner.run.progress import Progress
-from tuner.run.ray_setup import RAY_STOP, logger_callbacks, make_scheduler, ray_session
+from tuner.run.ray_setup import RAY_STOP, logger_callbacks, ray_session, search_scheduler
 from tuner.run.searcher import finished_records, load_studies, prune_stopped
 from tuner.run.split import build_search
 from tuner.run.stall import StallWatch
@@ -145,7 +145,7 @@ class Experiment:
                             factor=s.reduction_factor if asha else 0.0)
         self._search_progress = progress
         tune_config = tune.TuneConfig(
-            search_alg=build_search(spec, self.dir), scheduler=make_scheduler(spec),
+            search_alg=build_search(spec, self.dir), scheduler=search_scheduler(spec),
             num_samples=spec.budget.num_samples, time_budget_s=spec.budget.time_s, reuse_actors=True)
         watch = StallWatch(str(self.dir), spec.budget.stall_timeout_s)
         progress.watch = watch

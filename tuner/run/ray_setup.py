@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import ray
@@ -18,6 +19,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCall
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
 from tuner.errors import RuntimeFailure
+from tuner.run.per_method_scheduler import PerMethodScheduler
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -71,6 +73,14 @@ def make_scheduler(spec: Any) -> Any:
         return MedianStoppingRule(time_attr=s.time_attr, metric=metric, mode=mode, grace_period=s.grace_period,
                                   min_samples_required=3)
     return FIFOScheduler()
+
+
+def search_scheduler(spec: Any) -> Any:
+    """The search's scheduler: with `budget.split: per_method`, one `make_scheduler` per method, so a trial
+    is compared only with its own method's (`tuner.run.per_method_scheduler`); else one for all."""
+    if spec.budget.split == "per_method" and spec.scheduler.name != "fifo":
+        return PerMethodScheduler(partial(make_scheduler, spec))
+    return make_scheduler(spec)
 
 
 class RayStopWatch(logging.Filter):
