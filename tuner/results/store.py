@@ -181,6 +181,14 @@ class ExperimentStore:
         return str(name), str(direction)
 
 
+def spec_target(store: ExperimentStore) -> tuple[float | None, str | None]:
+    """(`metric.target` or None, the spec's first method: the baseline) from the stored spec."""
+    spec = store.spec()
+    target = (spec.get("metric") or {}).get("target")
+    methods = spec.get("methods") or []
+    return (float(target) if isinstance(target, (int, float)) else None), (str(methods[0]) if methods else None)
+
+
 def _config_key(hparams: dict[str, Any]) -> str:
     return json.dumps(hparams, sort_keys=True, default=str)
 

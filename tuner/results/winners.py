@@ -15,10 +15,12 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 
 from tuner.layout import BEST_TAG, MLFLOW_BATCH, RANK_TAG, WINNER_SOURCE_TAG, WINNER_TAG, now_ms, tag_column
+from tuner.results.cost_to_target import COLUMNS as COST_COLUMNS
+from tuner.results.cost_to_target import cost_to_target
 from tuner.results.feasible import mark_feasible, stored_constraints
 from tuner.results.method_table import method_table, summary_csv
 from tuner.results.robust import RobustResult, robust_winners
-from tuner.results.store import ExperimentStore
+from tuner.results.store import ExperimentStore, spec_target
 
 
 def metric_slug(metric: str) -> str:
@@ -66,6 +68,9 @@ def write_summary(store: ExperimentStore, table: pd.DataFrame, robust: RobustRes
         values[f"overhead/{m}"] = row["overhead"]
         values[f"divergence_rate/{m}"] = row["divergence_rate"]
         values[f"sensitivity/{m}"] = row["sensitivity"]
+        for key in ("evals_to_target", "wall_s_to_target", "reached_target"):
+            if key in row:
+                values[f"{key}/{m}"] = row[key]
     now = now_ms()
     metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if v is not None and math.isfinite(v)]
     tags = [RunTag(WINNER_TAG, str(table["method"].iloc[0]))] if len(table) else []
@@ -88,7 +93,12 @@ def winners(store: ExperimentStore, metric: str | None = None,
     if constraints:  # the same rule as the report: winners among the runs that meet them
         trials = mark_feasible(trials, constraints)
     robust = robust_winners(trials, metric, goal)
-    return method_table(trials, robust), robust, trials
+    table = method_table(trials, robust)
+    if len(table):  # what each method pays to reach the target (tuner.results.cost_to_target)
+        target, baseline = spec_target(store)
+        costs = cost_to_target(store, trials, table, metric, goal, target, baseline)
+        table = table.merge(costs[COST_COLUMNS], on="method", how="left")
+    return table, robust, trials
 
 
 def tag_winners(name: str, *, tracking_uri: str | None = None, storage: str | Path | None = None,

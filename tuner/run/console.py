@@ -15,6 +15,7 @@ import pandas as pd
 
 from tuner.layout import RESOLVED_FILE, experiment_name
 from tuner.run.progress import fmt_duration, fmt_value
+from tuner.run.split import quotas
 from tuner.run.stall import stall_reasons
 from tuner.run.tracking import exception_line, with_hint
 from tuner.spec import Spec
@@ -34,8 +35,8 @@ def header(spec: Spec, experiment_dir: Path, confirm_runs: int) -> str:
     lines = [f"sharptune: {spec.name}" + (f": {spec.description}" if spec.description else ""),
              f"  methods   {', '.join(spec.methods)}",
              f"  workload  {spec.workload.name}; metric {spec.metric.name} ({spec.metric.goal})",
-             f"  search    {b.num_samples} trials x {b.trial_grad_evals} grad evals, {b.max_concurrent_trials} "
-             f"at a time; {spec.sampler.name} sampler, {scheduler}{limit}"]
+             f"  search    {b.num_samples} trials{_split(spec)} x {b.trial_grad_evals} grad evals, "
+             f"{b.max_concurrent_trials} at a time; {spec.sampler.name} sampler, {scheduler}{limit}"]
     if spec.confirm is not None:
         c = spec.confirm
         lines.append(f"  confirm   top {c.top_k} per method x seeds {list(c.seeds)}"
@@ -44,6 +45,25 @@ def header(spec: Spec, experiment_dir: Path, confirm_runs: int) -> str:
     lines.append(f"  results   {experiment_dir} (resolved spec: {experiment_dir / RESOLVED_FILE})")
     lines.append(f"  MLflow    {spec.tracking_uri}")
     return "\n".join(lines)
+
+
+def _split(spec: Spec) -> str:
+    """How the trials are shared out: each method's quota (its own study and ASHA), or one shared search."""
+    if len(spec.methods) < 2:
+        return ""
+    if spec.budget.split == "shared":
+        return " (shared: one study and one scheduler over every method)"
+    quota = sorted(set(quotas(spec).values()))
+    each = f"{quota[0]}" if len(quota) == 1 else f"{quota[0]}-{quota[-1]}"
+    return f" ({each} per method, each its own study and scheduler)"
+
+
+def _to_target(row: pd.Series) -> str:
+    """Grad evals and seconds to the target, and the fraction of seeds that reach it ('-' where none)."""
+    evals, wall, reached = row.get("evals_to_target"), row.get("wall_s_to_target"), row.get("reached_target")
+    seconds = "-" if not is_number(wall) else f"{wall:.2g}s" if wall < 10 else fmt_duration(wall)
+    return (f"{f'{evals:,.0f}' if is_number(evals) else '-':>17}{seconds:>8}"
+            f"{f'{reached:.0%}' if is_number(reached) else '-':>7}")
 
 
 def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: pd.DataFrame | None) -> list[str]:
@@ -60,7 +80,8 @@ def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: 
     rows = {} if table is None else {row["method"]: row for _, row in table.iterrows() if len(row["run_ids"])}
     source = "" if table is None or not len(table) else f"; winners from the {table['source'].iloc[0]} runs"
     out.append(f"\nsummary of {spec.name} ({spec.metric.name}, {spec.metric.goal}{source}):")
-    out.append(f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}config")
+    out.append(f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}"
+               f"{'to target: evals':>17}{'s':>8}{'seeds':>7}  config")
     ordered = [*rows, *(m for m in spec.methods if m not in rows)]
     for method in ordered:
         c = counts.get(method, dict.fromkeys(OUTCOMES, 0))
@@ -70,11 +91,15 @@ def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: 
             interval = f"[{fmt_value(row['low'])}, {fmt_value(row['high'])}]" if is_number(row["low"]) else "-"
             early = "" if row["full_budget"] else "  (pruned only: a value from early in training)"
             out.append(f"{method:<14}{int(row['rank']):>5}{fmt_value(row['mean']):>12}{interval:>22}  {tally:<16}"
-                       f"{json.dumps(row['hparams'], default=str)}{early}")
+                       f"{_to_target(row)}  {json.dumps(row['hparams'], default=str)}{early}")
         else:
             why = "no finite result: every trial diverged" if c[DIVERGED] and c[DIVERGED] == sum(c.values()) \
                 else "no finite result" if method in rows else "no completed trial"
-            out.append(f"{method:<14}{'-':>5}{'-':>12}{'-':>22}  {tally:<16}({why})")
+            out.append(f"{method:<14}{'-':>5}{'-':>12}{'-':>22}  {tally:<16}{'-':>17}{'-':>8}{'-':>7}  ({why})")
+    if rows and "target" in table:
+        first = table.iloc[0]
+        out.append(f"target {fmt_value(first['target'])} ({first['target_source']}): each method's winner, "
+                   "median grad evals and seconds to reach it over the seeds that do, and the fraction that do")
     errors: dict[str, list[tuple[str, str]]] = {}
     stalled = stall_reasons(experiment_dir)
     for r in [*search, *(confirm or [])]:

@@ -40,10 +40,12 @@ def test_header_and_summary_lines(tmp_path: Path) -> None:
     lines = console.summary(spec, folder, search, search, table)
     assert lines[:4] == [
         "\nsummary of smoke (eval/loss, minimize; winners from the confirm runs):",
-        f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}config",
-        "sgd               1         0.8            [0.7, 0.9]  1/1/0/0         {\"lr\": 0.1}  "
-        "(pruned only: a value from early in training)",
-        "sam               -           -                     -  0/0/0/1         (no completed trial)"]
+        f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}"
+        f"{'to target: evals':>17}{'s':>8}{'seeds':>7}  config",
+        "sgd               1         0.8            [0.7, 0.9]  1/1/0/0         " + f"{'-':>17}{'-':>8}{'-':>7}  "
+        "{\"lr\": 0.1}  (pruned only: a value from early in training)",
+        "sam               -           -                     -  0/0/0/1         " + f"{'-':>17}{'-':>8}{'-':>7}  "
+        "(no completed trial)"]
     assert lines[4] == ('errored: sam: 2 trial(s); first error: RuntimeError: boom; '
                         'its config {"method": "sam", "lr": 0.1}')
     assert lines[5] == ("warning: sam has no trial that ran its whole budget (0 pruned, 0 diverged, 1 errored): "
@@ -60,7 +62,26 @@ def test_summary_of_an_all_diverged_study_and_an_oom_says_so(tmp_path: Path) -> 
                            "high": None, "full_budget": False, "hparams": {"lr": 0.1}, "source": "search"}])
     lines = console.summary(spec, Path(spec.experiment_dir), search, None, table)
     assert lines[2] == "sgd               -           -                     -  0/0/2/0         " \
-                       "(no finite result: every trial diverged)"
+                       f"{'-':>17}{'-':>8}{'-':>7}  (no finite result: every trial diverged)"
     assert not any("pruned only" in line for line in lines)
     oom = next(line for line in lines if line.startswith("errored: sam"))
     assert "out of memory" in oom and "batch_size" in oom and "precision: bf16" in oom and '"lr": 0.1' in oom
+
+
+def test_summary_shows_each_methods_cost_to_the_target(tmp_path: Path) -> None:
+    spec = load_spec(smoke_spec(tmp_path))
+    search = _Results([_result("sgd", "completed"), _result("sam", "completed")])
+    common = {"low": None, "high": None, "full_budget": True, "source": "search", "target": 0.05,
+              "target_source": "best full-budget value of sgd"}
+    table = pd.DataFrame([
+        {"method": "sam", "run_ids": ["b"], "rank": 1, "mean": 0.01, "hparams": {"lr": 0.1}, **common,
+         "evals_to_target": 80.0, "wall_s_to_target": 1.5, "reached_target": 2 / 3},
+        {"method": "sgd", "run_ids": ["a"], "rank": 2, "mean": 0.05, "hparams": {"lr": 0.2}, **common,
+         "evals_to_target": 200.0, "wall_s_to_target": 125.0, "reached_target": 1.0}])
+    lines = console.summary(spec, Path(spec.experiment_dir), search, None, table)
+    assert lines[2].startswith("sam ") and f"{'80':>17}{'1.5s':>8}{'67%':>7}  " in lines[2]
+    assert f"{'200':>17}{'2m05s':>8}{'100%':>7}  " in lines[3]
+    assert lines[4] == ("target 0.05 (best full-budget value of sgd): each method's winner, median grad evals and "
+                        "seconds to reach it over the seeds that do, and the fraction that do")
+    header = console.header(spec, Path(spec.experiment_dir), 0).splitlines()[3]
+    assert header.startswith("  search    8 trials (4 per method, each its own study and scheduler) x 200")

@@ -34,7 +34,7 @@ def test_full_disk_is_one_line_and_resume_loses_nothing(tmp_path: Path, small_di
     from mlflow.entities import ViewType
     from optuna.trial import TrialState
 
-    from tuner.run.searcher import load_study
+    from tuner.run.searcher import study_trials
 
     path = smoke_spec(tmp_path, name="full", scheduler={"name": "fifo"}, confirm=None,
                       storage={"path": str(small_disk / "results")},
@@ -50,7 +50,7 @@ def test_full_disk_is_one_line_and_resume_loses_nothing(tmp_path: Path, small_di
             assert driver.poll() is None
             time.sleep(0.3)
             if (experiment / "optuna.journal").exists():
-                finished = [t for t in load_study(experiment, "full").trials if t.state.is_finished()]
+                finished = [t for t in study_trials(experiment, "full") if t.state.is_finished()]
         assert len(finished) >= 3
         with open(filler, "wb") as fh:  # every byte the disk has left
             try:
@@ -72,13 +72,15 @@ def test_full_disk_is_one_line_and_resume_loses_nothing(tmp_path: Path, small_di
     os.remove(filler)  # space is back
     proc = cli("resume", "full", "--storage", str(small_disk / "results"), timeout=400)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    study = load_study(experiment, "full")
+    trials = study_trials(experiment, "full")  # one study per method
+    by_ray_id = {t.user_attrs.get("ray_trial_id"): t for t in trials}
     client = MlflowClient(f"sqlite:///{experiment / 'mlflow.db'}")
     exp_id = client.get_experiment_by_name("sharptune/full").experiment_id
     runs = [r for r in client.search_runs([exp_id], max_results=1000) if r.data.tags.get("sharptune.role") == "trial"]
     assert not client.search_runs([exp_id], run_view_type=ViewType.DELETED_ONLY, max_results=1000)
-    assert len(study.trials) == len(runs) == 10
-    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert len(trials) == len(runs) == 10
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert all(r.info.status != "RUNNING" for r in runs)
     for old in finished:  # what had finished before the disk filled is there, as it ended
-        assert study.trials[old.number].state == old.state and study.trials[old.number].values == old.values
+        now = by_ray_id[old.user_attrs["ray_trial_id"]]
+        assert now.state == old.state and now.values == old.values

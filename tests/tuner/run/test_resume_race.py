@@ -54,7 +54,7 @@ def test_resume_after_kill_loses_and_reruns_nothing(tmp_path: Path) -> None:
     from optuna.trial import TrialState
     from ray.tune import ExperimentAnalysis
 
-    from tuner.run.searcher import load_study
+    from tuner.run.searcher import load_studies, study_trials
 
     path = smoke_spec(tmp_path, name="race", scheduler={"name": "fifo"}, confirm=None,
                       budget={"num_samples": NUM_SAMPLES, "max_concurrent_trials": 2, "trial_grad_evals": 400,
@@ -72,14 +72,15 @@ def test_resume_after_kill_loses_and_reruns_nothing(tmp_path: Path) -> None:
                 assert driver.poll() is None, log_path.read_text()[-3000:]
                 time.sleep(0.5)
                 if (experiment / "optuna.journal").exists():
-                    finished = [t for t in load_study(experiment, "race").trials if t.state.is_finished()]
+                    finished = [t for t in study_trials(experiment, "race") if t.state.is_finished()]
             assert len(finished) >= 5, log_path.read_text()[-3000:]
             _kill_tree(driver, descendants(driver.pid))
         finally:
             if driver.poll() is None:
                 driver.kill()
 
-    before = {t.number: t for t in load_study(experiment, "race").trials}
+    before = {t.user_attrs.get("ray_trial_id") or f"optuna-{i}": t
+              for i, t in enumerate(study_trials(experiment, "race"))}
     done_before = {n: t for n, t in before.items() if t.state.is_finished()}
     active_before, _ = _mlflow_runs(experiment, "race")
     runs_before = {r.data.tags["sharptune.trial_id"]: r.info.run_id for r in active_before
@@ -93,24 +94,26 @@ def test_resume_after_kill_loses_and_reruns_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr
 
-    study = load_study(experiment, "race")
+    assert set(load_studies(experiment, "race")) == {"sgd", "sam"}  # one study per method, each resumed
+    trials = study_trials(experiment, "race")
+    by_ray_id = {t.user_attrs.get("ray_trial_id"): t for t in trials}
     ray_trials = ExperimentAnalysis(str(experiment)).trials
     active, deleted = _mlflow_runs(experiment, "race")
     children = [r for r in active if r.data.tags.get("sharptune.role") == "trial"]
     parents = [r for r in active if r.data.tags.get("sharptune.role") == "parent"]
     # one set of trials in all three
-    assert len(study.trials) == len(ray_trials) == len(children) == NUM_SAMPLES, \
-        (len(study.trials), len(ray_trials), len(children))
+    assert len(trials) == len(ray_trials) == len(children) == NUM_SAMPLES, \
+        (len(trials), len(ray_trials), len(children))
     assert {r.data.tags["sharptune.trial_id"] for r in children} == {t.trial_id for t in ray_trials}
     assert not deleted, [r.data.tags for r in deleted]
     assert all(r.info.status != "RUNNING" for r in children + parents)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
     # finished trials kept their outcome, their MLflow run, and were replayed, not trained again
     by_id = {t.trial_id: t for t in ray_trials}
-    for number, old in done_before.items():
-        now = study.trials[number]
-        assert now.state == old.state and now.values == old.values, number
+    for key, old in done_before.items():
+        now = by_ray_id[key]
+        assert now.state == old.state and now.values == old.values, key
         ray_id = old.user_attrs["ray_trial_id"]
         adopted = [r for r in children if r.data.tags.get("sharptune.adopted_from") == ray_id]
         run = adopted[0] if adopted else next(r for r in children if r.data.tags["sharptune.trial_id"] == ray_id)

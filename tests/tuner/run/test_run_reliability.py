@@ -113,7 +113,7 @@ def test_confirm_phase_reruns_best_on_every_seed(faulty: dict) -> None:
 def test_driver_sigkill_then_resume(tmp_path: Path) -> None:
     from optuna.trial import TrialState
 
-    from tuner.run.searcher import load_study
+    from tuner.run.searcher import study_trials
 
     path = smoke_spec(tmp_path, name="killed", scheduler={"name": "fifo"},
                       budget={"num_samples": 5, "max_concurrent_trials": 2, "trial_grad_evals": 300, "eval_every": 10})
@@ -151,16 +151,16 @@ def test_driver_sigkill_then_resume(tmp_path: Path) -> None:
     statuses = [(r.data.tags["sharptune.status"], r.data.tags.get("sharptune.pruned_at")) for r in children]
     assert all(s == "completed" for s, _ in statuses), statuses
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    study = load_study(experiment, "killed")
-    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
-    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 5
+    trials = study_trials(experiment, "killed")  # sgd's study and sam's
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
     # A trial that ended after Ray's last state save is adopted by the trial the restored Ray samples in
     # its place: its Optuna record and its MLflow run stay, nothing is soft-deleted.
     from mlflow.entities import ViewType
     deleted = client.search_runs([client.get_experiment_by_name("sharptune/killed").experiment_id],
                                  run_view_type=ViewType.DELETED_ONLY, max_results=100)
     assert not deleted
-    assert len(study.trials) == 5
+    assert len(trials) == 5
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:

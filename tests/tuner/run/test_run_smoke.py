@@ -40,7 +40,7 @@ def test_smoke_runs_and_prints_summary(smoke: dict) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.lstrip().startswith(("preflight: ", "sharptune: smoke"))  # a short header, not the config
     assert "summary of smoke" in proc.stdout and "MLflow: sqlite:///" in proc.stdout
-    assert "search: 6/6 done" in proc.stdout  # the last progress block
+    assert "search: 8/8 done" in proc.stdout  # the last progress block
     resolved = yaml.safe_load((smoke["dir"] / "resolved_spec.yaml").read_text())  # the full config, in a file
     assert set(resolved["space"]) == {"sgd", "sam"} and "resolved config" not in proc.stdout
 
@@ -50,8 +50,8 @@ def test_mlflow_one_parent_one_child_per_trial(smoke: dict) -> None:
     parents = [r for r in runs if r.data.tags.get("sharptune.role") == "parent"]
     children = [r for r in runs if r.data.tags.get("sharptune.role") == "trial"]
     assert len(parents) == 1
-    assert len(children) == 6
-    assert len({r.data.tags["sharptune.trial_id"] for r in children}) == 6
+    assert len(children) == 8
+    assert len({r.data.tags["sharptune.trial_id"] for r in children}) == 8
     assert all(r.info.status != "RUNNING" for r in runs)
     assert parents[0].data.params["metric.name"] == "eval/loss"
     for r in children:
@@ -75,16 +75,17 @@ def test_mlflow_one_parent_one_child_per_trial(smoke: dict) -> None:
 def test_asha_stops_trials_and_optuna_sees_pruned(smoke: dict) -> None:
     from optuna.trial import TrialState
 
-    from tuner.run.searcher import load_study
+    from tuner.run.searcher import load_studies, study_trials
 
-    study = load_study(smoke["dir"], "smoke")
-    states = [t.state for t in study.trials]
-    assert len(states) == 6
+    assert set(load_studies(smoke["dir"], "smoke")) == {"sgd", "sam"}  # split per method, the default
+    trials = study_trials(smoke["dir"], "smoke")
+    states = [t.state for t in trials]
+    assert len(states) == 8
     assert TrialState.PRUNED in states, states
     assert TrialState.RUNNING not in states
     _, runs = mlflow_runs(smoke["dir"], "smoke")
     by_id = {r.data.tags.get("sharptune.trial_id"): r.data.tags.get("sharptune.status") for r in runs}
-    for t in study.trials:  # Optuna and MLflow agree on how each trial ended
+    for t in trials:  # Optuna and MLflow agree on how each trial ended
         expected = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}[by_id[t.user_attrs["ray_trial_id"]]]
         assert t.state == expected
         if t.state == TrialState.PRUNED:

@@ -17,7 +17,7 @@ def test_time_budget_ends_the_search_normally(tmp_path: Path) -> None:
     from mlflow import MlflowClient
     from optuna.trial import TrialState
 
-    from tuner.run.searcher import load_study
+    from tuner.run.searcher import study_trials
 
     path = smoke_spec(tmp_path, name="timed", scheduler={"name": "fifo"},
                       confirm={"top_k": 1, "seeds": [0], "label_noise": []},
@@ -32,10 +32,10 @@ def test_time_budget_ends_the_search_normally(tmp_path: Path) -> None:
     experiment = tmp_path / "results" / "timed"
     state = json.loads((experiment / "sharptune.json").read_text())
     assert state["status"] == "completed"
-    study = load_study(experiment, "timed")
-    assert len(study.trials) < 40
-    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
-    assert [t for t in study.trials if t.state == TrialState.PRUNED]  # the ones the budget stopped
+    trials = study_trials(experiment, "timed")
+    assert len(trials) < 40
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert [t for t in trials if t.state == TrialState.PRUNED]  # the ones the budget stopped
     client = MlflowClient(f"sqlite:///{experiment / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("sharptune/timed").experiment_id], max_results=1000)
     assert runs and all(r.info.status != "RUNNING" for r in runs)
