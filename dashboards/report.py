@@ -88,6 +88,22 @@ def _infeasible_cell(data: ReportData, method: str, n: int, n_runs: int) -> str:
     return f'<span class="errored">{esc(f"{n}/{n_runs}")}</span><br><code>{esc(mine["violated"].iloc[0])}</code>'
 
 
+def _target_text(table: Any) -> str:
+    if "target" not in table or not len(table):
+        return "(none)"
+    return f"{_fmt(table['target'].iloc[0])} ({table['target_source'].iloc[0]})"
+
+
+def _to_target(r: Any) -> str:
+    """Median grad evals and seconds the winner's seeds take to reach the target, and the fraction that do."""
+    evals, wall, reached = (r.get(k, math.nan) for k in ("evals_to_target", "wall_s_to_target", "reached_target"))
+    if not isinstance(reached, float) or not math.isfinite(reached):
+        return "—"
+    if not math.isfinite(evals):
+        return f"not reached (0/{r.get('n_target_runs', 0)})"
+    return f"{evals:,.0f} · {_fmt(wall, 3)} s · {reached:.0%}"
+
+
 def _summary_section(data: ReportData) -> Section:
     if not len(data.table):
         return Section("summary", "Per-method summary", empty="no trial runs in this experiment")
@@ -106,12 +122,14 @@ def _summary_section(data: ReportData) -> Section:
                      esc(_fmt(r["grad_evals_per_step"], 3)), esc(_fmt(r["peak_mem_mb"], 4)),
                      esc(f"{r['n_diverged']}/{r['n_runs_total']} ({r['divergence_rate']:.0%})"),
                      _errored_cell(r["n_errored"], r["n_runs_total"], r["first_error"]),
-                     esc(f"{_fmt(r['sensitivity'] * 100, 3)}% of {r['n_search']}"), esc(_hp_text(r["hparams"]))])
+                     esc(f"{_fmt(r['sensitivity'] * 100, 3)}% of {r['n_search']}"), esc(_to_target(r)),
+                     esc(_hp_text(r["hparams"]))])
         if data.constraints:
             rows[-1].insert(9, _infeasible_cell(data, r["method"], r["n_infeasible"], r["n_runs_total"]))
     header = ["rank", "method", f"robust best {data.metric} (mean ± 95% CI half-width [low, high])",
               "overhead (step time)", "step time (ms)", "grad evals / step", "peak memory (MB)",
               "diverged runs", "errored runs (first error)", "search trials within 1% of best",
+              f"to the target {_target_text(data.table)}: grad evals · seconds · seeds reaching it",
               "best hyperparameters"]
     if data.constraints:
         header.insert(9, "runs outside the constraints (first violation)")

@@ -37,12 +37,15 @@ def test_every_section_has_real_values(built_report: Path) -> None:
     rows = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, flags=re.S)]
             for r in re.findall(r"<tr>(.*?)</tr>", sections["summary"][1], flags=re.S)[1:]]
     # rank, method, robust best, overhead, step time, grad evals/step, peak MB, diverged, errored, sensitivity,
-    # hparams
+    # to the target (grad evals, seconds, seeds reaching it), hparams
     sam, sgd, ire = rows
     assert sam[:2] == ["1", "sam"]  # tight sam beats sgd_ire's better but wider mean
     assert sam[2].startswith(f"{_sam_mean():.4g} ± ") and sam[2].endswith("(n=3)")
     assert sam[3].startswith("1.96× vs base sgd") and sam[5] == "2" and sam[6] == "131"
-    assert "rho=0.05" in sam[10] and "rho_schedule=constant" in sam[10]
+    assert "rho=0.05" in sam[11] and "rho_schedule=constant" in sam[11]
+    # sam pays 1.96x a step but reaches sgd's best (the default target) in 300 of its 600 evaluations
+    assert sam[10] == "300 · 2.92 s · 100%", sam[10]
+    assert "(best full-budget value of sgd): grad evals · seconds · seeds reaching it" in sections["summary"][1]
     assert sgd[:2] == ["2", "sgd"] and sgd[3].startswith("1× vs base sgd") and sgd[5] == "1"
     assert ire[:2] == ["3", "sgd_ire"] and ire[5] == "1.1" and ire[7] == "1/10 (10%)"
     assert sam[9] == "60% of 5"  # 0.86, 0.855 and 0.852 are within 1 % of 0.86; errored trials not counted
