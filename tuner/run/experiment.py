@@ -56,7 +56,7 @@ from tuner.run.placement import check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, ray_session, search_scheduler
 from tuner.run.searcher import finished_records, load_studies, prune_stopped
-from tuner.run.split import build_search
+from tuner.run.split import build_search, quotas
 from tuner.run.stall import StallWatch
 from tuner.run.store_full import write_failure
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling
@@ -142,7 +142,8 @@ class Experiment:
         progress = Progress(metric=spec.metric.name, goal=spec.metric.goal, total=spec.budget.num_samples,
                             budget=spec.budget.trial_grad_evals, confirm_runs=self.confirm_runs_at_most(),
                             slots=spec.budget.max_concurrent_trials, rungs=(s.read_at() or ()) if asha else (),
-                            factor=s.reduction_factor if asha else 0.0)
+                            factor=s.reduction_factor if asha else 0.0,
+                            quotas=quotas(spec) if spec.budget.split == "per_method" else None)
         self._search_progress = progress
         tune_config = tune.TuneConfig(
             search_alg=build_search(spec, self.dir), scheduler=search_scheduler(spec),

@@ -31,7 +31,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,6 +197,17 @@ def fmt_value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
+def budget_line(trials: Sequence[Any], quotas: Mapping[str, int]) -> str:
+    """Each method's trials handed out (Ray holds them: running, finished or waiting) of its quota, and
+    what it has left: `sgd 3/4 (1 left), sam 4/4 (0 left)`."""
+    used = {m: 0 for m in quotas}
+    for t in trials:
+        method = trial_values(t.config).get("method")
+        if method in used:
+            used[method] += 1
+    return ", ".join(f"{m} {used[m]}/{q} ({max(0, q - used[m])} left)" for m, q in quotas.items())
+
+
 class Progress(Callback):
     """Ray Tune callback in the driver: trial ends as they happen, a progress block every `every_s`.
 
@@ -205,9 +216,10 @@ class Progress(Callback):
 
     def __init__(self, *, metric: str, goal: str, total: int, budget: float, phase: str = "search",
                  confirm_runs: int = 0, slots: int = 1, prior: CostModel | None = None,
-                 rungs: Sequence[float] = (), factor: float = 0.0,
+                 rungs: Sequence[float] = (), factor: float = 0.0, quotas: Mapping[str, int] | None = None,
                  every_s: float = DEFAULT_EVERY_S, write: Callable[[str], None] | None = None) -> None:
         self.metric, self.goal, self.total, self.budget = metric, goal, total, budget
+        self.quotas = dict(quotas or {})  # trials each method gets (`budget.split: per_method`), else none
         self.rungs, self.factor = tuple(rungs), factor  # ASHA's on cost/grad_evals (`asha_final`), else none
         self._expect = asha_final(self.rungs, factor) if self.rungs and factor > 1 else None
         self.phase, self.confirm_runs, self.every_s = phase, confirm_runs, every_s
@@ -227,7 +239,8 @@ class Progress(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {"metric": self.metric, "goal": self.goal, "total": self.total, "budget": self.budget,
                 "phase": self.phase, "confirm_runs": self.confirm_runs, "slots": self.slots, "prior": self.prior,
-                "rungs": self.rungs, "factor": self.factor, "every_s": self.every_s, "watch": self.watch}
+                "rungs": self.rungs, "factor": self.factor, "quotas": self.quotas, "every_s": self.every_s,
+                "watch": self.watch}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         watch = state.pop("watch", None)
@@ -281,6 +294,8 @@ class Progress(Callback):
         self._line(f"{self.phase}: {len(self.ended)}/{self.total} done ({counts[COMPLETED]} completed, "
                    f"{counts[PRUNED]} pruned, {counts[DIVERGED]} diverged, {counts[ERRORED]} errored), "
                    f"{len(running)} running | {eta}")
+        if self.quotas:
+            self._line(f"    budget per method: {budget_line(trials, self.quotas)}")
         quiet = self.watch.quiet() if self.watch is not None else {}
         for t in running:
             result = t.last_result or {}

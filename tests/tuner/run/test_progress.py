@@ -108,3 +108,24 @@ def test_a_phase_starts_from_the_cost_model_of_the_phase_before() -> None:
     # its rate (5/s) averaged with the prior's (10/s) weighted as 4 runs of 1000 grad evals
     assert fit_cost(slower, prior) == CostModel(5.0, pytest.approx((100 + 4000) / (20 + 4000 / 10.0)))
     assert fit_cost(slower) == CostModel(0.0, pytest.approx(100 / 25.0))  # no phase before: its own rate
+
+
+def test_the_block_says_each_methods_budget_used_and_left() -> None:
+    from types import SimpleNamespace
+
+    from tuner.run.progress import Progress
+
+    def trial(tid: str, method: str, status: str) -> SimpleNamespace:
+        return SimpleNamespace(trial_id=tid, config={"method": method, "lr": 0.1}, status=status,
+                               last_result={"cost/grad_evals": 40.0, "eval/loss": 0.5})
+
+    lines: list[str] = []
+    progress = Progress(metric="eval/loss", goal="minimize", total=7, budget=200, quotas={"sgd": 4, "sam": 3},
+                        write=lines.append)
+    trials = [trial("a", "sgd", "TERMINATED"), trial("b", "sam", "RUNNING"), trial("c", "sgd", "RUNNING")]
+    progress.block(trials)
+    assert lines[1].endswith("    budget per method: sgd 2/4 (2 left), sam 1/3 (2 left)")
+    shared = Progress(metric="eval/loss", goal="minimize", total=7, budget=200, write=lines.append)
+    lines.clear()
+    shared.block(trials)
+    assert not any("budget per method" in line for line in lines)  # one shared search has no quotas
