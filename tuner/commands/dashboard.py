@@ -2,7 +2,9 @@
 
 The searcher keeps the study in `<storage>/<name>/optuna.journal` (an append-only Optuna journal), so
 the dashboard can watch a running experiment: trials appear as the searcher tells them, with their
-intermediate values at the scheduler's clock, PRUNED/FAIL states and constraint values. Binds
+intermediate values at the scheduler's clock, PRUNED/FAIL states and constraint values. With
+`budget.split: per_method` each method is its own study (`<name>/<method>`, its quota in the study's
+user attribute `sharptune_budget_trials`), so the dashboard shows each method's search apart. Binds
 127.0.0.1 unless `--host` says otherwise; Ctrl-C stops it. Needs the extra `dashboard`.
 """
 
@@ -49,13 +51,17 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError(f"port {args.port} on {args.host} is in use; pass --port N")
     # optuna and optuna-dashboard load only for this command (keeps the CLI's --help fast)
     import optuna_dashboard
+    from optuna import get_all_study_names
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     storage = JournalStorage(JournalFileBackend(str(journal)))
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-    print(f"Optuna dashboard: http://{shown}:{args.port}/dashboard/  (study {args.name!r} in {journal}; "
-          "Ctrl-C to stop)", flush=True)
+    # split per method (the default for several methods), one study per method: `<name>/<method>`
+    studies = [n for n in get_all_study_names(storage) if n == args.name or n.startswith(f"{args.name}/")]
+    named = ", ".join(repr(n) for n in studies) or repr(args.name)
+    print(f"Optuna dashboard: http://{shown}:{args.port}/dashboard/  (stud{'ies' if len(studies) > 1 else 'y'} "
+          f"{named} in {journal}; Ctrl-C to stop)", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: bound to {args.host}: reachable from other machines", file=sys.stderr, flush=True)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from tuner.errors import UserError
 from tuner.layout import DEFAULT_STORAGE, experiment_folders, read_state, shown_status
@@ -20,6 +21,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def budget_text(budget: Any) -> str:
+    """`sgd 4/4, sam 3/4 (1 left)`: each method's trials handed out of its quota (`budget.split: per_method`)."""
+    if not isinstance(budget, dict) or not budget:
+        return "-"
+    parts = []
+    for method, b in budget.items():
+        used, quota = int(b.get("used", 0)), int(b.get("of", 0))
+        parts.append(f"{method} {used}/{quota}" + (f" ({quota - used} left)" if used < quota else ""))
+    return ", ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     """One line per experiment: name, status, phase, trials (completed/pruned/diverged/errored), start."""
     root = Path(args.storage).expanduser().resolve()
@@ -29,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not folders:
         print(f"no experiments in {root}")
         return 0
-    print(f"{'name':<28}{'status':<13}{'phase':<9}{'trials c/p/d/e':<18}started")
+    print(f"{'name':<28}{'status':<13}{'phase':<9}{'trials c/p/d/e':<18}{'started':<18}trials used/quota per method")
     for folder in folders:
         state = read_state(folder)
         t = state.get("trials") or {}
@@ -37,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
             if t else "-"
         started = dt.datetime.fromtimestamp(state["started"]).strftime("%Y-%m-%d %H:%M") \
             if isinstance(state.get("started"), (int, float)) else "-"
-        print(f"{folder.name:<28}{shown_status(state):<13}{state.get('phase', '-'):<9}{trials:<18}{started}")
+        print(f"{folder.name:<28}{shown_status(state):<13}{state.get('phase', '-'):<9}{trials:<18}{started:<18}"
+              f"{budget_text(state.get('budget'))}")
     print(f"({len(folders)} in {root})")
     return 0

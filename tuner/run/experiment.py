@@ -56,7 +56,7 @@ from tuner.run.placement import check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, ray_session, search_scheduler
 from tuner.run.searcher import finished_records, load_studies, prune_stopped
-from tuner.run.split import build_search, quotas
+from tuner.run.split import budget_metrics, build_search, quotas
 from tuner.run.stall import StallWatch
 from tuner.run.store_full import write_failure
 from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling
@@ -269,13 +269,14 @@ class Experiment:
             raise
         finally:
             self._close_dangling()
+        budget = budget_metrics(read_state(self.dir).get("budget") or {})
         if interrupted:
             write_state(self.dir, status="interrupted")
-            self.tracker.end_parent("KILLED")
+            self.tracker.end_parent("KILLED", budget)
             self.say(f"interrupted: state saved in {self.dir}\n"
                      f"resume with: python -m tuner resume {spec.name} --storage {spec.storage_path}")
             return 130
-        self.tracker.end_parent("FINISHED", {})
+        self.tracker.end_parent("FINISHED", budget)
         self.summarize(search, confirm, self._record_winners())
         counts = _counts(search)
         write_state(self.dir, status="completed", phase="done", trials=counts)

@@ -18,6 +18,7 @@ from that method's trials. `MethodSplitSearch` does that behind Ray's one-search
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from datetime import datetime
 from pathlib import Path
@@ -25,12 +26,13 @@ from typing import Any
 
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from tuner.layout import JOURNAL_FILE
+from tuner.layout import JOURNAL_FILE, write_state
 from tuner.run.optuna_space import grid_points
 from tuner.run.searcher import SharpSearch, objectives
 from tuner.spec import Spec
 
-__all__ = ["MethodSplitSearch", "build_search", "quotas"]
+QUOTA_ATTR = "sharptune_budget_trials"  # a method's study: the trials it gets (optuna-dashboard shows it)
+__all__ = ["MethodSplitSearch", "budget_metrics", "build_search", "quotas"]
 
 
 def quotas(spec: Spec) -> dict[str, int]:
@@ -51,7 +53,11 @@ class MethodSplitSearch(Searcher):
         self.methods = tuple(spec.methods)
         self.quotas = quotas(spec)
         self.searches = {m: SharpSearch(spec, journal_path, m) for m in self.methods}
+        for m, search in self.searches.items():  # optuna-dashboard shows it beside the study's trials
+            if search.study.user_attrs.get(QUOTA_ATTR) != self.quotas[m]:
+                search.study.set_user_attr(QUOTA_ATTR, self.quotas[m])
         self._owner: dict[str, str] = {}  # Ray trial id -> method
+        self._folder = str(Path(journal_path).parent)
 
     # --- whose turn ---------------------------------------------------------------------------------
     def used(self) -> dict[str, int]:
@@ -77,7 +83,18 @@ class MethodSplitSearch(Searcher):
         config = self.searches[method].suggest(trial_id)
         if config is not None:
             self._owner[trial_id] = method
+            self._record()
         return config
+
+    def budget(self) -> dict[str, dict[str, int]]:
+        """Each method's trials handed out and its quota: `{"sgd": {"used": 3, "of": 4}}`."""
+        used = self.used()
+        return {m: {"used": used[m], "of": self.quotas[m]} for m in self.methods}
+
+    def _record(self) -> None:
+        """The budget into `sharptune.json`, where `tuner list` reads it (a full disk only skips it)."""
+        with contextlib.suppress(OSError):
+            write_state(self._folder, budget=self.budget())
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id in self._owner:
@@ -95,6 +112,15 @@ class MethodSplitSearch(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:
             self.__dict__.update(pickle.load(fh))
+
+
+def budget_metrics(budget: dict[str, dict[str, int]]) -> dict[str, float]:
+    """The budget as the parent run's metrics: `budget/<method>/used`, `budget/<method>/left`."""
+    out: dict[str, float] = {}
+    for method, b in budget.items():
+        out[f"budget/{method}/used"] = float(b["used"])
+        out[f"budget/{method}/left"] = float(max(0, b["of"] - b["used"]))
+    return out
 
 
 def build_search(spec: Spec, experiment_dir: str | Path) -> ConcurrencyLimiter:

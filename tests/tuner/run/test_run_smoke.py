@@ -102,6 +102,10 @@ def test_list_and_resume_of_completed(smoke: dict) -> None:
     proc = cli("list", "--storage", str(smoke["dir"].parent), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "smoke" in proc.stdout and "completed" in proc.stdout
+    assert "sgd 4/4, sam 4/4" in proc.stdout  # each method's budget, all used (split per method)
+    client, runs = mlflow_runs(smoke["dir"], "smoke")
+    parent = next(r for r in runs if r.data.tags.get("sharptune.role") == "parent")
+    assert parent.data.metrics["budget/sam/used"] == 4 and parent.data.metrics["budget/sam/left"] == 0
     proc = cli("resume", "smoke", "--storage", str(smoke["dir"].parent), timeout=60)
     assert proc.returncode == 0 and "is completed: nothing left to do" in proc.stdout, proc.stderr
 

@@ -3,6 +3,7 @@ results say, queued configs, warm start, grids and orphan adoption per study, an
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def test_each_method_gets_its_share_whatever_leads(tmp_path: Path) -> None:
         search.on_trial_complete(f"t{i}", {"eval/loss": loss, **DONE})
     assert got == ["sgd", "sam"] * 4 + ["sgd"]  # fewest asked first, ties in spec order
     assert quotas(spec) == {"sgd": 5, "sam": 4} == search.used()
+    state = json.loads((Path(spec.experiment_dir) / "sharptune.json").read_text())
+    assert state["budget"] == {"sgd": {"used": 5, "of": 5}, "sam": {"used": 4, "of": 4}}  # what `list` reads
     studies = load_studies(spec.experiment_dir, spec.name)
     assert set(studies) == {"sgd", "sam"}
     assert "method" not in studies["sam"].trials[0].params  # each study samples its own method only
