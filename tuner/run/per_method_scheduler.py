@@ -55,6 +55,8 @@ class PerMethodScheduler(FIFOScheduler):
         self._properties: tuple[Any, Any, dict[str, Any]] | None = None
         probe = factory()
         self._metric = probe.metric
+        # HyperBand takes results one by one; Ray buffers them only where every scheduler may
+        self._supports_buffered_results = probe.supports_buffered_results
 
     def scheduler_of(self, method: str) -> TrialScheduler:
         """The method's scheduler (made now if this is its first trial)."""

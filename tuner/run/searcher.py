@@ -74,7 +74,7 @@ class SpaceFn:
 def make_sampler(spec: Spec, method: str | None = None) -> optuna.samplers.BaseSampler:
     """The spec's sampler name as an Optuna sampler, seeded by `sampler.seed` (plus the method's index in
     the spec for a method's own study: the studies do not all draw the same random numbers)."""
-    seed = spec.sampler.seed + (spec.methods.index(method) if method else 0)
+    seed = (spec.sampler.seed + (spec.methods.index(method) if method else 0)) % 2**32
     name = spec.sampler.name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
