@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 
 from tuner.run.per_method_scheduler import PerMethodScheduler
 
@@ -60,3 +61,35 @@ def test_a_late_winner_reaches_full_budget_only_when_raced_against_itself(local_
     assert shared["sam"] == 0  # the old protocol: one ASHA across methods stops every sam trial
     per_method = _full_budget_methods(PerMethodScheduler(partial(asha)), tmp_path / "split")
     assert per_method["sam"] >= 1 and per_method["sgd"] >= 1
+
+
+class _Controller:
+    """What a scheduler asks of Ray's controller: the trials, and the live ones."""
+
+    def __init__(self, trials: list[Trial]) -> None:
+        self.trials = trials
+
+    def get_trials(self) -> list[Trial]:
+        return self.trials
+
+    def get_live_trials(self) -> set[Trial]:
+        return {t for t in self.trials if t.status == Trial.RUNNING}
+
+
+def test_the_median_rule_compares_a_trial_with_its_own_method_only() -> None:
+    """The median rule reads the other live trials: through the per-method view, only its method's."""
+    def median() -> MedianStoppingRule:
+        return MedianStoppingRule(time_attr="t", metric="loss", mode="min", grace_period=1, min_samples_required=2)
+
+    decisions = {}
+    for name, scheduler in (("shared", median()), ("per_method", PerMethodScheduler(median))):
+        trials = [Trial("f", config={"method": m, "i": i}, stub=True) for i, m in enumerate(["sgd"] * 3 + ["sam"])]
+        controller = _Controller(trials)
+        for t in trials:
+            t.status = Trial.RUNNING
+            scheduler.on_trial_add(controller, t)
+        for step in range(1, 6):
+            for t in trials[:3]:  # sgd: 0.5 from the start
+                scheduler.on_trial_result(controller, t, {"loss": 0.5, "t": step, "time_total_s": step})
+        decisions[name] = scheduler.on_trial_result(controller, trials[3], {"loss": 1.0, "t": 5, "time_total_s": 5})
+    assert decisions == {"shared": "STOP", "per_method": "CONTINUE"}  # sam, behind early, is not judged by sgd
