@@ -4,7 +4,8 @@ A method's step can cost two gradients (SAM) and still reach a given quality soo
 alone calls it twice as expensive; the cost to a target compares it directly (issue 31):
 
 - the target is the spec's `metric.target`, else the best full-budget value of the baseline (the spec's
-  first method, as the method table ranks it: the confirmation's mean where there is one);
+  first method): the mean final value of its winner's runs at the plainest condition, the very runs
+  its own cost is read from (the table's mean also averages the stress levels: a lower bar);
 - a run reaches it at the first report at or past it (`eval/...` history, step = `cost/grad_evals`);
   the wall time is the run's `cost/wall_s` at that report;
 - a method is judged by its winning config's runs under the plainest condition (the confirmation's
@@ -28,12 +29,18 @@ COLUMNS = ["method", "target", "target_source", "evals_to_target", "wall_s_to_ta
            "n_target_runs"]
 
 
-def default_target(table: pd.DataFrame, baseline: str | None) -> tuple[float, str]:
-    """The baseline's best full-budget value (its row's mean), or NaN when it has none."""
+def default_target(trials: pd.DataFrame, table: pd.DataFrame, baseline: str | None, metric: str) -> tuple[float, str]:
+    """The baseline's best full-budget value, read where the other methods' costs are read: the mean final
+    value of its winner's runs at the plainest condition (`target_runs`). NaN when it has none."""
     rows = table[(table["method"] == baseline)] if baseline else table.iloc[0:0]
-    if len(rows) and bool(rows["full_budget"].iloc[0]) and math.isfinite(float(rows["mean"].iloc[0])):
-        return float(rows["mean"].iloc[0]), f"best full-budget value of {baseline}"
-    return math.nan, f"none ({baseline or 'no baseline'} has no full-budget result)"
+    if not len(rows) or not bool(rows["full_budget"].iloc[0]):
+        return math.nan, f"none ({baseline or 'no baseline'} has no full-budget result)"
+    runs = target_runs(trials, list(rows["run_ids"].iloc[0] or []))
+    finals = runs[metric].astype(float) if metric in runs else pd.Series(dtype=float)
+    finals = finals[finals.map(math.isfinite)]
+    if not len(finals):
+        return math.nan, f"none ({baseline} has no finite full-budget value)"
+    return float(finals.mean()), f"best full-budget value of {baseline}"
 
 
 def target_runs(trials: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
@@ -67,7 +74,7 @@ def cost_to_target(store: ExperimentStore, trials: pd.DataFrame, table: pd.DataF
     if target is not None:
         value, source = float(target), "metric.target"
     else:
-        value, source = default_target(table, baseline)
+        value, source = default_target(trials, table, baseline, metric)
     rows: list[dict[str, Any]] = []
     for _, row in table.iterrows():
         runs = target_runs(trials, list(row.get("run_ids") or []))
