@@ -218,6 +218,10 @@ def _parse_budget(b: _Block, sampler: Sampler, methods: tuple[str, ...],
                    f"{points} or leave it out")
     else:
         num_samples = b.take("num_samples", _int(1, 10**7))
+    split = b.take("split", _choice(SPLITS), "per_method" if len(methods) > 1 else "shared")
+    if split == "per_method" and num_samples < len(methods):
+        b.fail("num_samples", f"{num_samples} trials cannot give each of the {len(methods)} methods one "
+               "(budget.split: per_method)", f"at least {len(methods)}, or budget.split: shared")
     return Budget(
         num_samples=num_samples,
         max_concurrent_trials=b.take("max_concurrent_trials", _int(1, 10_000), 1),
@@ -227,7 +231,7 @@ def _parse_budget(b: _Block, sampler: Sampler, methods: tuple[str, ...],
         curve_points=b.take("curve_points", _int(1, MAX_POINTS), CURVE_POINTS),
         diag_points=b.take("diag_points", _int(1, MAX_POINTS), DIAG_POINTS),
         stall_timeout_s=b.take("stall_timeout", _duration, None),
-        split=b.take("split", _choice(SPLITS), "per_method" if len(methods) > 1 else "shared"),
+        split=split,
     )
 
 
