@@ -171,9 +171,10 @@ class Experiment:
         """Top-k configs per method x every seed x every noise level (seeds paired).
 
         Completed configs first, best value first. A method with fewer than `top_k` completed configs is
-        filled with its pruned ones, the furthest-going first: ASHA compares methods at equal grad evals,
-        early, where a method that costs two gradients a step is half as far along, so a search can stop
-        every trial of one method; the confirmation runs each config its whole budget, so every method is
+        filled with its pruned ones, the furthest-going first: with `budget.split: shared` one ASHA compares
+        methods at equal grad evals, early, where a method that costs two gradients a step is half as far
+        along, so a search can stop every trial of one method (split per method, each method's own ASHA lets
+        its first trial through); the confirmation runs each config its whole budget, so every method is
         compared at the end of training, not left out of the comparison.
         """
         confirm, spec = self.spec.confirm, self.spec
