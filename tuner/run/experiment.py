@@ -55,7 +55,7 @@ from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, ray_session, search_scheduler
-from tuner.run.searcher import finished_records, load_studies, prune_stopped
+from tuner.run.searcher import drop_torn_tail, finished_records, load_studies, prune_stopped
 from tuner.run.split import budget_metrics, build_search, quotas
 from tuner.run.stall import StallWatch
 from tuner.run.store_full import write_failure
@@ -246,6 +246,7 @@ class Experiment:
                         source_spec=spec.path, started=time.time(), pid=os.getpid(), host=socket.gethostname())
         else:
             write_state(self.dir, status="running", pid=os.getpid(), host=socket.gethostname(), resumed=time.time())
+            drop_torn_tail(self.dir / JOURNAL_FILE)  # a write a full disk cut short, before anything appends
         self.tracker = self._tracker("search")
         interrupted = False
         try:

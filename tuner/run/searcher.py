@@ -103,6 +103,29 @@ class _RayGridSampler(optuna.samplers.GridSampler):
         return None
 
 
+def drop_torn_tail(path: str | Path) -> int:
+    """Cut a half-written last line off the journal; returns the bytes dropped.
+
+    A write that a full disk cut short leaves half a line at the end (its writer got the OSError, so
+    nothing relied on it). Optuna reads past it only while it stays last: the next append would glue a
+    good line to it and make the journal unreadable. Only the driver calls this, before a resume writes
+    (a reader might otherwise cut a line the driver is still writing)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    with open(path, "rb+") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - 2**20))
+        tail = fh.read()
+        if tail.endswith(b"\n"):
+            return 0
+        keep = size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else (0 if size <= 2**20 else size)
+        fh.truncate(keep)
+    logger.warning("optuna journal %s: dropped a half-written last line (%d bytes) left by a full disk",
+                   path, size - keep)
+    return size - keep
+
+
 def journal_storage(path: str | Path) -> JournalStorage:
     """Optuna storage in one append-only file: survives a killed driver, needs no database server."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)

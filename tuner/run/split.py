@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from tuner.run.optuna_space import grid_points
 from tuner.run.searcher import SharpSearch, objectives
 from tuner.spec import Spec
 
+MIN_FREE_BYTES = 16 * 2**20  # below this, the budget is not written (`MethodSplitSearch._record`)
 QUOTA_ATTR = "sharptune_budget_trials"  # a method's study: the trials it gets (optuna-dashboard shows it)
 __all__ = ["MethodSplitSearch", "budget_metrics", "build_search", "quotas"]
 
@@ -92,9 +94,14 @@ class MethodSplitSearch(Searcher):
         return {m: {"used": used[m], "of": self.quotas[m]} for m in self.methods}
 
     def _record(self) -> None:
-        """The budget into `sharptune.json`, where `tuner list` reads it (a full disk only skips it)."""
+        """The budget into `sharptune.json`, where `tuner list` reads it.
+
+        Skipped on a nearly full disk: a failed write frees its blocks again, and a journal write after
+        that could land behind a half-written line (which Optuna can no longer read on resume); the
+        journal's own failing write ends the run (`tuner.run.store_full`)."""
         with contextlib.suppress(OSError):
-            write_state(self._folder, budget=self.budget())
+            if shutil.disk_usage(self._folder).free >= MIN_FREE_BYTES:
+                write_state(self._folder, budget=self.budget())
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id in self._owner:

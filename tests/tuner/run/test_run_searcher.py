@@ -111,3 +111,20 @@ def test_trials_stopped_by_the_time_budget_are_pruned_in_optuna(tmp_path: Path) 
     assert by_id["running"].user_attrs["sharptune_status"] == "pruned"
     assert by_id["errored"].state == TrialState.RUNNING  # Ray's error path tells it (FAIL), not this one
     assert by_id["done"].state == TrialState.COMPLETE
+
+
+def test_a_half_written_last_journal_line_is_dropped_before_a_resume_appends(tmp_path: Path) -> None:
+    """A full disk cut the last write short: Optuna reads past it only while it stays last."""
+    from tuner.run.searcher import SharpSearch, drop_torn_tail, journal_storage
+
+    journal = tmp_path / "j"
+    search = SharpSearch(make_spec(tmp_path), journal)
+    search.suggest("a")
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"op_code":7,"worker_id":"x","tri')  # the torn write
+    assert drop_torn_tail(journal) == len(b'{"op_code":7,"worker_id":"x","tri')
+    assert journal.read_bytes() == whole and drop_torn_tail(journal) == 0
+    again = pickle.loads(pickle.dumps(search))  # what a resume does: it reads and appends again
+    again.on_trial_complete("a", {"eval/loss": 0.1, "cost/grad_evals": 200.0, "sharptune/complete": 1.0})
+    import optuna
+    assert optuna.load_study(study_name="smoke", storage=journal_storage(journal)).trials[0].values == [0.1]
