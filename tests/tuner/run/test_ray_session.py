@@ -51,7 +51,7 @@ def test_every_slot_of_a_search_starts_at_once(init_calls: list[dict[str, Any]],
     from ray.tune.execution.tune_controller import _get_max_pending_trials
     from ray.tune.search import SearchGenerator
 
-    from tuner.run.searcher import build_search
+    from tuner.run.split import build_search
     from tuner.spec import load_spec
 
     monkeypatch.delenv("TUNE_MAX_PENDING_TRIALS_PG", raising=False)
