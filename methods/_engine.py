@@ -26,6 +26,10 @@ from methods._precision import Precision
 Closure = Callable[[], Any]
 
 
+BACKWARD_CLOSURE = ("the closure called backward() itself (torch's and davda54/sam's convention): pass "
+                    "closure_style=\"backward\" to build_optimizer, or return (loss, outputs) without calling backward")
+
+
 class Engine(torch.optim.Optimizer):
     """The base optimizer over `params`, and the passes a step takes on one closure's batch."""
 
@@ -65,8 +69,13 @@ class Engine(torch.optim.Optimizer):
         `keep_graph`: the forward's graph stays for one more backward through the same outputs."""
         if grad_outputs is None:
             output = self.loss_scale.scaled(output)
-        grads = list(torch.autograd.grad(output, list(inputs), grad_outputs, retain_graph=keep_graph,
-                                         allow_unused=True, materialize_grads=True))
+        try:
+            grads = list(torch.autograd.grad(output, list(inputs), grad_outputs, retain_graph=keep_graph,
+                                             allow_unused=True, materialize_grads=True))
+        except RuntimeError as exc:
+            if "backward through the graph a second time" not in str(exc) or self.closure_style != "outputs":
+                raise
+            raise ConfigError(BACKWARD_CLOSURE) from None
         self.counts["bwd"] += 1
         self.counts["grad_evals"] += 1
         own = grads[:len(self._params)]
