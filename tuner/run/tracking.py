@@ -85,7 +85,9 @@ from tuner.value_rules import is_number
 
 STEP_KEY = GRAD_EVALS
 INTERRUPTED = "interrupted"  # a trial the driver left unfinished; `resume` continues it
-RUN_STATUS = {COMPLETED: "FINISHED", PRUNED: "KILLED", DIVERGED: "FAILED", ERRORED: "FAILED", INTERRUPTED: "KILLED"}
+# MLflow's run status: a pruned trial ended as the search meant it to, so FINISHED, not KILLED (the UI draws
+# KILLED as a red failure); `sharptune.status` = pruned tells it apart, and the saved view shows that column
+RUN_STATUS = {COMPLETED: "FINISHED", PRUNED: "FINISHED", DIVERGED: "FAILED", ERRORED: "FAILED", INTERRUPTED: "KILLED"}
 FLUSH_SECONDS = 2.0
 FLUSH_ROWS = 200
 
