@@ -29,7 +29,7 @@ def _cat(*values: Any) -> dict[str, Any]:
 
 
 LR_SPACE = {"sgd": _log(1e-3, 0.5), "adamw": _log(1e-5, 1e-2)}
-BALANCER_SPACE = {"mu0": _log(1e-3, 1.0), "schedule": _cat("constant", "linear", "cosine")}
+BALANCER_SPACE = {"mu0": _log(0.2, 2.0), "schedule": _cat("linear", "cosine", "constant")}  # the paper's grids (App. D)
 
 
 def _space(base: str, **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -41,7 +41,7 @@ KWON = "Kwon et al., ASAM: Adaptive Sharpness-Aware Minimization for Scale-Invar
 SINGH = ("Singh et al., Avoiding spurious sharpness minimization broadens applicability of SAM "
          "(Functional-SAM, preconditioned SAM), ICML 2025")
 LI = ("Li, Zhang and He, Implicit Regularization of Sharpness-Aware Minimization for "
-      "Scale-Invariant Problems (BAR), NeurIPS 2024")
+      "Scale-Invariant Problems (BAR), NeurIPS 2024, arXiv 2410.14802, Algorithms 2 (nBAR) and 3 (oBAR)")
 WANG = ("Wang et al., Improving Generalization and Convergence by Enhancing Implicit "
         "Regularization (IRE), NeurIPS 2024")
 
@@ -65,13 +65,13 @@ for _info in (
     MethodInfo("pfsam", "Preconditioned Functional-SAM: Functional-SAM with AdamW's preconditioner", SINGH,
                Preset(perturbation="functional"), "adamw", defaults={"preconditioner": "adam"},
                search_space=_space("adamw", rho=_log(0.01, 0.5), preconditioner=_cat("adam", "ema_sq"))),
-    MethodInfo("obar", "oBAR (reconstructed from SAM's drift; the paper's Algorithm 3 was unavailable): before "
-               "the base step x *= 1 + lr*c, y *= 1 - lr*c with c = -mu_t ||g|| D / (|x|^2 + |y|^2)^2, SAM's "
-               "overparametrized-regime drift; one gradient per step",
+    MethodInfo("obar", "oBAR (the paper's Algorithm 3): before each base step, per LoRA pair, if |x| >= |y| "
+               "then x *= 1 - alpha_t lr_t, y *= 1 + alpha_t lr_t, else the reverse; alpha_t = mu0 s(t/T), lr_t the "
+               "group's current lr; one gradient per step (bar_rule: drift is a variant of ours)",
                LI, Preset(balancer="obar"), "adamw", search_space=_space("adamw", **BALANCER_SPACE)),
-    MethodInfo("nbar", "nBAR (reconstructed from SAM's drift; the paper's Algorithm 2 was unavailable): before "
-               "the base step x *= 1 + lr*c, y *= 1 - lr*c with c = mu_t (|g_x|^2 - |g_y|^2) / (||g|| (|x|^2 + "
-               "|y|^2)), SAM's first-order drift, ||g|| global; one gradient per step",
+    MethodInfo("nbar", "nBAR (the paper's Algorithm 2): before each base step, per LoRA pair, if |g_x| >= |g_y| "
+               "then x *= 1 + alpha_t lr_t, y *= 1 - alpha_t lr_t, else the reverse; alpha_t = mu0 s(t/T), lr_t the "
+               "group's current lr; one gradient per step (bar_rule: drift is a variant of ours)",
                LI, Preset(balancer="nbar"), "adamw", search_space=_space("adamw", **BALANCER_SPACE)),
     MethodInfo("lora_sam", "SAM restricted to the trainable LoRA parameters (BAR's baseline)", LI,
                Preset(perturbation="sam", perturb_scope="pairs"), "adamw",

@@ -17,7 +17,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from methods import build_optimizer
-from methods.bar import adam_ratio, balance
+from methods._bar_drift import adam_ratio, drift_balance
+from methods.bar import balance
 from methods.precondition import apply_inverse, update_ema
 from methods.sam import perturbation
 
@@ -58,7 +59,7 @@ def _pairs(n: int, dtype: torch.dtype = torch.float32, seed: int = 0):
 @pytest.mark.parametrize("scaled", [False, True], ids=["unscaled", "adam_ratio"])
 @pytest.mark.parametrize("norm", ["global", "pair"])
 @pytest.mark.parametrize("kind", ["nbar", "obar"])
-def test_a_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(kind: str, norm: str, scaled: bool) -> None:
+def test_a_drift_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(kind: str, norm: str, scaled: bool) -> None:
     counts = []
     for n in (4, 32):
         pairs, grads, v = _pairs(n)
@@ -67,13 +68,27 @@ def test_a_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(kind: str, n
         def step(pairs=pairs, grads=grads, v=v, lrs=lrs) -> None:
             scales = adam_ratio(grads, v, 1e-8) if scaled else None
             grad_norm = torch.tensor(3.0) if norm == "global" else None
-            balance(kind, pairs, grads, lrs, 0.5, grad_norm, scales)
+            drift_balance(kind, pairs, grads, lrs, 0.5, grad_norm, scales)
         counts.append(_operators(step))
     assert counts[0] == counts[1]
 
 
+@pytest.mark.parametrize("lrs", ["one", "two"], ids=["one_lr", "two_lrs"])
+@pytest.mark.parametrize("kind", ["nbar", "obar"])
+def test_the_papers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(kind: str, lrs: str) -> None:
+    """Algorithms 2/3 vectorised: one foreach norm, a comparison per pair as a device vector, two foreach
+    scalings; one group's lr or two."""
+    counts = []
+    for n in (4, 32):
+        pairs, grads, _ = _pairs(n)
+        rates = [0.1] * n if lrs == "one" else [0.1] * (n // 2) + [0.05] * (n - n // 2)
+        counts.append(_operators(lambda pairs=pairs, grads=grads, rates=rates: balance(kind, pairs, grads, rates, 0.5)))
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("rule", ["paper", "drift"])
 @pytest.mark.parametrize("base", ["sgd", "adamw"])
-def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(base: str) -> None:
+def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(base: str, rule: str) -> None:
     """`_balance` as the optimizer runs it (global ‖g‖, AdamW's v̂ and ratio), on every pair of a model.
 
     Reading AdamW's step counter (a CPU scalar, one per parameter, as torch's AdamW reads it itself) is
@@ -82,7 +97,8 @@ def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs
     for n in (4, 32):
         pairs, grads, _ = _pairs(n)
         params = [torch.nn.Parameter(t.clone()) for pair in pairs for t in pair]
-        opt = build_optimizer(params, "nbar", pairs=list(zip(params[::2], params[1::2], strict=True)), base=base)
+        opt = build_optimizer(params, "nbar", pairs=list(zip(params[::2], params[1::2], strict=True)), base=base,
+                              bar_rule=rule)
         flat = [g for pair in grads for g in pair]
         for p, g in zip(params, flat, strict=True):
             p.grad = g.clone()
@@ -94,7 +110,7 @@ def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs
 
 
 def _reference_balance(kind, pairs, grads, lrs, mu, grad_norm, v, eps):
-    """docs/METHODS.md's balancer, pair by pair, with the AdamW ratio of `_balancer`'s docstring."""
+    """The drift rule (ours, `_bar_drift`), pair by pair, with the AdamW ratio of its docstring."""
     out = []
     for k, ((x, y), (gx, gy), lr) in enumerate(zip(pairs, grads, lrs, strict=True)):
         sx, sy, gx2, gy2 = x.square().sum(), y.square().sum(), gx.square().sum(), gy.square().sum()
@@ -113,12 +129,12 @@ def _reference_balance(kind, pairs, grads, lrs, mu, grad_norm, v, eps):
 @pytest.mark.parametrize("scaled", [False, True], ids=["unscaled", "adam_ratio"])
 @pytest.mark.parametrize("norm", ["global", "pair"])
 @pytest.mark.parametrize("kind", ["nbar", "obar"])
-def test_the_vectorised_balancer_is_the_per_pair_rule(kind: str, norm: str, scaled: bool) -> None:
+def test_the_vectorised_drift_balancer_is_the_per_pair_rule(kind: str, norm: str, scaled: bool) -> None:
     pairs, grads, v = _pairs(7, torch.float64)
     lrs = [0.1, 0.1, 0.3, 0.1, 0.2, 0.2, 0.1]
     grad_norm = torch.tensor(2.5, dtype=torch.float64) if norm == "global" else None
     expected = _reference_balance(kind, pairs, grads, lrs, 0.7, grad_norm, v if scaled else None, 1e-8)
-    balance(kind, pairs, grads, lrs, 0.7, grad_norm, adam_ratio(grads, v, 1e-8) if scaled else None)
+    drift_balance(kind, pairs, grads, lrs, 0.7, grad_norm, adam_ratio(grads, v, 1e-8) if scaled else None)
     for got, ref in zip(pairs, expected, strict=True):
         for t, r in zip(got, ref, strict=True):
             torch.testing.assert_close(t, r, rtol=1e-12, atol=1e-14)
@@ -133,7 +149,7 @@ def test_pairs_of_mixed_dtypes_are_balanced_with_float32_coefficients() -> None:
     wide = [tuple(t.double() for t in p) for p in pairs]
     expected = _reference_balance("nbar", wide, [tuple(t.double() for t in g) for g in grads], [0.1] * 4, 5.0,
                                   None, [t.double() for t in v], 1e-8)
-    balance("nbar", pairs, grads, [0.1] * 4, 5.0, None, adam_ratio(grads, v, 1e-8))
+    drift_balance("nbar", pairs, grads, [0.1] * 4, 5.0, None, adam_ratio(grads, v, 1e-8))
     for k, (got, ref) in enumerate(zip(pairs, expected, strict=True)):
         for t, r in zip(got, ref, strict=True):
             assert t.dtype == (torch.bfloat16 if k in half else torch.float32)
