@@ -155,3 +155,28 @@ def test_the_comparison_sees_ties_the_current_lr_and_t0(kind: str, mutant: str) 
 def test_the_old_drift_rule_is_not_the_paper(kind: str) -> None:
     gap = _runs(kind, "adamw", "linear", bar_rule="drift")
     assert gap > 1e3 * REL, f"bar_rule drift ({kind}) is only {gap:.2e} from the paper's loop"
+
+
+def test_an_old_export_naming_the_drift_knobs_fails_with_one_line_or_loads_as_drift(tmp_path) -> None:
+    """An exported config from before the paper's rule (bar_norm, bar_scale, no bar_rule) says what changed;
+    with bar_rule: drift added it builds the drift rule it was tuned with."""
+    from methods import ConfigError, load_config
+
+    old = tmp_path / "best.yaml"
+    old.write_text("method: nbar\nhyperparameters: {lr: 3.0e-4, mu0: 0.1, bar_norm: global, bar_scale: adam}\n")
+    x, y = nn.Parameter(torch.ones(3, 2)), nn.Parameter(torch.ones(2, 4))
+    with pytest.raises(ConfigError) as caught:
+        build_optimizer([x, y], pairs=[(x, y)], **load_config(old))
+    message = str(caught.value)
+    assert "\n" not in message and "bar_norm" in message and "bar_rule: drift" in message
+    assert "Algorithm 2" in message
+    opt = build_optimizer([x, y], pairs=[(x, y)], **load_config(old), bar_rule="drift")
+    assert (opt.hparams["bar_rule"], opt.hparams["bar_norm"]) == ("drift", "global")
+
+
+def test_a_new_export_round_trips(tmp_path) -> None:
+    """What resolve fills for the paper's rule (bar_rule paper, the drift knobs unset) builds again as it is."""
+    x, y = nn.Parameter(torch.ones(3, 2)), nn.Parameter(torch.ones(2, 4))
+    hparams = build_optimizer([x, y], "obar", pairs=[(x, y)], lr=1e-3).hparams
+    assert hparams["bar_rule"] == "paper" and hparams["bar_norm"] is None and hparams["bar_scale"] is None
+    assert build_optimizer([x, y], "obar", pairs=[(x, y)], **hparams).hparams == hparams
