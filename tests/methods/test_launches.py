@@ -3,8 +3,9 @@
 On a GPU every operator is at least one kernel launch, and on a small model the step is launch-bound:
 a per-pair (or per-parameter) Python loop of small kernels costs more than the maths. The operators
 are counted with a TorchDispatchMode (what reaches the backends: a foreach operator counts once), on
-4 and on 32 pairs or tensors of the same kind; the counts must be equal. The vectorised balancer
-must also still be docs/METHODS.md's per-pair rule, checked here against a loop over pairs in float64.
+4 and on 32 pairs or tensors of the same kind; the counts must be equal. The vectorised balancers
+must also still be their per-pair rules (the paper's, and our drift rule), checked here against a loop
+over pairs in float64.
 """
 
 from __future__ import annotations
@@ -124,6 +125,29 @@ def _reference_balance(kind, pairs, grads, lrs, mu, grad_norm, v, eps):
             c = c * torch.sqrt(ax.square().sum() + ay.square().sum()) / (torch.sqrt(gx2 + gy2) + NORM_EPS)
         out.append(((1 + lr * c) * x, (1 - lr * c) * y))
     return out
+
+
+@pytest.mark.parametrize("kind", ["nbar", "obar"])
+def test_the_vectorised_papers_balancer_is_the_per_pair_rule(kind: str) -> None:
+    """Algorithms 2/3 pair by pair (≥ ties go to the first branch), with a different η per pair."""
+    pairs, grads, _ = _pairs(7, torch.float64)
+    pairs[3] = (torch.ones(4, 2, dtype=torch.float64), torch.ones(2, 4, dtype=torch.float64))  # ‖x‖ = ‖y‖
+    grads[3] = (torch.ones(4, 2, dtype=torch.float64), torch.ones(2, 4, dtype=torch.float64))  # ‖g_x‖ = ‖g_y‖
+    lrs, alpha = [0.1, 0.1, 0.3, 0.1, 0.2, 0.2, 0.1], 0.7
+    expected = []
+    for (x, y), (gx, gy), lr in zip(pairs, grads, lrs, strict=True):
+        if kind == "nbar":
+            grow_x = bool(torch.linalg.norm(gx) >= torch.linalg.norm(gy))
+        else:
+            grow_x = not bool(torch.linalg.norm(x) >= torch.linalg.norm(y))
+        a = alpha * lr
+        expected.append(((1 + a) * x, (1 - a) * y) if grow_x else ((1 - a) * x, (1 + a) * y))
+    balance(kind, pairs, grads, lrs, alpha)
+    for got, ref in zip(pairs, expected, strict=True):
+        for t, r in zip(got, ref, strict=True):
+            torch.testing.assert_close(t, r, rtol=1e-15, atol=0.0)
+    tied = 1 + alpha * 0.1 if kind == "nbar" else 1 - alpha * 0.1  # the tie: nBAR grows x, oBAR shrinks it
+    torch.testing.assert_close(pairs[3][0], torch.full((4, 2), tied, dtype=torch.float64), rtol=1e-15, atol=0.0)
 
 
 @pytest.mark.parametrize("scaled", [False, True], ids=["unscaled", "adam_ratio"])
