@@ -75,7 +75,7 @@ for _info in (
                LI, Preset(balancer="nbar"), "adamw", search_space=_space("adamw", **BALANCER_SPACE)),
     MethodInfo("lora_sam", "SAM restricted to the trainable LoRA parameters (BAR's baseline)", LI,
                Preset(perturbation="sam", perturb_scope="pairs"), "adamw",
-               search_space=_space("adamw", rho=_log(0.005, 0.5))),
+               search_space=_space("adamw", rho=_log(0.05, 0.2))),  # the BAR paper's grid for LoRA-SAM
     MethodInfo("sgd_ire", "SGD-IRE: SGD with the flat directions' update boosted by kappa", WANG,
                Preset(ire=True), "sgd", defaults={"kappa": 1.0},
                search_space=_space("sgd", kappa=_log(0.5, 10.0), gamma=_uniform(0.5, 0.99))),
