@@ -38,16 +38,13 @@ DRIFT_ONLY = ("bar_norm", "bar_scale")  # the drift rule's knobs: no meaning und
 
 def _signs(kind: str, xs: Sequence[Tensor], ys: Sequence[Tensor], gxs: Sequence[Tensor],
            gys: Sequence[Tensor]) -> Tensor:
-    """Per pair, +1 where x is scaled by 1 + α_t η_t (‖g_x‖ ≥ ‖g_y‖ for nBAR, ‖x‖ < ‖y‖ for oBAR), else −1;
+    """Per pair, +1 where x is scaled by 1 + α_t η_t (‖g_x‖ ≥ ‖g_y‖ for nBAR, not ‖x‖ ≥ ‖y‖ for oBAR), else −1;
     in the norms' dtype (float32, or float64 where a tensor is), exactly ±1."""
-    if kind == "nbar":
-        gx, gy = norms([*gxs, *gys]).view(2, -1)
-        grow_x = gx >= gy
-    else:
-        x, y = norms([*xs, *ys]).view(2, -1)
-        grow_x = torch.logical_not(x >= y)  # the paper's test, ‖x‖ ≥ ‖y‖, as written
-        gx = x
-    return grow_x.to(gx.dtype) * 2.0 - 1.0
+    both = norms([*gxs, *gys] if kind == "nbar" else [*xs, *ys])  # one foreach norm over every pair
+    first, second = both.view(2, -1)
+    test = first >= second  # line 4 of either algorithm, ties included
+    grow_x = test if kind == "nbar" else torch.logical_not(test)
+    return grow_x.to(both.dtype) * 2.0 - 1.0
 
 
 @torch.no_grad()
