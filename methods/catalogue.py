@@ -43,7 +43,10 @@ SINGH = ("Singh et al., Avoiding spurious sharpness minimization broadens applic
 LI = ("Li, Zhang and He, Implicit Regularization of Sharpness-Aware Minimization for "
       "Scale-Invariant Problems (BAR), NeurIPS 2024, arXiv 2410.14802, Algorithms 2 (nBAR) and 3 (oBAR)")
 WANG = ("Wang et al., Improving Generalization and Convergence by Enhancing Implicit "
-        "Regularization (IRE), NeurIPS 2024")
+        "Regularization (IRE), NeurIPS 2024; official code wmz9/IRE-algorithm-framework (aa6a599)")
+# the official code's other choices, as options (every script is in wmz9/IRE-algorithm-framework at aa6a599)
+IRE_OPTIONS = ("ire_start: lr_warmup starts right after the lr warm-up as NLP/LLM/train_admire_*_Llama.py; "
+               "ire_ties: official is NLP/LLM/ire.py update_mask (default: exactly round(gamma p) coordinates)")
 
 for _info in (
     MethodInfo("sgd", "SGD with momentum: the reference for SGD-based methods",
@@ -76,13 +79,17 @@ for _info in (
     MethodInfo("lora_sam", "SAM restricted to the trainable LoRA parameters (BAR's baseline)", LI,
                Preset(perturbation="sam", perturb_scope="pairs"), "adamw",
                search_space=_space("adamw", rho=_log(0.05, 0.2))),  # the BAR paper's grid for LoRA-SAM
-    MethodInfo("sgd_ire", "SGD-IRE: SGD with the flat directions' update boosted by kappa", WANG,
+    MethodInfo("sgd_ire", "SGD-IRE: SGD with the flat directions' update boosted by kappa; start after a third "
+               "of total_steps as CV/cifar/cifar.py (IRE_start_epoch 70 of 200), K = 10 (mask_interval); "
+               + IRE_OPTIONS, WANG,
                Preset(ire=True), "sgd", defaults={"kappa": 1.0},
                search_space=_space("sgd", kappa=_log(0.5, 10.0), gamma=_uniform(0.5, 0.99))),
-    MethodInfo("admire", "AdmIRE: AdamW with the flat directions' update boosted by kappa", WANG,
+    MethodInfo("admire", "AdmIRE: AdamW with the flat directions' update boosted by kappa; start after a third "
+               "of total_steps as CV/imagenet/main.py (ViT, ire_epochs 100 of 300), K = 10; " + IRE_OPTIONS, WANG,
                Preset(ire=True), "adamw",
                search_space=_space("adamw", kappa=_uniform(1.0, 5.0), gamma=_uniform(0.6, 0.99))),
-    MethodInfo("sam_ire", "SAM-IRE: SAM with the flat directions' update boosted by kappa", WANG,
+    MethodInfo("sam_ire", "SAM-IRE: SAM with the flat directions' update boosted by kappa; start after a third "
+               "of total_steps as CV/cifar/cifar.py (samire), K = 10; " + IRE_OPTIONS, WANG,
                Preset(perturbation="sam", ire=True), "sgd", defaults={"kappa": 1.0},
                search_space=_space("sgd", rho=_log(0.01, 0.5), kappa=_log(0.5, 10.0),
                                    gamma=_uniform(0.5, 0.99))),
