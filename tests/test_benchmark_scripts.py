@@ -15,7 +15,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("gpu_check", "trial_time")
+SCRIPTS = ("gpu_check", "trial_time", "bar_toys")
 
 
 def load(name: str) -> ModuleType:
@@ -98,3 +98,15 @@ def test_trial_time_smoke_and_plan_counts(trial_time: ModuleType, capsys: pytest
     trial_time.run_trial(setup, workload, phases)
     counts = trial_time.plan_counts(setup, workload.eval_subset is not None)
     assert {k: phases.counts.get(k, 0) for k in counts} == counts
+
+
+def test_bar_toys_loop_is_the_methods_presets_and_sgd_keeps_balancedness() -> None:
+    """benchmarks/bar_toys.py: its numpy nBAR/oBAR are methods' presets (the figure shows our algorithm), and
+    on a short run SAM moves |D| more than SGD does (the script's claims, small)."""
+    toys = load("bar_toys")
+    assert toys.check_against_methods("nop", "nbar", 0.1, steps=300) < 1e-12
+    assert toys.check_against_methods("op", "obar", 0.1, steps=300) < 1e-12
+    start = float(abs((toys.X0 ** 2).sum() - (9 * toys.X0 ** 2).sum()))
+    sgd = toys.run("nop", "sgd", 2000, 1, 0.1, 1000)[-1]
+    sam = toys.run("nop", "sam", 2000, 1, 0.1, 1000)[-1]
+    assert float(abs(sgd - start).max()) < 0.01 < float((start - sam).min())
