@@ -10,7 +10,8 @@ import pytest
 from tuner.errors import UserError
 from tuner.workloads import WorkloadError, get_workload, list_workloads, resolve_options
 
-NAMES = ["hf_causal_lm", "hf_text_classification", "lora_text", "mnist_mlp", "scale_invariant", "tiny_lm", "valley2d"]
+NAMES = ["hf_causal_lm", "hf_text_classification", "image_classification", "lora_text", "mnist_mlp",
+         "scale_invariant", "tiny_lm", "valley2d"]
 
 
 def test_registry_lists_every_workload_with_a_primary_metric() -> None:
