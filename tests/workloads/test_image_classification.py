@@ -217,7 +217,7 @@ def test_batches_are_augmented_normalised_and_label_noise_touches_training_only(
     assert torch.equal(clean.y_val, noisy.y_val) and torch.equal(clean.x_train, noisy.x_train)
     images, _ = clean.next_batch()
     assert images.dtype == torch.float32 and images.shape == (16, 3, 32, 32)
-    stats = read("cifar10", str(data / "c10")).channel_stats()
+    stats = read("cifar10", str(data / "c10")).channel_stats
     whole = (clean.x_train.double() / 255 - stats[0].reshape(-1, 1, 1)) / stats[1].reshape(-1, 1, 1)
     assert abs(float(whole.mean())) < 0.05 and float(whole.std()) == pytest.approx(1.0, abs=0.05)
     augmented = create_workload(NAME, _cifar(data), seed=0, device="cpu")

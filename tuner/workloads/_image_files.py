@@ -20,7 +20,7 @@ import pickle
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageData:
     """A dataset in memory: uint8 images N×C×H×W, int64 labels; `test_*` None where there is no test split."""
 
@@ -46,9 +46,11 @@ class ImageData:
     test_y: Tensor | None
     classes: tuple[str, ...]
 
-    def channel_stats(self, chunk: int = 4096) -> tuple[Tensor, Tensor]:
-        """Per-channel mean and standard deviation of the training images in [0, 1] (float64, chunked:
-        CIFAR's 50 000 images are never held as floats at once)."""
+    @cached_property
+    def channel_stats(self) -> tuple[Tensor, Tensor]:
+        """Per-channel mean and standard deviation of the training images in [0, 1] (float64, in chunks:
+        CIFAR's 50 000 images are never held as floats at once); computed once per dataset and process."""
+        chunk = 4096
         total = torch.zeros(self.train_x.shape[1], dtype=torch.float64)
         squares = torch.zeros_like(total)
         for start in range(0, len(self.train_x), chunk):

@@ -105,7 +105,7 @@ class ImageClassification(Workload):
         train_x, train_y, val_x, val_y = _splits(data, options, seed)
         self.classes = data.classes
         self.labels = Labels.with_noise(train_y, options.label_noise, len(data.classes), seed)
-        mean, std = data.channel_stats()
+        mean, std = data.channel_stats
         self.mean = (255 * mean).float().reshape(-1, 1, 1).to(device)  # in uint8 units
         self.std = (255 * std).float().reshape(-1, 1, 1).to(device)
         self.x_train, self.y_train = train_x.to(device), self.labels.train.to(device)  # once, uint8
