@@ -270,3 +270,37 @@ def test_the_small_cnn_learns_real_fashion_mnist() -> None:
         loss = opt.step(wl.closure(wl.next_batch()))
     assert math.isfinite(float(loss))
     assert wl.evaluate()["eval/accuracy"] >= TARGET_ACCURACY
+
+
+# ------------------------------------------------------------------ export, then the example on the same images
+def _example():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "train_vision_with_exported_config.py"
+    spec = importlib.util.spec_from_file_location("train_vision_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_an_exported_vision_winner_trains_in_the_example_on_the_same_images(data: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    options = _cifar(data, model="cnn", subset=100, validation="test")
+    spec = {"name": "vision-export", "metric": {"name": "eval/accuracy", "goal": "maximize"},
+            "workload": {"name": NAME, "options": options}, "methods": ["sam"],
+            "parameters": {"lr": {"value": 0.05}, "rho": {"value": 0.05}, "momentum": {"value": 0.9}},
+            "sampler": {"name": "grid"}, "scheduler": {"name": "fifo"},
+            "budget": {"num_samples": 1, "trial_grad_evals": 16, "eval_every": 8},
+            "storage": {"path": str(tmp_path / "results")}}
+    path = tmp_path / "vision.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["run", str(path)]) == 0
+    best = tmp_path / "best.yaml"
+    assert main(["export", "vision-export", "--storage", str(tmp_path / "results"), "-o", str(best)]) == 0
+    capsys.readouterr()
+    accuracy = _example().main([str(best), "--spec", str(path), "--steps", "60"])
+    out = capsys.readouterr().out
+    assert "training with sam: " in out and "'rho': 0.05" in out and "'lr': 0.05" in out
+    assert f"validation accuracy {accuracy:.4f}" in out
+    assert accuracy > 0.3  # ten classes, each a stripe and a tint: chance is 0.1
