@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -71,3 +72,19 @@ def write_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fox"), *
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img.transpose(1, 2, 0)).save(folder / f"{i:03d}.png")
     return root
+
+
+def data_sets(spec: Path, folder: Path) -> list[str] | None:
+    """`--set` items under which a shipped spec finds its images here: a CIFAR spec's `root` at pickles written
+    under `folder`. None where the spec needs Debian's Fashion-MNIST and it is not installed (the caller skips)."""
+    workload = yaml.safe_load(spec.read_text())["workload"]
+    options = workload.get("options") or {}
+    if workload["name"] != "image_classification":
+        return []
+    dataset = options.get("dataset", "fashion_mnist")
+    if dataset.startswith("cifar"):
+        write_cifar(folder, classes=100 if dataset == "cifar100" else 10)
+        return [f"workload.options.root={folder}"]
+    if dataset == "fashion_mnist" and not options.get("root") and not fashion_mnist_installed():
+        return None
+    return []

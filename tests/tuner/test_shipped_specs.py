@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e import ROOT
-from vision_files import FASHION_MISSING, fashion_mnist_installed, write_cifar
+from vision_files import FASHION_MISSING, data_sets
 
 from tuner.cli import main
 from tuner.results.store import ExperimentStore
@@ -35,22 +35,19 @@ EVAL_EVERY = 8
 FINISHED = {"completed", "pruned", "diverged"}
 # workload options that only size the evaluation: small here, as a user trying a spec first would set them
 SMALL_OPTIONS = {"eval_examples": 48, "eval_blocks": 4, "diag_examples": 200}
-# image_classification: the data a spec names, and a small model on few images (sam_cifar.yaml's header: its shrink)
+# image_classification: a small model on few images (sam_cifar.yaml's header gives the same shrink)
 VISION_SMALL = {"subset": 200, "batch_size": 16}
-CIFAR_MODEL = "wrn-10-1"
+CIFAR_SMALL = {"model": "wrn-10-1", "resources.gpu": 0, "precision": "fp32"}
 
 
-def vision_overrides(options: dict, cifar: Path) -> list[str]:
-    """An image_classification spec on small data: CIFAR specs on the pickles the test wrote (`cifar`), with a
-    small WRN; Fashion-MNIST specs on Debian's package (skipped, saying why, where it is missing)."""
-    dataset = options.get("dataset", "fashion_mnist")
-    if dataset == "fashion_mnist" and not options.get("root") and not fashion_mnist_installed():
+def vision_overrides(path: Path, folder: Path) -> list[str]:
+    """A vision spec on images present here (`vision_files.data_sets`: CIFAR pickles the test writes), small."""
+    sets = data_sets(path, folder)
+    if sets is None:
         pytest.skip(FASHION_MISSING)
-    sets = [f"workload.options.{k}={v}" for k, v in VISION_SMALL.items()]
-    if dataset.startswith("cifar"):
-        write_cifar(cifar, classes=100 if dataset == "cifar100" else 10)
-        sets += [f"workload.options.root={cifar}", f"workload.options.model={CIFAR_MODEL}", "resources.gpu=0",
-                 "precision=fp32"]
+    sets += [f"workload.options.{k}={v}" for k, v in VISION_SMALL.items()]
+    if any("cifar" in s for s in sets):
+        sets += [f"{k}={v}" if "." in k else f"workload.options.{k}={v}" for k, v in CIFAR_SMALL.items()]
     return sets
 
 
@@ -70,7 +67,7 @@ def small_overrides(path: Path, storage: Path, tracking_uri: str) -> list[str]:
     options = {f.name for f in dataclasses.fields(get_workload(workload).options)}  # names only: reads no data
     sets += [f"workload.options.{k}={v}" for k, v in SMALL_OPTIONS.items() if k in options]
     if workload == "image_classification":
-        sets += vision_overrides(raw["workload"].get("options") or {}, storage.parent / "cifar")
+        sets += vision_overrides(path, storage.parent / "cifar")
     confirm = raw.get("confirm")
     if confirm:
         sets.append("confirm.seeds=[0]")
