@@ -37,7 +37,7 @@ FINISHED = {"completed", "pruned", "diverged"}
 SMALL_OPTIONS = {"eval_examples": 48, "eval_blocks": 4, "diag_examples": 200}
 # image_classification: a small model on few images (sam_cifar.yaml's header gives the same shrink)
 VISION_SMALL = {"subset": 200, "batch_size": 16}
-CIFAR_SMALL = ["workload.options.model=wrn-10-1", "resources={cpu: 1, gpu: 0}", "precision=fp32"]  # a GPU spec, on the CPU
+CIFAR_SMALL = ["workload.options.model=wrn-10-1", "resources={cpu: 1, gpu: 0}", "precision=fp32"]  # GPU spec, CPU
 
 
 def vision_overrides(path: Path, folder: Path) -> list[str]:
