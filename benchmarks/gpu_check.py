@@ -5,6 +5,8 @@
     python benchmarks/gpu_check.py --compile        # the model under torch.compile (`workload.compile: true`)
     python benchmarks/gpu_check.py --workload tiny_lm --set n_layer=24 --set d_model=1024 --set n_head=16 \\
         --set seq_len=512 --set batch_size=8        # compute-bound: a GPT-2-medium-sized model
+    python benchmarks/gpu_check.py --workload image_classification --set dataset=cifar10 --set root=/data/cifar \
+        --set model=wrn-16-8 --set batch_size=128   # compute-bound: SAM's x base on WRN-16-8 (limit 2.05)
     python benchmarks/gpu_check.py --device cpu --steps 2 --rounds 1   # a smoke check: does it run at all
 
 The workload defaults to `search_spaces/bar.yaml`'s (`lora_text` with that spec's options); `--set KEY=VALUE`

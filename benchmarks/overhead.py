@@ -1,6 +1,6 @@
 """Step time of every preset relative to its base optimizer, plus the extra peak memory it needs.
 
-    python benchmarks/overhead.py [--quick] [--device cpu|cuda|auto] [--threads 1]
+    python benchmarks/overhead.py [--quick] [--device cpu|cuda|auto] [--threads 1] [--methods obar,nbar]
 
 Three workloads: (a) a small MLP (with one factorised layer W = B A, the pair BAR balances), (b) the MNIST
 MLP of `search_spaces/ire.yaml` (784-128-128-10, batch 64; IRE and its bases only) and (c) all-MiniLM-L6-v2
@@ -173,8 +173,12 @@ def peak_step_bytes(step: Callable[[], Any], device: torch.device) -> int:
 
 
 def run_workload(workload: Workload, device: torch.device, rounds: int,
-                 clock: Callable[[], float] = time.perf_counter) -> list[dict[str, Any]]:
-    methods = [info.name for info in list_methods() if workload.methods is None or info.name in workload.methods]
+                 clock: Callable[[], float] = time.perf_counter, only: set[str] | None = None) -> list[dict[str, Any]]:
+    """Every method of `workload` (or those in `only`, with their bases), timed side by side."""
+    infos = {info.name: info for info in list_methods()}
+    wanted = None if only is None else only | {infos[m].default_base for m in only if m in infos}
+    methods = [name for name in infos if (workload.methods is None or name in workload.methods)
+               and (wanted is None or name in wanted)]
     runs = {}
     for name in methods:
         model = workload.make_model()
@@ -239,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 3 quick, 5 full)")
     parser.add_argument("--workloads", default="mlp,mnist-mlp,minilm-lora",
                         help="comma-separated: mlp, mnist-mlp, minilm-lora")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated presets to time (their bases are added), e.g. obar,nbar; default all")
     parser.add_argument("--clock", choices=["cpu", "wall"], default=None,
                         help="window timer: process CPU time (default on CPU) or wall time (always on CUDA)")
     args = parser.parse_args(argv)
@@ -253,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     start = time.perf_counter()
     for name in args.workloads.split(","):
-        rows += run_workload(makers[name](device, args.quick), device, rounds, clock)
+        only = None if args.methods is None else set(args.methods.split(","))
+        rows += run_workload(makers[name](device, args.quick), device, rounds, clock, only)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"cpu, {args.threads} thread(s), {'CPU' if cpu_clock else 'wall'} time"
     print(f"sharptune overhead: {where}; {rounds} interleaved rounds. 'x base': median of per-round ratios "

@@ -1,10 +1,9 @@
 """The pass engine: every forward and backward a method's step makes, counted, in precision, averaged.
 
-A sharptune step runs the model itself, two or three times on one batch, and the engine is where: the
-closure protocol (`_protocol`), the counts (`fwd`, `bwd`, `grad_evals`), autocast and fp16's loss scale
-(`_precision`), the average over ranks of every gradient (`_distributed`), the replay of a pass on the
-same batch (`_passes`: same RNG state, BatchNorm frozen), and the base optimizer, whose param groups are
-the optimizer's own. `SharpOptimizer` composes the parts on top.
+A step runs the model two or three times on one batch; here are the closure protocol (`_protocol`), the
+counts (`fwd`, `bwd`, `grad_evals`), autocast and fp16's loss scale (`_precision`), the average over ranks
+(`_distributed`), the replay of a pass on one batch (`_passes`: same RNG, BatchNorm frozen), and the base
+optimizer. `SharpOptimizer` composes the parts on top.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from methods._distributed import average_
 from methods._errors import ConfigError
 from methods._passes import RngSnapshot, frozen_batchnorm, logits_of, sample_labels
 from methods._precision import Precision
+from methods._protocol import explain_backward_closure
 
 Closure = Callable[[], Any]
 
@@ -65,10 +65,10 @@ class Engine(torch.optim.Optimizer):
         `keep_graph`: the forward's graph stays for one more backward through the same outputs."""
         if grad_outputs is None:
             output = self.loss_scale.scaled(output)
-        grads = list(torch.autograd.grad(output, list(inputs), grad_outputs, retain_graph=keep_graph,
-                                         allow_unused=True, materialize_grads=True))
-        self.counts["bwd"] += 1
-        self.counts["grad_evals"] += 1
+        with explain_backward_closure():
+            grads = list(torch.autograd.grad(output, list(inputs), grad_outputs, retain_graph=keep_graph,
+                                             allow_unused=True, materialize_grads=True))
+        self.counts["bwd"], self.counts["grad_evals"] = self.counts["bwd"] + 1, self.counts["grad_evals"] + 1
         own = grads[:len(self._params)]
         self.loss_scale.unscale_(own)
         average_(own)

@@ -81,6 +81,13 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
     return check
 
 
+def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    """`check`, or None left unset (a knob that only one setting of another hyperparameter reads)."""
+    def optional(name: str, value: Any) -> Any:
+        return None if value is None else check(name, value)
+    return optional
+
+
 def _part(kind: str) -> Callable[[str, Any], str]:
     """A choice among the registered parts of `kind` (`_parts`), read when checked: a new part needs no edit here."""
     def check(name: str, value: Any) -> str:
@@ -120,12 +127,16 @@ HPARAMS: Mapping[str, HParam] = {
     "precond_normalize": HParam("precond", _choice("precond", "grad"),
                                 "normalise eps by ||P^-1 g|| (precond) or by ||g|| (grad)"),
     # balancer
-    "mu0": HParam(0.1, _float(0.0), "balancer strength at step 0"),
-    "schedule": HParam("constant", _choice(*SCHEDULES), "schedule of mu over total_steps"),
-    "bar_norm": HParam("global", _choice("global", "pair"),
-                       "||g|| in the balancer: global over all parameters (SAM's) or per pair"),
-    "bar_scale": HParam("adam", _choice("adam", "none"),
-                        "AdamW base: scale c by ||g/(sqrt(v)+eps)|| / ||g|| per pair (adam) or not (none)"),
+    "mu0": HParam(0.5, _float(0.0), "balancer strength alpha_0 at step 0 (the paper's grids: 0.2-2)"),
+    "schedule": HParam("constant", _choice(*SCHEDULES), "schedule of alpha_t = mu0 s(t/T) over total_steps"),
+    "bar_rule": HParam("paper", _choice("paper", "drift"),
+                       "paper: Algorithms 2/3 of Li et al. (sign rule, factor 1 +- alpha_t lr_t); "
+                       "drift: ours, a magnitude matched to SAM's drift (takes bar_norm, bar_scale)"),
+    "bar_norm": HParam(None, _optional(_choice("global", "pair")),
+                       "bar_rule drift only: ||g|| global over all parameters (SAM's; unset) or per pair"),
+    "bar_scale": HParam(None, _optional(_choice("adam", "none")),
+                        "bar_rule drift only, AdamW base: scale c by ||g/(sqrt(v)+eps)|| / ||g|| per pair "
+                        "(adam; unset) or not (none)"),
     "total_steps": HParam(None, _int(1, optional=True), "horizon T of the schedules"),
     # IRE
     "kappa": HParam(2.0, _float(0.0), "boost of the flat directions"),
@@ -135,8 +146,12 @@ HPARAMS: Mapping[str, HParam] = {
     "warmup": HParam(None, _int(0, optional=True),
                      "steps without IRE; default a third of total_steps, as the official runs (0 without total_steps)"),
     "kappa_decay": HParam(False, _bool, "kappa_t = kappa * lr_t / lr_peak, lr_peak the configured lr"),
+    "ire_start": HParam("third", _choice("third", "lr_warmup"),
+                        "when warmup is unset, IRE starts after a third of total_steps (the official vision scripts) "
+                        "or right after the lr warm-up (lr_warmup: the official LM scripts)"),
     "ire_ties": HParam("exact", _choice("exact", "official"),
-                       "mask size: exactly round(gamma p), ties by position, or int(gamma p) plus all ties (official)"),
+                       "mask: exactly round(gamma p), ties by position, or the official update_mask (every h <= the "
+                       "int(gamma p)-th smallest for gamma <= 0.5, <= the int((1-gamma) p)-th largest above)"),
 }
 
 BASE_COMMON = frozenset({"base", "lr", "weight_decay", "grad_clip"})
@@ -145,9 +160,9 @@ BASE_NAMES = BASE_COMMON | BASE_ONLY["sgd"] | BASE_ONLY["adamw"]
 PERTURB_NAMES = frozenset({"rho", "rho_schedule", "preconditioner", "precond_beta", "precond_eps",
                            "precond_normalize", "total_steps"})
 ASAM_NAMES = frozenset({"asam_eta", "asam_scope"})
-BALANCER_NAMES = frozenset({"mu0", "schedule", "total_steps", "bar_norm", "bar_scale"})
-IRE_NAMES = frozenset({"kappa", "gamma", "ire_interval", "curvature", "warmup", "kappa_decay", "ire_ties",
-                       "total_steps"})
+BALANCER_NAMES = frozenset({"mu0", "schedule", "total_steps", "bar_rule", "bar_norm", "bar_scale"})
+IRE_NAMES = frozenset({"kappa", "gamma", "ire_interval", "curvature", "warmup", "ire_start", "kappa_decay",
+                       "ire_ties", "total_steps"})
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
 
 

@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from methods._errors import ConfigError
@@ -18,6 +19,20 @@ from methods._parts import parts_of
 from methods._registry import MethodInfo
 
 CLOSURE_STYLES = ("outputs", "backward")
+BACKWARD_CLOSURE = ("the closure called backward() itself (torch's and davda54/sam's convention): pass "
+                    "closure_style=\"backward\" to build_optimizer, or return (loss, outputs) without calling backward")
+
+
+@contextlib.contextmanager
+def explain_backward_closure() -> Iterator[None]:
+    """Under the default style, a closure that called backward() itself makes the method's own gradient
+    fail with autograd's "backward through the graph a second time": say what happened and the fix."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "backward through the graph a second time" not in str(exc):
+            raise
+        raise ConfigError(BACKWARD_CLOSURE) from None
 
 
 def check_closure_style(info: MethodInfo, hparams: Mapping[str, Any], style: str, precision: str) -> None:

@@ -1,8 +1,8 @@
 """The mask's selection: which round(γ·p) coordinates have the smallest curvature, exactly (docs/METHODS.md, "IRE").
 
 IRE's mask (`ire.py`) needs one global k-th smallest value over all p coordinates, and the tie rule
-`ire_ties` names: "exact" marks exactly k coordinates, ties broken by position; "official" marks every
-coordinate tied at the threshold.
+`ire_ties` names: "exact" marks exactly round(γp) coordinates, ties broken by position; "official" marks
+every h at or below the official code's threshold (`official_rank`: both of its branches).
 
 Cost (issues 11, 25): on the host the mask's threshold is an exact bracketed selection in numpy; on an
 accelerator, an exact radix selection on the float32 bit patterns, O(p) at device bandwidth and with no
@@ -57,13 +57,26 @@ def _kth_smallest_host(values: np.ndarray, k: int) -> float:
     return float(np.partition(values, k - 1)[k - 1])
 
 
+def official_rank(gamma: float, p: int) -> int:
+    """The ascending rank of the official threshold (`NLP/LLM/ire.py` `update_mask`, wmz9/IRE-algorithm-framework
+    aa6a599), in its own arithmetic with `rank` = 1 − γ: for γ ≤ 0.5 (rank ≥ 0.5) the k-th smallest, k =
+    int(p (1 − rank)); for γ > 0.5 the k-th largest, k = int(p · rank), i.e. the (p − k + 1)-th smallest. Every
+    h ≤ that threshold is boosted. Where k = 0 the official code fails (an empty top-k); here: none boosted
+    (γ ≤ 0.5) or all (γ > 0.5), the limits of the two branches."""
+    rank = 1.0 - gamma
+    if rank < 0.5:
+        k = int(p * rank)
+        return p - k + 1 if k else p
+    return int(p * (1 - rank))
+
+
 def flat_mask(curvature: Sequence[Tensor], gamma: float, ties: str = "exact",
               dtype: torch.dtype = torch.bool) -> list[Tensor]:
     """Masks (one per parameter, 0/1 in `dtype`) of the smallest-curvature coordinates (see `ire_ties`
     above): views of one flat tensor, so the conversion to `dtype` is one operation for all of them."""
     flat = torch.cat([h.detach().reshape(-1).float() for h in curvature])
     exact = ties == "exact"
-    count = int(math.floor(gamma * flat.numel() + 0.5)) if exact else int(gamma * flat.numel())
+    count = int(math.floor(gamma * flat.numel() + 0.5)) if exact else official_rank(gamma, flat.numel())
     if not count:
         chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     elif not _device.on_accelerator(flat):

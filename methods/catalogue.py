@@ -29,7 +29,7 @@ def _cat(*values: Any) -> dict[str, Any]:
 
 
 LR_SPACE = {"sgd": _log(1e-3, 0.5), "adamw": _log(1e-5, 1e-2)}
-BALANCER_SPACE = {"mu0": _log(1e-3, 1.0), "schedule": _cat("constant", "linear", "cosine")}
+BALANCER_SPACE = {"mu0": _log(0.2, 2.0), "schedule": _cat("linear", "cosine", "constant")}  # the paper's grids (App. D)
 
 
 def _space(base: str, **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -41,9 +41,12 @@ KWON = "Kwon et al., ASAM: Adaptive Sharpness-Aware Minimization for Scale-Invar
 SINGH = ("Singh et al., Avoiding spurious sharpness minimization broadens applicability of SAM "
          "(Functional-SAM, preconditioned SAM), ICML 2025")
 LI = ("Li, Zhang and He, Implicit Regularization of Sharpness-Aware Minimization for "
-      "Scale-Invariant Problems (BAR), NeurIPS 2024")
+      "Scale-Invariant Problems (BAR), NeurIPS 2024, arXiv 2410.14802, Algorithms 2 (nBAR) and 3 (oBAR)")
 WANG = ("Wang et al., Improving Generalization and Convergence by Enhancing Implicit "
-        "Regularization (IRE), NeurIPS 2024")
+        "Regularization (IRE), NeurIPS 2024; official code wmz9/IRE-algorithm-framework (aa6a599)")
+# the official code's other choices, as options (every script is in wmz9/IRE-algorithm-framework at aa6a599)
+IRE_OPTIONS = ("ire_start: lr_warmup starts right after the lr warm-up as NLP/LLM/train_admire_*_Llama.py; "
+               "ire_ties: official is NLP/LLM/ire.py update_mask (default: exactly round(gamma p) coordinates)")
 
 for _info in (
     MethodInfo("sgd", "SGD with momentum: the reference for SGD-based methods",
@@ -65,24 +68,28 @@ for _info in (
     MethodInfo("pfsam", "Preconditioned Functional-SAM: Functional-SAM with AdamW's preconditioner", SINGH,
                Preset(perturbation="functional"), "adamw", defaults={"preconditioner": "adam"},
                search_space=_space("adamw", rho=_log(0.01, 0.5), preconditioner=_cat("adam", "ema_sq"))),
-    MethodInfo("obar", "oBAR (reconstructed from SAM's drift; the paper's Algorithm 3 was unavailable): before "
-               "the base step x *= 1 + lr*c, y *= 1 - lr*c with c = -mu_t ||g|| D / (|x|^2 + |y|^2)^2, SAM's "
-               "overparametrized-regime drift; one gradient per step",
+    MethodInfo("obar", "oBAR (the paper's Algorithm 3): before each base step, per LoRA pair, if |x| >= |y| "
+               "then x *= 1 - alpha_t lr_t, y *= 1 + alpha_t lr_t, else the reverse; alpha_t = mu0 s(t/T), lr_t the "
+               "group's current lr; one gradient per step (bar_rule: drift is a variant of ours)",
                LI, Preset(balancer="obar"), "adamw", search_space=_space("adamw", **BALANCER_SPACE)),
-    MethodInfo("nbar", "nBAR (reconstructed from SAM's drift; the paper's Algorithm 2 was unavailable): before "
-               "the base step x *= 1 + lr*c, y *= 1 - lr*c with c = mu_t (|g_x|^2 - |g_y|^2) / (||g|| (|x|^2 + "
-               "|y|^2)), SAM's first-order drift, ||g|| global; one gradient per step",
+    MethodInfo("nbar", "nBAR (the paper's Algorithm 2): before each base step, per LoRA pair, if |g_x| >= |g_y| "
+               "then x *= 1 + alpha_t lr_t, y *= 1 - alpha_t lr_t, else the reverse; alpha_t = mu0 s(t/T), lr_t the "
+               "group's current lr; one gradient per step (bar_rule: drift is a variant of ours)",
                LI, Preset(balancer="nbar"), "adamw", search_space=_space("adamw", **BALANCER_SPACE)),
     MethodInfo("lora_sam", "SAM restricted to the trainable LoRA parameters (BAR's baseline)", LI,
                Preset(perturbation="sam", perturb_scope="pairs"), "adamw",
-               search_space=_space("adamw", rho=_log(0.005, 0.5))),
-    MethodInfo("sgd_ire", "SGD-IRE: SGD with the flat directions' update boosted by kappa", WANG,
+               search_space=_space("adamw", rho=_log(0.05, 0.2))),  # the BAR paper's grid for LoRA-SAM
+    MethodInfo("sgd_ire", "SGD-IRE: SGD with the flat directions' update boosted by kappa; start after a third "
+               "of total_steps as CV/cifar/cifar.py (IRE_start_epoch 70 of 200), K = 10 (mask_interval); "
+               + IRE_OPTIONS, WANG,
                Preset(ire=True), "sgd", defaults={"kappa": 1.0},
                search_space=_space("sgd", kappa=_log(0.5, 10.0), gamma=_uniform(0.5, 0.99))),
-    MethodInfo("admire", "AdmIRE: AdamW with the flat directions' update boosted by kappa", WANG,
+    MethodInfo("admire", "AdmIRE: AdamW with the flat directions' update boosted by kappa; start after a third "
+               "of total_steps as CV/imagenet/main.py (ViT, ire_epochs 100 of 300), K = 10; " + IRE_OPTIONS, WANG,
                Preset(ire=True), "adamw",
                search_space=_space("adamw", kappa=_uniform(1.0, 5.0), gamma=_uniform(0.6, 0.99))),
-    MethodInfo("sam_ire", "SAM-IRE: SAM with the flat directions' update boosted by kappa", WANG,
+    MethodInfo("sam_ire", "SAM-IRE: SAM with the flat directions' update boosted by kappa; start after a third "
+               "of total_steps as CV/cifar/cifar.py (samire), K = 10; " + IRE_OPTIONS, WANG,
                Preset(perturbation="sam", ire=True), "sgd", defaults={"kappa": 1.0},
                search_space=_space("sgd", rho=_log(0.01, 0.5), kappa=_log(0.5, 10.0),
                                    gamma=_uniform(0.5, 0.99))),

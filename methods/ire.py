@@ -1,14 +1,11 @@
 """IRE: boost the update along the flattest coordinates (docs/METHODS.md, "IRE").
 
-Every K steps after the IRE warm-up a diagonal curvature h is estimated and the mask marks the fraction γ of
-coordinates with the smallest h, one global threshold (`_selection`: exact, radix on an accelerator, numpy on the
-host). After each base step Δ = θ_new − θ_old, θ ← θ_new + κ · mask ⊙ Δ: one pass with the step for heavy-ball SGD
-and AdamW while κ holds (`_fused`), a copy of θ and a lerp for any other base. Defaults follow the official code
-(wmz9/IRE-algorithm-framework): IRE starts after a third of `total_steps` (ViT: epoch 100 of 300; CIFAR: 70 of 200),
-and never boosts while the lr still warms up (until every group's lr has reached its configured peak or stopped
-rising); `kappa_decay`: κ_t = κ·η_t/η_peak. Ties (`ire_ties`): "exact" (default) marks exactly round(γ·p)
-coordinates, ties by position, so the mask size never depends on ties (on L = (1 + u²)v²/2 both curvatures reach 0
-once v underflows, and taking both would boost v and diverge); "official" marks int(γ·p) plus every tie.
+Every K steps from IRE's start a diagonal curvature h is estimated; the mask marks the fraction γ of coordinates
+with the smallest h, one global threshold (`_selection`). After each base step Δ = θ_new − θ_old, θ ← θ_new + κ ·
+mask ⊙ Δ (fused with the step for heavy-ball SGD and AdamW while κ holds, `_fused`; else a copy of θ and a lerp).
+Defaults follow the official code (wmz9/IRE-algorithm-framework, aa6a599): `ire_start` "third" is its vision scripts
+(a third of `total_steps`), "lr_warmup" its LM scripts; no boost while the lr still warms up (below its peak and
+rising). `ire_ties` "official" is its `update_mask` (`_selection.official_rank`), "exact" (default) round(γp).
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ from methods._passes import RngSnapshot, kept_copy
 from methods._selection import flat_mask
 from methods.precondition import adam_second_moment
 
-START_FRACTION = 1 / 3  # the steps without IRE when `warmup` is unset: the official runs' share of total_steps
+START_FRACTION, INF = 1 / 3, float("inf")  # ire_start third: the vision runs' steps without IRE; lr_warmup: not yet
 
 
 @part("ire", "on")
@@ -47,6 +44,8 @@ class Ire(Part):
 
     @classmethod
     def check(cls, method: str, hp: Mapping[str, Any]) -> None:
+        if hp["warmup"] is not None and hp["ire_start"] != "third":
+            raise ConfigError(f"{method}: warmup and ire_start: {hp['ire_start']} both set IRE's start; drop one")
         if hp["base"] != "adamw" and hp["curvature"] == "adam":
             raise ConfigError(f"curvature 'adam' reads AdamW's second moments, but {method} uses base "
                               f"{hp['base']!r}; use curvature: fisher or grad_sq, or base: adamw")
@@ -59,7 +58,8 @@ class Ire(Part):
 
     def __init__(self, opt: Any, names: Mapping[int, str]) -> None:
         hp, self.opt = opt.hparams, opt
-        self.start = hp["warmup"] if hp["warmup"] is not None else round(START_FRACTION * (hp["total_steps"] or 0))
+        self.start = hp["warmup"] if hp["warmup"] is not None else (
+            INF if hp["ire_start"] == "lr_warmup" else round(START_FRACTION * (hp["total_steps"] or 0)))
         self.fisher = hp["curvature"] == "fisher"
         # κ decay's reference (the configured lr), whether the lr warm-up is over, each group's lr at the last step
         self.peak_lr, self.lr_warm, self.last_lr = [g["lr"] for g in opt.param_groups], False, []
@@ -73,17 +73,17 @@ class Ire(Part):
         self.masks: list[Tensor] | None = None
 
     def estimating(self, step: int) -> bool:
-        """Whether this step sets a new mask: every `ire_interval` steps from the IRE warm-up on."""
+        """Whether this step sets a new mask: every `ire_interval` steps from IRE's start on."""
+        if self.start == INF and (self.lr_warm or self._lr_warmup_over()):
+            self.start = step  # ire_start lr_warmup (the LM scripts): the lr warm-up is over
         return step >= self.start and (step - self.start) % self.opt.hparams["ire_interval"] == 0
 
     def estimate(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None, outputs: Any) -> None:
         """The mask of the fraction γ of coordinates with the smallest curvature, kept in the state."""
         opt, kind = self.opt, self.opt.hparams["curvature"]
-        if kind == "fisher":
-            curvature = opt._fisher_squares(closure, rng, "curvature 'fisher'", outputs)
-        else:
-            adam = adam_second_moment(opt.base, opt._params) if kind == "adam" else None
-            curvature = adam or torch._foreach_mul(grads, grads)
+        adam = adam_second_moment(opt.base, opt._params) if kind == "adam" else None
+        curvature = (opt._fisher_squares(closure, rng, "curvature 'fisher'", outputs) if kind == "fisher"
+                     else adam or torch._foreach_mul(grads, grads))
         dtypes = {p.dtype for p in opt._params}  # one conversion for all when θ has one dtype
         masks = flat_mask(curvature, opt.hparams["gamma"], ties=opt.hparams["ire_ties"],
                           dtype=dtypes.pop() if len(dtypes) == 1 else torch.bool)
@@ -107,8 +107,7 @@ class Ire(Part):
 
     def _scales(self) -> list[float]:
         """−lr · κ_t per parameter: the boost along the momentum buffer (Δ = −lr · b)."""
-        groups = self.opt.param_groups
-        return [-groups[k]["lr"] * kappa for k, kappa in zip(self.group, self._kappas(), strict=True)]
+        return [-self.opt.param_groups[k]["lr"] * kappa for k, kappa in zip(self.group, self._kappas(), strict=True)]
 
     def _lr_warmup_over(self) -> bool:
         """Whether every group's lr has reached its configured peak or stopped rising."""
@@ -135,15 +134,15 @@ class Ire(Part):
 
     def _kappas(self) -> list[float]:
         """κ per parameter; with kappa_decay, κ · η_t / η_peak, η_peak the group's configured lr."""
-        kappa, groups = self.opt.hparams["kappa"], self.opt.param_groups
-        if not self.opt.hparams["kappa_decay"]:
-            return [kappa] * len(self.group)
-        ratios = [g["lr"] / peak for g, peak in zip(groups, self.peak_lr, strict=True)]
+        kappa, decay = self.opt.hparams["kappa"], self.opt.hparams["kappa_decay"]
+        ratios = [g["lr"] / peak if decay else 1.0 for g, peak in zip(self.opt.param_groups, self.peak_lr, strict=True)]
         return [kappa * ratios[k] for k in self.group]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"peak_lr": list(self.peak_lr), "lr_warm": self.lr_warm, "last_lr": list(self.last_lr)}
+        return {"peak_lr": list(self.peak_lr), "lr_warm": self.lr_warm, "last_lr": list(self.last_lr),
+                "ire_start": self.start}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.peak_lr, self.lr_warm, self.last_lr = list(state["peak_lr"]), state["lr_warm"], list(state["last_lr"])
+        self.start = state.get("ire_start", self.start)
         self.boosts = self.masks = None

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py and benchmarks/trial_time.py: their option parsing, that they import no Ray, MLflow
+"""benchmarks/gpu_check.py, trial_time.py and vision_step.py: their option parsing, that they import no Ray, MLflow
 or Optuna (a GPU machine may lack them), that trial_time's restated evaluation plan is the trainable's, and
 a CPU smoke run of each on a toy (seconds). Figures are never asserted."""
 
@@ -13,9 +13,11 @@ from types import ModuleType
 
 import pytest
 import torch
+import yaml
+from vision_files import FASHION_MISSING, data_sets, write_cifar
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("gpu_check", "trial_time")
+SCRIPTS = ("gpu_check", "trial_time", "bar_toys", "vision_step")
 
 
 def load(name: str) -> ModuleType:
@@ -73,13 +75,32 @@ def test_gpu_check_smoke_on_cpu(gpu_check: ModuleType, capsys: pytest.CaptureFix
     assert "skipped" in lines[5] and lines[-1].startswith("total wall time")
 
 
+def test_vision_step_smoke_prints_the_data_and_model_split(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    write_cifar(tmp_path)
+    argv = ["--set", "dataset=cifar10", "--set", f"root={tmp_path}", "--set", "batch_size=8", "--set", "cutout=8",
+            "--steps", "2", "--warmup", "1", "--method", "sam"]
+    assert load("vision_step").main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("vision_step: cifar10 cnn batch 8") and "sam on cpu" in lines[0]
+    assert lines[1].startswith("data ") and lines[1].endswith("% of the step")
+
+
 @pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "search_spaces").glob("*.yaml")))
 @pytest.mark.parametrize("grad_evals", [None, 1200])
-def test_trial_time_plan_is_the_trainables(trial_time: ModuleType, spec: str, grad_evals: int | None) -> None:
+def test_trial_time_plan_is_the_trainables(trial_time: ModuleType, spec: str, grad_evals: int | None,
+                                           tmp_path: Path) -> None:
     from tuner.spec import load_spec, trial_setup
 
-    loaded = load_spec(REPO / "search_spaces" / spec, [] if grad_evals is None else
-                       [f"budget.trial_grad_evals={grad_evals}"])
+    sets = data_sets(REPO / "search_spaces" / spec, tmp_path / "cifar")
+    if sets is None:
+        pytest.skip(FASHION_MISSING)
+    if grad_evals is not None:
+        sets.append(f"budget.trial_grad_evals={grad_evals}")
+        grace = ((yaml.safe_load((REPO / "search_spaces" / spec).read_text()).get("scheduler") or {})
+                 .get("grace_period", 0))
+        sets += [f"scheduler.grace_period={grad_evals // 4}"] if grace > grad_evals else []  # a GPU spec's rungs
+    loaded = load_spec(REPO / "search_spaces" / spec, sets)
     assert trial_time.eval_plan(loaded) == trial_setup(loaded).eval_plan
 
 
@@ -98,3 +119,15 @@ def test_trial_time_smoke_and_plan_counts(trial_time: ModuleType, capsys: pytest
     trial_time.run_trial(setup, workload, phases)
     counts = trial_time.plan_counts(setup, workload.eval_subset is not None)
     assert {k: phases.counts.get(k, 0) for k in counts} == counts
+
+
+def test_bar_toys_loop_is_the_methods_presets_and_sgd_keeps_balancedness() -> None:
+    """benchmarks/bar_toys.py: its numpy nBAR/oBAR are methods' presets (the figure shows our algorithm), and
+    on a short run SAM moves |D| more than SGD does (the script's claims, small)."""
+    toys = load("bar_toys")
+    assert toys.check_against_methods("nop", "nbar", 0.1, steps=300) < 1e-12
+    assert toys.check_against_methods("op", "obar", 0.1, steps=300) < 1e-12
+    start = float(abs((toys.X0 ** 2).sum() - (9 * toys.X0 ** 2).sum()))
+    sgd = toys.run("nop", "sgd", 2000, 1, 0.1, 1000)[-1]
+    sam = toys.run("nop", "sam", 2000, 1, 0.1, 1000)[-1]
+    assert float(abs(sgd - start).max()) < 0.01 < float((start - sam).min())

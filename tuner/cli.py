@@ -31,11 +31,21 @@ def _load(name: str):
         return None
 
 
+EPILOG = """examples:
+  python -m tuner run search_spaces/smoke.yaml        # a one-minute search; ends with a summary
+  python -m tuner report smoke                        # the comparison dashboard (HTML + plots)
+  python -m tuner export smoke -o best.yaml           # the winner, for build_optimizer(model, **load_config(...))
+
+results go to <storage>/<name>/ (the spec's storage.path, relative to the spec file; --storage DIR for the
+other commands): Ray's state, optuna.journal, mlflow.db, the resolved spec. Full guide: README.md."""
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """Register only the command being run (so `validate` never imports Ray or MLflow); all for --help."""
     args = list(sys.argv[1:] if argv is None else argv)
     chosen = [a for a in args[:1] if a in COMMANDS]
-    parser = _Parser(prog="python -m tuner", description="Tune sharpness-aware optimizers.")
+    parser = _Parser(prog="python -m tuner", description="Tune sharpness-aware optimizers.", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in chosen or COMMANDS:
         module = _load(name)

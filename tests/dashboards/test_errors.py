@@ -20,8 +20,8 @@ from tuner.run.tracking import (
     RUNS_VIEW,
     VIEW_TAG_PREFIX,
     MlflowTracker,
-    error_line,
 )
+from tuner.run.trial_errors import error_line
 
 
 class ConfigError(ValueError):

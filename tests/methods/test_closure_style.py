@@ -111,3 +111,20 @@ def _refuses(name: str) -> bool:
     except ConfigError:
         return True
     return False
+
+
+@pytest.mark.parametrize("method", ["sgd", "sam", "adamw"])
+def test_a_backward_closure_under_the_default_style_names_the_fix(method: str) -> None:
+    """A davda54-style closure (it calls backward itself) under the default style: one ConfigError that
+    names closure_style="backward", not autograd's "backward through the graph a second time"."""
+    torch.manual_seed(0)
+    model, x, y = nn.Linear(3, 2), torch.randn(4, 3), torch.randint(0, 2, (4,))
+
+    def closure():
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    with pytest.raises(ConfigError, match='closure_style="backward"'):
+        build_optimizer(model, method, lr=0.1).step(closure)
+    build_optimizer(model, method, lr=0.1, closure_style="backward").step(closure)  # and that style takes it

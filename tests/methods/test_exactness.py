@@ -195,9 +195,10 @@ def test_dropout_mask_is_replayed_so_rho_zero_sam_is_sgd():
 
 @pytest.mark.parametrize("norm", ["global", "pair"])
 @pytest.mark.parametrize("method", ["obar", "nbar"])
-def test_balancer_step_equals_the_formula(method, norm):
-    """docs/METHODS.md, "Balancer": c from the gradient before the step, ‖g‖ global (a bias z outside the pair
-    counts) or the pair's own; x ← (1 + ηc) x, y ← (1 − ηc) y, then the base step."""
+def test_drift_balancer_step_equals_the_formula(method, norm):
+    """`bar_rule: drift` (ours; docs/METHODS.md, "Balancer", last paragraph): c from the gradient before the
+    step, ‖g‖ global (a bias z outside the pair counts) or the pair's own; x ← (1 + ηc) x, y ← (1 − ηc) y, then
+    the base step."""
     lr, mu0 = 0.05, 0.3
     torch.manual_seed(0)
     x = nn.Parameter(torch.randn(5, 2, dtype=torch.float64))
@@ -206,7 +207,7 @@ def test_balancer_step_equals_the_formula(method, norm):
     target = torch.randn(5, 4, dtype=torch.float64)
     refs = [x.detach().clone(), y.detach().clone(), z.detach().clone()]
     opt = build_optimizer([x, y, z], method, pairs=[(x, y)], base="sgd", lr=lr, momentum=0.0, mu0=mu0,
-                          schedule="linear", total_steps=4, bar_norm=norm)
+                          schedule="linear", total_steps=4, bar_rule="drift", bar_norm=norm)
 
     def loss(x_, y_, z_):
         return 0.5 * (x_ @ y_ + z_ - target).square().sum()

@@ -62,7 +62,15 @@ def _curvatures(seed: int, dtype: torch.dtype = torch.float32, nan: bool = True)
 
 
 def _count(gamma: float, p: int, ties: str) -> int:
-    return int(np.floor(gamma * p + 0.5)) if ties == "exact" else int(gamma * p)
+    """round(γp) (exact), or the ascending rank of update_mask's threshold (official, rank = 1 − γ: the
+    int(p(1 − rank))-th smallest for rank ≥ 0.5, the int(p·rank)-th largest below; all where that k is 0)."""
+    if ties == "exact":
+        return int(np.floor(gamma * p + 0.5))
+    rank = 1 - gamma
+    if rank >= 0.5:
+        return int(p * (1 - rank))
+    k = int(p * rank)
+    return p - k + 1 if k else p
 
 
 def _reference(flat: Tensor, count: int, ties: str) -> Tensor:

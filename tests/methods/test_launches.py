@@ -3,8 +3,9 @@
 On a GPU every operator is at least one kernel launch, and on a small model the step is launch-bound:
 a per-pair (or per-parameter) Python loop of small kernels costs more than the maths. The operators
 are counted with a TorchDispatchMode (what reaches the backends: a foreach operator counts once), on
-4 and on 32 pairs or tensors of the same kind; the counts must be equal. The vectorised balancer
-must also still be docs/METHODS.md's per-pair rule, checked here against a loop over pairs in float64.
+4 and on 32 pairs or tensors of the same kind; the counts must be equal. The vectorised balancers
+must also still be their per-pair rules (the paper's, and our drift rule), checked here against a loop
+over pairs in float64.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from methods import build_optimizer
-from methods.bar import adam_ratio, balance
+from methods._bar_drift import adam_ratio, drift_balance
+from methods.bar import balance
 from methods.precondition import apply_inverse, update_ema
 from methods.sam import perturbation
 
@@ -58,7 +60,7 @@ def _pairs(n: int, dtype: torch.dtype = torch.float32, seed: int = 0):
 @pytest.mark.parametrize("scaled", [False, True], ids=["unscaled", "adam_ratio"])
 @pytest.mark.parametrize("norm", ["global", "pair"])
 @pytest.mark.parametrize("kind", ["nbar", "obar"])
-def test_a_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(kind: str, norm: str, scaled: bool) -> None:
+def test_a_drift_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(kind: str, norm: str, scaled: bool) -> None:
     counts = []
     for n in (4, 32):
         pairs, grads, v = _pairs(n)
@@ -67,13 +69,27 @@ def test_a_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(kind: str, n
         def step(pairs=pairs, grads=grads, v=v, lrs=lrs) -> None:
             scales = adam_ratio(grads, v, 1e-8) if scaled else None
             grad_norm = torch.tensor(3.0) if norm == "global" else None
-            balance(kind, pairs, grads, lrs, 0.5, grad_norm, scales)
+            drift_balance(kind, pairs, grads, lrs, 0.5, grad_norm, scales)
         counts.append(_operators(step))
     assert counts[0] == counts[1]
 
 
+@pytest.mark.parametrize("lrs", ["one", "two"], ids=["one_lr", "two_lrs"])
+@pytest.mark.parametrize("kind", ["nbar", "obar"])
+def test_the_papers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(kind: str, lrs: str) -> None:
+    """Algorithms 2/3 vectorised: one foreach norm, a comparison per pair as a device vector, two foreach
+    scalings; one group's lr or two."""
+    counts = []
+    for n in (4, 32):
+        pairs, grads, _ = _pairs(n)
+        rates = [0.1] * n if lrs == "one" else [0.1] * (n // 2) + [0.05] * (n - n // 2)
+        counts.append(_operators(lambda pairs=pairs, grads=grads, rates=rates: balance(kind, pairs, grads, rates, 0.5)))
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("rule", ["paper", "drift"])
 @pytest.mark.parametrize("base", ["sgd", "adamw"])
-def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(base: str) -> None:
+def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(base: str, rule: str) -> None:
     """`_balance` as the optimizer runs it (global ‖g‖, AdamW's v̂ and ratio), on every pair of a model.
 
     Reading AdamW's step counter (a CPU scalar, one per parameter, as torch's AdamW reads it itself) is
@@ -82,7 +98,8 @@ def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs
     for n in (4, 32):
         pairs, grads, _ = _pairs(n)
         params = [torch.nn.Parameter(t.clone()) for pair in pairs for t in pair]
-        opt = build_optimizer(params, "nbar", pairs=list(zip(params[::2], params[1::2], strict=True)), base=base)
+        opt = build_optimizer(params, "nbar", pairs=list(zip(params[::2], params[1::2], strict=True)), base=base,
+                              bar_rule=rule)
         flat = [g for pair in grads for g in pair]
         for p, g in zip(params, flat, strict=True):
             p.grad = g.clone()
@@ -94,7 +111,7 @@ def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs
 
 
 def _reference_balance(kind, pairs, grads, lrs, mu, grad_norm, v, eps):
-    """docs/METHODS.md's balancer, pair by pair, with the AdamW ratio of `_balancer`'s docstring."""
+    """The drift rule (ours, `_bar_drift`), pair by pair, with the AdamW ratio of its docstring."""
     out = []
     for k, ((x, y), (gx, gy), lr) in enumerate(zip(pairs, grads, lrs, strict=True)):
         sx, sy, gx2, gy2 = x.square().sum(), y.square().sum(), gx.square().sum(), gy.square().sum()
@@ -110,15 +127,38 @@ def _reference_balance(kind, pairs, grads, lrs, mu, grad_norm, v, eps):
     return out
 
 
+@pytest.mark.parametrize("kind", ["nbar", "obar"])
+def test_the_vectorised_papers_balancer_is_the_per_pair_rule(kind: str) -> None:
+    """Algorithms 2/3 pair by pair (≥ ties go to the first branch), with a different η per pair."""
+    pairs, grads, _ = _pairs(7, torch.float64)
+    pairs[3] = (torch.ones(4, 2, dtype=torch.float64), torch.ones(2, 4, dtype=torch.float64))  # ‖x‖ = ‖y‖
+    grads[3] = (torch.ones(4, 2, dtype=torch.float64), torch.ones(2, 4, dtype=torch.float64))  # ‖g_x‖ = ‖g_y‖
+    lrs, alpha = [0.1, 0.1, 0.3, 0.1, 0.2, 0.2, 0.1], 0.7
+    expected = []
+    for (x, y), (gx, gy), lr in zip(pairs, grads, lrs, strict=True):
+        if kind == "nbar":
+            grow_x = bool(torch.linalg.norm(gx) >= torch.linalg.norm(gy))
+        else:
+            grow_x = not bool(torch.linalg.norm(x) >= torch.linalg.norm(y))
+        a = alpha * lr
+        expected.append(((1 + a) * x, (1 - a) * y) if grow_x else ((1 - a) * x, (1 + a) * y))
+    balance(kind, pairs, grads, lrs, alpha)
+    for got, ref in zip(pairs, expected, strict=True):
+        for t, r in zip(got, ref, strict=True):
+            torch.testing.assert_close(t, r, rtol=1e-15, atol=0.0)
+    tied = 1 + alpha * 0.1 if kind == "nbar" else 1 - alpha * 0.1  # the tie: nBAR grows x, oBAR shrinks it
+    torch.testing.assert_close(pairs[3][0], torch.full((4, 2), tied, dtype=torch.float64), rtol=1e-15, atol=0.0)
+
+
 @pytest.mark.parametrize("scaled", [False, True], ids=["unscaled", "adam_ratio"])
 @pytest.mark.parametrize("norm", ["global", "pair"])
 @pytest.mark.parametrize("kind", ["nbar", "obar"])
-def test_the_vectorised_balancer_is_the_per_pair_rule(kind: str, norm: str, scaled: bool) -> None:
+def test_the_vectorised_drift_balancer_is_the_per_pair_rule(kind: str, norm: str, scaled: bool) -> None:
     pairs, grads, v = _pairs(7, torch.float64)
     lrs = [0.1, 0.1, 0.3, 0.1, 0.2, 0.2, 0.1]
     grad_norm = torch.tensor(2.5, dtype=torch.float64) if norm == "global" else None
     expected = _reference_balance(kind, pairs, grads, lrs, 0.7, grad_norm, v if scaled else None, 1e-8)
-    balance(kind, pairs, grads, lrs, 0.7, grad_norm, adam_ratio(grads, v, 1e-8) if scaled else None)
+    drift_balance(kind, pairs, grads, lrs, 0.7, grad_norm, adam_ratio(grads, v, 1e-8) if scaled else None)
     for got, ref in zip(pairs, expected, strict=True):
         for t, r in zip(got, ref, strict=True):
             torch.testing.assert_close(t, r, rtol=1e-12, atol=1e-14)
@@ -133,7 +173,7 @@ def test_pairs_of_mixed_dtypes_are_balanced_with_float32_coefficients() -> None:
     wide = [tuple(t.double() for t in p) for p in pairs]
     expected = _reference_balance("nbar", wide, [tuple(t.double() for t in g) for g in grads], [0.1] * 4, 5.0,
                                   None, [t.double() for t in v], 1e-8)
-    balance("nbar", pairs, grads, [0.1] * 4, 5.0, None, adam_ratio(grads, v, 1e-8))
+    drift_balance("nbar", pairs, grads, [0.1] * 4, 5.0, None, adam_ratio(grads, v, 1e-8))
     for k, (got, ref) in enumerate(zip(pairs, expected, strict=True)):
         for t, r in zip(got, ref, strict=True):
             assert t.dtype == (torch.bfloat16 if k in half else torch.float32)

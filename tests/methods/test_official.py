@@ -17,7 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from methods import build_optimizer
+from methods import ConfigError, build_optimizer
+from methods._selection import flat_mask
 
 TOL = {"rtol": 1e-12, "atol": 1e-14}
 
@@ -195,18 +196,22 @@ def test_preconditioner_of_the_first_step_is_the_identity(method, hp):
 
 # ------------------------------------------------------------------ IRE: wmz9/IRE-algorithm-framework
 def _official_update_mask(fisher: list[torch.Tensor], rank: float) -> list[torch.Tensor]:
-    """ire.py `update_mask` (γ = 1 − rank ≤ 0.5 branch, Fisher EMA with beta 0 = g²), unchanged but for names."""
+    """NLP/LLM/ire.py `update_mask` at aa6a599 (both branches; Fisher EMA with beta 0 = the values given),
+    unchanged but for names and the per-parameter loop."""
     values = torch.cat([torch.flatten(x) for x in fisher])
-    keep_num = int(len(values) * (1 - rank))
-    _value, _ = torch.topk(values, keep_num, largest=False)
-    threshold = _value[-1]
+    if rank < 0.5:
+        keep_num = int(len(values) * rank)
+        _value, _ = torch.topk(values, keep_num, largest=True)
+        threshold = _value[-1]
+    else:
+        keep_num = int(len(values) * (1 - rank))
+        _value, _ = torch.topk(values, keep_num, largest=False)
+        threshold = _value[-1]
     return [f <= threshold for f in fisher]
 
 
 @pytest.mark.parametrize("ties", ["exact", "official"])
 def test_ire_mask_tie_rules(ties):
-    from methods._selection import flat_mask
-
     # p = 10; five coordinates tied at 0.1; γ = 0.35: round(3.5) = 4 (exact) vs int(3.5) = 3 plus ties (official)
     curvature = [torch.tensor([[0.5, 0.1], [0.1, 0.02]]), torch.tensor([0.1, 0.1, 0.9, 0.1, 0.7, 0.3])]
     got = flat_mask(curvature, gamma=0.35, ties=ties)
@@ -219,13 +224,45 @@ def test_ire_mask_tie_rules(ties):
     assert [m.tolist() for m in got] == [m.tolist() for m in expected]
 
 
-def _ire_run(lrs, *, peak, kappa, gamma, warmup, kappa_decay, interval=4):
+@pytest.mark.parametrize("gamma", [0.05, 0.3, 0.35, 0.5, 0.51, 0.6, 0.65, 0.8, 0.9, 0.95, 0.99])
+def test_official_ties_are_update_mask_on_both_branches(gamma):
+    """`ire_ties: official` = update_mask with rank = 1 − γ: for γ ≤ 0.5 every h ≤ the int(γp)-th smallest,
+    above it every h ≤ the int((1 − γ)p)-th LARGEST (p − k + 1 coordinates plus ties); with ties in the data."""
+    g = torch.Generator().manual_seed(int(gamma * 100))
+    for p in (10, 37, 200):
+        flat = torch.randint(0, 6, (p,), generator=g).float() / 4  # few values: many ties
+        curvature = [flat[: p // 3].reshape(-1, 1), flat[p // 3:]]
+        got = torch.cat([m.reshape(-1) for m in flat_mask(curvature, gamma, ties="official")])
+        rank = 1 - gamma
+        k = int(p * rank) if rank < 0.5 else int(p * (1 - rank))
+        if k == 0:  # update_mask fails on an empty top-k; we take the branch's limit: none (γ ≤ 0.5) or all
+            assert bool(got.all()) if gamma > 0.5 else not bool(got.any()), (gamma, p)
+            continue
+        expected = torch.cat([m.reshape(-1) for m in _official_update_mask(curvature, rank=rank)])
+        assert torch.equal(got, expected), (gamma, p)
+        if gamma > 0.5:  # the second branch boosts p − k + 1 coordinates plus ties, more than γp
+            assert int(got.sum()) >= p - k + 1
+
+
+def test_official_ties_through_the_optimizer_boost_what_update_mask_marks():
+    """admire with ire_ties official and curvature grad_sq: the stored mask is update_mask of g² (γ = 0.7:
+    k = 3, the 3rd largest g² is 4, tied three times, so 9 of 10 coordinates where round(γp) would take 7)."""
+    start = torch.tensor([0.5, -0.5, 1.0, 0.25, -1.0, 0.5, 2.0, 0.25, -0.25, 1.0])
+    w = nn.Parameter(start.clone())
+    opt = build_optimizer([w], "admire", lr=0.01, gamma=0.7, warmup=0, curvature="grad_sq", ire_ties="official")
+    opt.step(lambda: ((w ** 2).sum(), None))
+    expected = _official_update_mask([(2 * start) ** 2], rank=1 - 0.7)[0]
+    assert opt.state[w]["ire_mask"].bool().tolist() == expected.tolist()
+    assert int(expected.sum()) == 9
+
+
+def _ire_run(lrs, *, peak, kappa, gamma, warmup, kappa_decay, interval=4, **extra):
     """sgd_ire (momentum 0, curvature grad_sq) configured with lr `peak`, under an external lr schedule `lrs`."""
     torch.manual_seed(0)
     w = nn.Parameter(torch.randn(8, dtype=torch.float64))
     scale = torch.linspace(0.1, 2.0, 8, dtype=torch.float64)
     opt = build_optimizer([w], "sgd_ire", lr=peak, momentum=0.0, kappa=kappa, gamma=gamma, warmup=warmup,
-                          kappa_decay=kappa_decay, ire_interval=interval, curvature="grad_sq")
+                          kappa_decay=kappa_decay, ire_interval=interval, curvature="grad_sq", **extra)
     for lr in lrs:
         opt.param_groups[0]["lr"] = lr
         opt.step(lambda: ((0.5 * scale * w ** 2).sum() + (w ** 3).sum() / 30, None))
@@ -278,6 +315,36 @@ def test_ire_decays_kappa_against_the_configured_peak_lr():
     got = _ire_run(lrs, peak=0.08, **hp)
     torch.testing.assert_close(got, _ire_reference(lrs, peak=0.08, lr_warmup=0, **hp), rtol=1e-12, atol=1e-14)
     assert not torch.allclose(got, _ire_reference(lrs, peak=0.05, lr_warmup=0, **hp))
+
+
+@pytest.mark.parametrize("kappa_decay", [False, True])
+def test_ire_start_lr_warmup_is_the_lm_scripts_start(kappa_decay):
+    """ire_start lr_warmup (train_admire_*_Llama.py): the first mask and the first boost right after the lr
+    warm-up, masks every K steps from there; the default (a third of total_steps) starts elsewhere."""
+    lrs = _schedule(warm=6, total=20, peak=0.05)  # reaches the peak at step 5
+    hp = {"kappa": 3.0, "gamma": 0.5, "kappa_decay": kappa_decay}
+    got = _ire_run(lrs, peak=0.05, warmup=None, ire_start="lr_warmup", **hp)
+    torch.testing.assert_close(got, _ire_reference(lrs, peak=0.05, warmup=5, lr_warmup=5, **hp), rtol=1e-12, atol=1e-14)
+    third = _ire_run(lrs, peak=0.05, warmup=None, total_steps=20, **hp)  # round(20 / 3) = 7
+    torch.testing.assert_close(third, _ire_reference(lrs, peak=0.05, warmup=7, lr_warmup=5, **hp), rtol=1e-12,
+                               atol=1e-14)
+    assert not torch.allclose(got, third)  # the start rule matters
+
+
+def test_ire_start_lr_warmup_survives_a_state_dict_round_trip():
+    w = nn.Parameter(torch.ones(4, dtype=torch.float64))
+    opt = build_optimizer([w], "sgd_ire", lr=0.05, curvature="grad_sq", ire_start="lr_warmup", ire_interval=3)
+    for lr in (0.01, 0.03, 0.05, 0.05):  # the warm-up ends at step 2
+        opt.param_groups[0]["lr"] = lr
+        opt.step(lambda: ((w ** 2).sum(), None))
+    twin = build_optimizer([w], "sgd_ire", lr=0.05, curvature="grad_sq", ire_start="lr_warmup", ire_interval=3)
+    twin.load_state_dict(opt.state_dict())
+    assert twin._ire.start == opt._ire.start == 2
+
+
+def test_ire_start_and_warmup_together_are_one_clear_error():
+    with pytest.raises(ConfigError, match="warmup and ire_start: lr_warmup both set IRE's start"):
+        build_optimizer([nn.Parameter(torch.ones(2))], "admire", warmup=5, ire_start="lr_warmup")
 
 
 def test_ire_starts_after_a_third_of_total_steps_by_default():

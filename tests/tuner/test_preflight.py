@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e import ROOT, cli
+from vision_files import FASHION_MISSING, data_sets
 
 from methods import build_optimizer, get_method
 from tuner.hparams import optimizer_hparams, trial_hparams
@@ -61,8 +62,11 @@ def test_spec_check_uses_the_trial_path(tmp_path: Path) -> None:
 
 # --- preflight points -------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
-def test_points_cover_every_branch_and_both_ends(path: Path) -> None:
-    spec = load_spec(path)
+def test_points_cover_every_branch_and_both_ends(path: Path, tmp_path: Path) -> None:
+    sets = data_sets(path, tmp_path / "cifar")  # a vision spec's images: CIFAR written here, Fashion-MNIST installed
+    if sets is None:
+        pytest.skip(FASHION_MISSING)
+    spec = load_spec(path, sets)
     for method in spec.methods:
         own, defaults = spec.space[method], spec.defaults[method]
         points = preflight_points(spec, method)

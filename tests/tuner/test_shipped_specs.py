@@ -1,7 +1,8 @@
 """Every spec in search_spaces/ runs as a user runs it: `tuner run SPEC`, real Ray and MLflow.
 
 Only the size shrinks, through `--set` (the same overrides a user would type to try a spec small):
-fewer and shorter trials, a smaller evaluation split, one confirmation seed. A spec added to the
+fewer and shorter trials, a smaller evaluation split, one confirmation seed; an image_classification
+spec trains a small model on few images, CIFAR ones on pickles the test writes. A spec added to the
 folder is covered without editing this file. Each run must exit 0, with no errored trial and a
 finished trial for every method that the sampler chose.
 
@@ -12,6 +13,7 @@ interpreter start-ups are the largest cost of this module otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +21,12 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e import ROOT
+from vision_files import FASHION_MISSING, data_sets
 
 from tuner.cli import main
 from tuner.results.store import ExperimentStore
 from tuner.run.ray_setup import QUIET_ENV
-from tuner.workloads import resolve_options
+from tuner.workloads import get_workload
 
 SPACES = ROOT / "search_spaces"
 SHIPPED = sorted(SPACES.glob("*.yaml"))
@@ -32,6 +35,20 @@ EVAL_EVERY = 8
 FINISHED = {"completed", "pruned", "diverged"}
 # workload options that only size the evaluation: small here, as a user trying a spec first would set them
 SMALL_OPTIONS = {"eval_examples": 48, "eval_blocks": 4, "diag_examples": 200}
+# image_classification: a small model on few images (sam_cifar.yaml's header gives the same shrink)
+VISION_SMALL = {"subset": 200, "batch_size": 16}
+CIFAR_SMALL = ["workload.options.model=wrn-10-1", "resources={cpu: 1, gpu: 0}", "precision=fp32"]  # GPU spec, CPU
+
+
+def vision_overrides(path: Path, folder: Path) -> list[str]:
+    """A vision spec on images present here (`vision_files.data_sets`: CIFAR pickles the test writes), small."""
+    sets = data_sets(path, folder)
+    if sets is None:
+        pytest.skip(FASHION_MISSING)
+    sets += [f"workload.options.{k}={v}" for k, v in VISION_SMALL.items()]
+    if any("cifar" in s for s in sets):
+        sets += CIFAR_SMALL
+    return sets
 
 
 def small_overrides(path: Path, storage: Path, tracking_uri: str) -> list[str]:
@@ -47,8 +64,10 @@ def small_overrides(path: Path, storage: Path, tracking_uri: str) -> list[str]:
     if "max_t" in scheduler:
         sets.append(f"scheduler.max_t={TRIAL_GRAD_EVALS}")
     workload = raw["workload"]["name"]
-    options = resolve_options(workload)
+    options = {f.name for f in dataclasses.fields(get_workload(workload).options)}  # names only: reads no data
     sets += [f"workload.options.{k}={v}" for k, v in SMALL_OPTIONS.items() if k in options]
+    if workload == "image_classification":
+        sets += vision_overrides(path, storage.parent / "cifar")
     confirm = raw.get("confirm")
     if confirm:
         sets.append("confirm.seeds=[0]")

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from vision_files import write_cifar
 
 from methods import build_optimizer, list_methods
 from tuner.trial.trainer import CHECK_EVERY, Trainer
@@ -30,7 +31,7 @@ WORDS = "the film was plot actors really quite story good great bad awful".split
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-layer BERT and a one-layer GPT-2 checkpoint with the packaged tokenizer, and text files."""
+    """A one-layer BERT and a one-layer GPT-2 checkpoint with the packaged tokenizer, text files, CIFAR pickles."""
     import pandas as pd
     from transformers import AutoModel, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
@@ -41,6 +42,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_positions=64, n_embd=32, n_layer=1,
                                n_head=2)).save_pretrained(root / "gpt")
     tok.save_pretrained(root / "gpt")
+    write_cifar(root / "cifar")
     rng = random.Random(0)
     rows = [{"text": " ".join(rng.sample(WORDS, rng.randrange(2, 9))), "label": i % 2} for i in range(64)]
     pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
@@ -58,6 +60,9 @@ def _options(name: str, root: Path) -> dict[str, Any]:
                                    "batch_size": 8, "lora": {"rank": 2, "target_modules": ["query", "value"]}},
         "hf_causal_lm": {"model": str(root / "gpt"), "train": str(root / "train.txt"), "seq_len": 8,
                          "batch_size": 4, "lora": {"rank": 2, "target_modules": ["c_attn"]}},
+        # every augmentation: the crop, the flip and Cutout are gathers and masks on the device
+        "image_classification": {"dataset": "cifar10", "root": str(root / "cifar"), "model": "resnet20",
+                                 "batch_size": 8, "cutout": 8, "loss": "smooth_ce", "label_smoothing": 0.1},
         "tiny_lm": {},
         "mnist_mlp": {},
         "scale_invariant": {},

@@ -10,7 +10,8 @@ import pytest
 from tuner.errors import UserError
 from tuner.workloads import WorkloadError, get_workload, list_workloads, resolve_options
 
-NAMES = ["hf_causal_lm", "hf_text_classification", "lora_text", "mnist_mlp", "scale_invariant", "tiny_lm", "valley2d"]
+NAMES = ["hf_causal_lm", "hf_text_classification", "image_classification", "lora_text", "mnist_mlp",
+         "scale_invariant", "tiny_lm", "valley2d"]
 
 
 def test_registry_lists_every_workload_with_a_primary_metric() -> None:
@@ -42,6 +43,11 @@ def test_defaults_are_filled() -> None:
     ("tiny_lm", {"n_head": 5}, "n_head"),
     ("scale_invariant", {"init_imbalance": 0.0}, "init_imbalance"),
     ("valley2d", {"w0": 1.0}, "w0"),
+    ("image_classification", {"model": "wrn-16"}, "model"),
+    ("image_classification", {"dataset": "imagenet"}, "dataset"),
+    ("image_classification", {"cutout": -1}, "cutout"),
+    ("image_classification", {"label_smoothing": 1.0}, "label_smoothing"),
+    ("image_classification", {"subset": 5}, "subset"),
 ])
 def test_bad_options_name_the_option(name: str, options: dict, option: str) -> None:
     with pytest.raises(WorkloadError) as err:

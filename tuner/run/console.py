@@ -17,7 +17,7 @@ from tuner.layout import RESOLVED_FILE, experiment_name
 from tuner.run.progress import fmt_duration, fmt_value
 from tuner.run.split import quotas
 from tuner.run.stall import stall_reasons
-from tuner.run.tracking import exception_line, with_hint
+from tuner.run.trial_errors import exception_line, with_hint
 from tuner.spec import Spec
 from tuner.trial.protocol import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED, outcome, public_values, trial_values
 from tuner.value_rules import is_number

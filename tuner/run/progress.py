@@ -37,7 +37,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from tuner.run.tracking import error_line, with_hint
+from tuner.run.trial_errors import error_line, with_hint
 from tuner.trial.protocol import (
     COMPLETED,
     DIVERGED,

@@ -18,10 +18,8 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -58,12 +56,12 @@ from tuner.run.mlflow_ui import (  # noqa: F401 - names other modules import fro
     set_ui_tags,
 )
 from tuner.run.outage import MAX_BUFFERED_ROWS, Outage
-from tuner.run.stall import STALL_ATTR
 from tuner.run.store_check import (  # noqa: F401 - check_tracking: imported from here
     artifact_location,
     check_tracking,
     ensure_experiment,
 )
+from tuner.run.trial_errors import error_line
 from tuner.trial.protocol import (
     ADOPT_KEY,
     COMPLETED,
@@ -76,7 +74,6 @@ from tuner.trial.protocol import (
     METRIC_PREFIXES,
     NODE_KEY,
     PRUNED,
-    RecordedError,
     outcome,
     public_values,
     trial_values,
@@ -85,7 +82,9 @@ from tuner.value_rules import is_number
 
 STEP_KEY = GRAD_EVALS
 INTERRUPTED = "interrupted"  # a trial the driver left unfinished; `resume` continues it
-RUN_STATUS = {COMPLETED: "FINISHED", PRUNED: "KILLED", DIVERGED: "FAILED", ERRORED: "FAILED", INTERRUPTED: "KILLED"}
+# MLflow's run status: a pruned trial ended as the search meant it to, so FINISHED, not KILLED (the UI draws
+# KILLED as a red failure); `sharptune.status` = pruned tells it apart, and the saved view shows that column
+RUN_STATUS = {COMPLETED: "FINISHED", PRUNED: "FINISHED", DIVERGED: "FAILED", ERRORED: "FAILED", INTERRUPTED: "KILLED"}
 FLUSH_SECONDS = 2.0
 FLUSH_ROWS = 200
 
@@ -105,60 +104,6 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _param_text(value: Any) -> str:
     text = str(list(value) if isinstance(value, tuple) else value)
     return text if len(text) <= 6000 else text[:5997] + "..."
-
-
-def error_line(trial: Any) -> str:
-    """`Type: message` (the message's first line) of a Ray trial's last error.
-
-    From the exception Ray pickled (a RayTaskError is unwrapped to the trainable's own exception), else
-    the last line of Ray's error.txt, else a fixed text. Ray writes both in the driver's staging folder
-    first and copies them to storage later, so the staging copy is read first: at `on_trial_error` the
-    storage copy does not exist yet (a killed worker or an OOM read "no message" before). A trial the
-    stall watch stopped gives the watch's reason (`tuner.run.stall`), not its actor's death."""
-    stalled = getattr(trial, STALL_ATTR, None)
-    if isinstance(stalled, str):
-        return stalled
-    exc = None
-    with contextlib.suppress(Exception):  # an unpicklable error: fall back to the text
-        staged = trial.pickled_error_file
-        if staged and Path(staged).exists():
-            with open(staged, "rb") as fh:
-                exc = cloudpickle.load(fh)
-    if not isinstance(exc, BaseException):
-        with contextlib.suppress(Exception):  # storage gone: fall back to the text
-            exc = trial.get_pickled_error()
-    if isinstance(exc, BaseException):
-        return exception_line(exc)
-    text = None
-    with contextlib.suppress(Exception):
-        staged = trial.error_file
-        text = Path(staged).read_text() if staged and Path(staged).exists() else trial.get_error()
-    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
-    return _clip(lines[-1]) if lines else "error (Ray recorded no message)"
-
-
-def exception_line(exc: BaseException) -> str:
-    """`Type: first message line` of a trial's exception (a RayTaskError is unwrapped to the trainable's)."""
-    cause = getattr(exc, "cause", None)
-    cause = cause if isinstance(cause, BaseException) else exc
-    if isinstance(cause, RecordedError):
-        return _clip(str(cause))
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return _clip(f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__)
-
-
-OOM_SIGNS = ("outofmemoryerror", "out of memory", "cuda error: out of memory", "memoryerror")
-OOM_HINT = ("hint: lower workload.options.batch_size, set `precision: bf16`, or give each trial more of a GPU "
-            "(resources.gpu)")
-
-
-def with_hint(line: str) -> str:
-    """An error line with what to try when it is a known kind (today: out of memory)."""
-    return f"{line} ({OOM_HINT})" if any(sign in line.lower() for sign in OOM_SIGNS) else line
-
-
-def _clip(text: str, limit: int = 500) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclass

@@ -20,7 +20,8 @@ from mlflow.entities import Metric
 from tuner.errors import RuntimeFailure
 from tuner.layout import ERROR_TAG, PHASE_TAG, PRUNED_AT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG, tag_is
 from tuner.run.outage import RETRY_SECONDS, is_transient, quick_requests
-from tuner.run.tracking import STEP_KEY, MlflowTracker, exception_line
+from tuner.run.tracking import STEP_KEY, MlflowTracker
+from tuner.run.trial_errors import exception_line
 from tuner.trial.protocol import ERRORED, FILLED_KEY, METRIC_PREFIXES, PRUNED, outcome
 
 

@@ -6,6 +6,7 @@ reads `1e-4` as a number. `_Block` is one mapping of the file under a dotted pat
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -86,6 +87,12 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def did_you_mean(value: Any, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for a near miss among `choices` (a typo), else nothing."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 class _Block:
     """One mapping of the file under a dotted path: take fields one by one, reject unknown keys."""
 
@@ -99,7 +106,8 @@ class _Block:
         keys = tuple(keys)
         for key in data:
             if key not in keys:
-                self.fail_at(self.sub(key), self.line_of(key), f"unknown key {key!r}", ", ".join(keys))
+                self.fail_at(self.sub(key), self.line_of(key), f"unknown key {key!r}{did_you_mean(key, keys)}",
+                             ", ".join(keys))
 
     def sub(self, key: Any) -> str:
         return f"{self.path}.{key}" if self.path else str(key)

@@ -24,6 +24,7 @@ from tuner.spec._reader import (
     _number,
     _scalar,
     _string,
+    did_you_mean,
 )
 from tuner.spec._resolve import _check_when
 from tuner.spec.model import (
@@ -75,7 +76,8 @@ def _method_name(b: _Block, key: str, value: Any) -> str:
 
     names = [m.name for m in list_methods()]
     if value not in names:
-        b.fail(key, unavailable_reason(value) or f"unknown method {value!r}", ", ".join(names))
+        b.fail(key, unavailable_reason(value) or f"unknown method {value!r}{did_you_mean(value, names)}",
+               ", ".join(names))
     return value
 
 

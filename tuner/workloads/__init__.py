@@ -14,6 +14,7 @@ target (`workload: {name: "my_tasks.py:MyTask"}`); check it with `tuner validate
 from tuner.workloads import (  # noqa: F401  (register)
     hf_causal_lm,
     hf_text_classification,
+    image_classification,
     lora_text,
     mnist_mlp,
     scale_invariant,

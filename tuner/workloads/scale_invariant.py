@@ -3,8 +3,9 @@
 `matrix` (not overparametrized): E ½‖x yᵀ − (A + αN)‖², x ∈ ℝᵐ, y ∈ ℝⁿ, A fixed, N standard normal.
 `vector` (overparametrized):     E ½(xᵀy − (a + αn))²,  x, y ∈ ℝᵈ, a = 1, n standard normal.
 α sets the noise (the SNR). SAM drives |D| toward 0, faster with more noise; SGD keeps D almost
-constant; BAR should reproduce SAM's drift at SGD's cost. `init_imbalance` r scales x by r and y by
-1/r at initialisation, so D starts far from 0.
+constant; BAR (Algorithms 2/3) should shrink |D| too, at SGD's cost. The paper's own settings (App. A.4)
+are in benchmarks/bar_toys.py. `init_imbalance` r scales x by r and y by 1/r at initialisation, so D starts
+far from 0.
 """
 
 from __future__ import annotations

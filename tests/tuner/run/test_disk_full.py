@@ -38,13 +38,13 @@ def test_full_disk_is_one_line_and_resume_loses_nothing(tmp_path: Path, small_di
 
     path = smoke_spec(tmp_path, name="full", scheduler={"name": "fifo"}, confirm=None,
                       storage={"path": str(small_disk / "results")},
-                      budget={"num_samples": 10, "max_concurrent_trials": 2, "trial_grad_evals": 400, "eval_every": 10})
+                      budget={"num_samples": 8, "max_concurrent_trials": 2, "trial_grad_evals": 300, "eval_every": 10})
     experiment = small_disk / "results" / "full"
     driver = subprocess.Popen([sys.executable, "-m", "tuner", "run", str(path)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     filler = small_disk / "filler"
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 600
         finished: list = []
         while time.monotonic() < deadline and len(finished) < 3:
             assert driver.poll() is None
@@ -59,7 +59,7 @@ def test_full_disk_is_one_line_and_resume_loses_nothing(tmp_path: Path, small_di
                     fh.flush()
             except OSError:
                 pass
-        out, _ = driver.communicate(timeout=240)
+        out, _ = driver.communicate(timeout=600)
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -70,7 +70,7 @@ def test_full_disk_is_one_line_and_resume_loses_nothing(tmp_path: Path, small_di
     assert json.loads((experiment / "sharptune.json").read_text())["status"] == "interrupted"
 
     os.remove(filler)  # space is back
-    proc = cli("resume", "full", "--storage", str(small_disk / "results"), timeout=400)
+    proc = cli("resume", "full", "--storage", str(small_disk / "results"), timeout=900)  # a loaded machine is slow
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     trials = study_trials(experiment, "full")  # one study per method
     by_ray_id = {t.user_attrs.get("ray_trial_id"): t for t in trials}
@@ -78,7 +78,7 @@ def test_full_disk_is_one_line_and_resume_loses_nothing(tmp_path: Path, small_di
     exp_id = client.get_experiment_by_name("sharptune/full").experiment_id
     runs = [r for r in client.search_runs([exp_id], max_results=1000) if r.data.tags.get("sharptune.role") == "trial"]
     assert not client.search_runs([exp_id], run_view_type=ViewType.DELETED_ONLY, max_results=1000)
-    assert len(trials) == len(runs) == 10
+    assert len(trials) == len(runs) == 8
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert all(r.info.status != "RUNNING" for r in runs)
     for old in finished:  # what had finished before the disk filled is there, as it ended

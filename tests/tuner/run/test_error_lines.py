@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import cloudpickle
 
 from tuner.run.stall import STALL_ATTR
-from tuner.run.tracking import error_line, with_hint
+from tuner.run.trial_errors import error_line, with_hint
 from tuner.trial.protocol import RecordedError
 
 

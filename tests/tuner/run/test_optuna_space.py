@@ -48,9 +48,12 @@ def test_never_a_parameter_the_method_does_not_take(name: str) -> None:
 def test_conditionals_and_ranges_hold() -> None:
     for config in _sample(SPACES / "bar.yaml", 100):
         if config["method"] == "lora_sam":
-            assert 0.005 <= config["rho"] <= 0.2 and "mu0" not in config and "schedule" not in config
+            assert 0.05 <= config["rho"] <= 0.2 and "mu0" not in config and "schedule" not in config
+        elif config["method"] == "adamw":  # plain LoRA: neither SAM's nor BAR's knobs
+            assert not {"rho", "mu0", "schedule"} & set(config)
         else:
-            assert "rho" not in config and config["schedule"] in ("constant", "cosine")
+            assert "rho" not in config and config["schedule"] in ("linear", "cosine", "constant")
+            assert 0.2 <= config["mu0"] <= 2.0
 
 
 def test_names_per_method_keep_distributions_apart() -> None:

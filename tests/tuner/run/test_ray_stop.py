@@ -27,7 +27,8 @@ def test_rays_stop_signal_marks_the_run_interrupted_and_hides_its_advice(
     with ray_session(None):
         pass
     monkeypatch.setattr(RAY_STOP, "stopped", False)
-    assert not Experiment._interrupted(_Results(12), 12)  # all twelve ended: done
+    assert not Experiment._interrupted(_Results(12))  # all twelve ended: done
+    assert not Experiment._interrupted(_Results(7))  # fewer than num_samples, all ended: the time budget, an end
     logger = logging.getLogger("ray.tune.tune")
     with caplog.at_level(logging.WARNING, logger="ray.tune.tune"):
         logger.warning("Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray Tune run.")
@@ -35,4 +36,4 @@ def test_rays_stop_signal_marks_the_run_interrupted_and_hides_its_advice(
                        'Resume experiment with: Tuner.restore(path="/x", trainable=...)')
         logger.warning("an unrelated warning")
     assert [r.getMessage() for r in caplog.records] == ["an unrelated warning"]
-    assert Experiment._interrupted(_Results(12), 12)  # the same results, but Ray said it stopped them
+    assert Experiment._interrupted(_Results(12))  # the same results, but Ray said it stopped them

@@ -90,7 +90,7 @@ def test_resume_after_kill_loses_and_reruns_nothing(tmp_path: Path) -> None:
     saved_done = {t.trial_id for t in saved.trials if t.status == "TERMINATED"}
     assert {t.user_attrs["ray_trial_id"] for t in done_before.values()} - saved_done
 
-    proc = cli("resume", "race", "--storage", str(tmp_path / "results"), timeout=400)
+    proc = cli("resume", "race", "--storage", str(tmp_path / "results"), timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr
 

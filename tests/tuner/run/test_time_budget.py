@@ -39,5 +39,7 @@ def test_time_budget_ends_the_search_normally(tmp_path: Path) -> None:
     client = MlflowClient(f"sqlite:///{experiment / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("sharptune/timed").experiment_id], max_results=1000)
     assert runs and all(r.info.status != "RUNNING" for r in runs)
+    pruned = [r for r in runs if r.data.tags.get("sharptune.status") == "pruned"]
+    assert pruned and all(r.info.status == "FINISHED" for r in pruned)  # not KILLED: the UI draws that as a failure
     again = cli("resume", "timed", "--storage", str(tmp_path / "results"), timeout=120)
     assert again.returncode == 0 and "nothing left to do" in again.stdout, again.stdout + again.stderr

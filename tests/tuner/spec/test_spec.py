@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from vision_files import data_sets
 
 from methods import get_method
 from tuner.spec import SpecError, load_spec
@@ -28,12 +29,16 @@ def _write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
     return path
 
 
-def test_every_shipped_spec_validates() -> None:
+def test_every_shipped_spec_validates(tmp_path: Path) -> None:
     assert {p.name for p in SHIPPED} >= {
         "smoke.yaml", "sam.yaml", "bar.yaml", "ire.yaml", "fsam.yaml", "all_methods.yaml",
-        "claim_balancedness.yaml", "claim_ire_valley.yaml", "claim_admire_tiny_lm.yaml", "claim_sam_edge.yaml"}
+        "claim_balancedness.yaml", "claim_ire_valley.yaml", "claim_admire_tiny_lm.yaml", "claim_sam_edge.yaml",
+        "sam_vision.yaml", "sam_cifar.yaml"}
     for path in SHIPPED:
-        spec = load_spec(path)
+        sets = data_sets(path, tmp_path / "cifar")  # vision: CIFAR written here, Fashion-MNIST installed
+        if sets is None:
+            continue
+        spec = load_spec(path, sets)
         assert spec.name and spec.methods
 
 
@@ -85,7 +90,10 @@ def test_units_and_numbers(tmp_path: Path) -> None:
 
 def test_to_dict_round_trips(tmp_path: Path) -> None:
     for path in SHIPPED:
-        spec = load_spec(path)
+        sets = data_sets(path, tmp_path / "cifar")
+        if sets is None:
+            continue
+        spec = load_spec(path, sets)
         again = _write(tmp_path, yaml.safe_dump(spec.to_dict(include_space=False)), path.name)
         assert load_spec(again).to_dict() == spec.to_dict()
     full = load_spec(SHIPPED[0]).to_dict()
