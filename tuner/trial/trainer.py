@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from methods import _device
 from tuner.errors import RuntimeFailure
@@ -106,9 +107,11 @@ class Trainer:
             if current is not None and current != grad_clip:
                 raise ValueError(f"grad_clip={grad_clip} conflicts with the optimizer's grad_clip={current}")
             optimizer.hparams["grad_clip"] = grad_clip
-        if not lr_schedule.is_constant and horizon is None:
-            raise ValueError(f"lr_schedule {lr_schedule.name!r} needs the trial's horizon in optimizer steps")
-        self.lr_scheduler = None if lr_schedule.is_constant else lr_scheduler(optimizer, lr_schedule, horizon or 1)
+        self.lr_scheduler: LambdaLR | None = None  # the constant schedule: nothing is built, nothing changes
+        if not lr_schedule.is_constant:
+            if horizon is None:
+                raise ValueError(f"lr_schedule {lr_schedule.name!r} needs the trial's horizon in optimizer steps")
+            self.lr_scheduler = lr_scheduler(optimizer, lr_schedule, horizon)
         self.step = 0
         self._wall = 0.0  # seconds spent in earlier run() calls (and before a resume)
         self._train_s = 0.0  # seconds inside optimizer steps, all runs: the share of a trial spent training
