@@ -8,9 +8,10 @@
 The data come from the spec's `image_classification` workload (`--set KEY=VALUE` changes an option, VALUE as
 YAML): the same reader, training split, crop, flip and model the trials had, built with the spec's seed.
 The loop is plain PyTorch around the exported winner: `build_optimizer(model, **load_config(path))`, the
-workload's closure (the forward pass and the spec's loss, no backward), `opt.step(closure)`. It trains
-`--steps` steps (default: the config's `total_steps`, the tuned trial's length, else 600) and prints the
-validation accuracy last.
+workload's closure (the forward pass and the spec's loss, no backward), `opt.step(closure)`, then a step of
+the trial's lr schedule (`provenance.training.lr_schedule`, e.g. cosine: torch's `LambdaLR` from
+`tuner.trial.lr_scheduler`, stretched over this run's steps). It trains `--steps` steps (default: the tuned
+trial's length, else 600) and prints the validation accuracy last.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from methods import build_optimizer, load_config  # noqa: E402
 from tuner.spec import load_spec  # noqa: E402
+from tuner.trial.lr_schedule import LrSchedule  # noqa: E402
+from tuner.trial.lr_scheduler import lr_scheduler  # noqa: E402
 from tuner.workloads import create_workload  # noqa: E402
 
 
@@ -45,15 +48,21 @@ def main(argv: list[str] | None = None) -> float:
     workload = create_workload("image_classification", options, seed=spec.seed, device=args.device)
 
     config = load_config(args.config)                        # {"method": ..., **hyperparameters}
-    steps = args.steps or config.get("total_steps") or 600
+    provenance = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")).get("provenance") or {}
+    trained = (provenance.get("training") or {}).get("lr_schedule") or {}   # the trial's lr schedule and horizon
+    steps = args.steps or trained.get("horizon") or config.get("total_steps") or 600
     if config.get("total_steps"):
         config["total_steps"] = steps                        # the schedules' horizon: this run's length
     opt = build_optimizer(workload.model, **config)          # 1. the exported winner
-    print(f"training with {opt.method}: {opt.hparams}")
+    schedule = LrSchedule.from_dict({k: v for k, v in trained.items() if k != "horizon"})
+    scheduler = None if schedule.is_constant else lr_scheduler(opt, schedule, steps)   # over this run's steps
+    print(f"training with {opt.method}: {opt.hparams}; lr schedule {schedule.name}, warmup {schedule.warmup}")
 
     for step in range(steps):
         batch = workload.next_batch()                        # gathered and augmented on the device, as in the trials
         loss = opt.step(workload.closure(batch))             # 2. the closure: forward and the spec's loss, no backward
+        if scheduler is not None:
+            scheduler.step()                                 # 3. the next step's lr
         if step % 100 == 0 or step == steps - 1:
             print(f"step {step:5d}  loss {float(loss):.4f}  grad evals {opt.counts['grad_evals']}")
 

@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from vision_files import write_cifar
 
 from methods import build_optimizer, list_methods
+from tuner.trial.lr_schedule import LrSchedule
 from tuner.trial.trainer import CHECK_EVERY, Trainer
 from tuner.workloads import create_workload, list_workloads
 from tuner.workloads.lora_text import model_dir
@@ -105,7 +106,8 @@ def test_a_trial_step_never_reads_the_device_back(workload: str, files: Path) ->
                and not (workload == "valley2d" and i.preset.perturbation == "functional")]  # no logits there
     for info in presets:
         opt = build_optimizer(wl.model, info.name, pairs=wl.pairs or None, **_hparams(info, workload))
-        trainer = Trainer(wl, opt, eval_every=1000, max_steps=100)
+        trainer = Trainer(wl, opt, eval_every=1000, max_steps=100,  # a moving lr: the schedule's step is host-only
+                          lr_schedule=LrSchedule("cosine", warmup=0.02), horizon=100)
         trainer._non_finite(trainer._one_step(), read=False)  # state allocated outside the counted steps
         with _HostCopies() as copies:
             for _ in range(3):

@@ -292,15 +292,19 @@ def test_an_exported_vision_winner_trains_in_the_example_on_the_same_images(data
             "parameters": {"lr": {"value": 0.05}, "rho": {"value": 0.05}, "momentum": {"value": 0.9}},
             "sampler": {"name": "grid"}, "scheduler": {"name": "fifo"},
             "budget": {"num_samples": 1, "trial_grad_evals": 16, "eval_every": 8},
+            "lr_schedule": {"name": "cosine", "warmup": 0.1},
             "storage": {"path": str(tmp_path / "results")}}
     path = tmp_path / "vision.yaml"
     path.write_text(yaml.safe_dump(spec))
     assert main(["run", str(path)]) == 0
     best = tmp_path / "best.yaml"
     assert main(["export", "vision-export", "--storage", str(tmp_path / "results"), "-o", str(best)]) == 0
+    trained = yaml.safe_load(best.read_text())["provenance"]["training"]
+    assert trained == {"lr_schedule": {"name": "cosine", "warmup": 0.1, "horizon": 8}}  # SAM: 16 grad evals, 8 steps
     capsys.readouterr()
     accuracy = _example().main([str(best), "--spec", str(path), "--steps", "60"])
     out = capsys.readouterr().out
     assert "training with sam: " in out and "'rho': 0.05" in out and "'lr': 0.05" in out
+    assert "lr schedule cosine, warmup 0.1" in out
     assert f"validation accuracy {accuracy:.4f}" in out
     assert accuracy > 0.3  # ten classes, each a stripe and a tint: chance is 0.1

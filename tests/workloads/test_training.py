@@ -9,6 +9,7 @@ import torch
 
 from methods import build_optimizer
 from methods.diagnostics import grad_norm, sam_edge
+from tuner.trial.lr_schedule import LrSchedule
 from tuner.trial.trainer import Trainer
 from tuner.workloads import create_workload
 
@@ -75,12 +76,13 @@ def _comparable(report: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in report.items() if k not in TIMING}
 
 
-@pytest.mark.parametrize(("method", "workload", "options"), [
-    ("sam", "mnist_mlp", DIGITS),
-    ("sgd", "tiny_lm", {"dropout": 0.1, "seq_len": 16, "d_model": 32, "n_layer": 1, "eval_blocks": 8}),
+@pytest.mark.parametrize(("method", "workload", "options", "schedule"), [
+    ("sam", "mnist_mlp", DIGITS, {}),
+    ("sam", "mnist_mlp", DIGITS, {"lr_schedule": LrSchedule("cosine", warmup=0.1), "horizon": 20}),
+    ("sgd", "tiny_lm", {"dropout": 0.1, "seq_len": 16, "d_model": 32, "n_layer": 1, "eval_blocks": 8}, {}),
 ])
-def test_resume_reproduces_the_remaining_reports(method: str, workload: str, options: dict) -> None:
-    kw = {"workload": workload, "options": options, "eval_every": 5, "max_steps": 20, "diag_every": 10}
+def test_resume_reproduces_the_remaining_reports(method: str, workload: str, options: dict, schedule: dict) -> None:
+    kw = {"workload": workload, "options": options, "eval_every": 5, "max_steps": 20, "diag_every": 10, **schedule}
     full = _trainer(method, **kw)
     reports, saved = [], None
     for report in full.run():

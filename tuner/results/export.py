@@ -1,8 +1,10 @@
 """The winning config as a file that training code reads with `methods.load_config`.
 
 Layout: `method`, `hyperparameters` (exactly what `build_optimizer` takes) and `provenance` (where the
-numbers came from: experiment, MLflow run ids, robust metric and interval, seeds, package versions),
-so a config found months ago can still be traced back to its runs.
+numbers came from: experiment, MLflow run ids, robust metric and interval, seeds, package versions, and
+`training.lr_schedule`: the trial's lr schedule with its horizon in steps, which the optimizer does not
+take but a training loop applies, `tuner.trial.lr_scheduler`), so a config found months ago can still be
+traced back to its runs and trained as they were.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import yaml
 
 from methods import ConfigError
 from tuner.errors import UserError
-from tuner.hparams import HORIZON, optimizer_hparams
+from tuner.hparams import HORIZON, horizon_steps, optimizer_hparams
 from tuner.results.robust import robust_winners
 from tuner.results.store import ExperimentStore
+from tuner.trial.lr_schedule import LrSchedule
 from tuner.value_rules import is_number
 
 FORMATS = ("yaml", "json")
@@ -68,6 +71,14 @@ def _optimizer_hparams(method: str, values: dict[str, Any], trial_grad_evals: in
     return {k: _plain(v) for k, v in sorted(resolved.items())}
 
 
+def _training(spec: dict[str, Any], method: str, values: dict[str, Any], budget: int | None) -> dict[str, Any]:
+    """What the trial's loop did besides the optimizer: its lr schedule (the spec's; constant for results
+    written before the key existed) over the trial's length in steps (None when the budget is unknown)."""
+    schedule = LrSchedule.from_dict(spec.get("lr_schedule"))
+    horizon = None if budget is None else horizon_steps(method, values, budget)
+    return {"lr_schedule": {**schedule.to_dict(), "horizon": horizon}}
+
+
 def winning_config(store: ExperimentStore, method: str | None = None, *, metric: str | None = None,
                    goal: str | None = None) -> dict[str, Any]:
     """The robust winner (overall, or of `method`) as `{method, hyperparameters, provenance}`."""
@@ -111,8 +122,10 @@ def winning_config(store: ExperimentStore, method: str | None = None, *, metric:
                      "optuna": _version("optuna"), "python": sys.version.split()[0]},
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    budget = (store.spec().get("budget") or {}).get("trial_grad_evals")
+    spec = store.spec()
+    budget = (spec.get("budget") or {}).get("trial_grad_evals")
     hyperparameters = _optimizer_hparams(str(row["method"]), dict(row["hparams"]), budget)
+    provenance["training"] = _training(spec, str(row["method"]), dict(row["hparams"]), budget)
     if HORIZON in hyperparameters and HORIZON not in row["hparams"]:
         provenance["horizon"] = (f"{HORIZON} is the tuned trial's length in steps ({budget} gradient evaluations); "
                                  "set it to your run's length")

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from tuner.space import Param
+from tuner.spec._lr_schedule import parse_lr_schedule
 from tuner.spec._reader import _apply_override, _Block, _choice, _int, _list_of, _number, _read_yaml, _string
 from tuner.spec._resolve import _resolve_space
 from tuner.spec._sections import (
@@ -152,7 +153,7 @@ def _parse(file: str, data: Any) -> Spec:
         sampler=sampler, scheduler=scheduler, budget=budget, resources=resources, seed=seed,
         tracking_uri=tracking_uri, storage_path=str(storage_path), objectives=objectives,
         confirm=confirm, max_failures=top.take("max_failures", _int(0, 100), 1), precision=precision,
-        enqueue=enqueue, warm_start=warm_start, constraints=constraints,
+        enqueue=enqueue, warm_start=warm_start, constraints=constraints, lr_schedule=parse_lr_schedule(top),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from tuner.errors import UserError
 from tuner.space import Param
+from tuner.trial.lr_schedule import CONSTANT, LrSchedule
 from tuner.trial.protocol import BWD_PASSES, CURVE_POINTS, DIAG_POINTS, FWD_PASSES, GRAD_EVALS, WALL_S
 from tuner.value_rules import plain as _plain
 
@@ -223,6 +224,7 @@ class Spec:
     enqueue: tuple[Mapping[str, Any], ...] = ()
     warm_start: str | None = None
     constraints: tuple[Constraint, ...] = ()
+    lr_schedule: LrSchedule = CONSTANT  # the trial's lr schedule (tuner.trial.lr_schedule), not a method's `schedule`
 
     @property
     def experiment_dir(self) -> str:
@@ -253,6 +255,7 @@ class Spec:
             "enqueue": [dict(c) for c in self.enqueue] or None,
             "warm_start": {"from": self.warm_start} if self.warm_start else None,
             "constraints": [c.to_dict() for c in self.constraints] or None,
+            "lr_schedule": self.lr_schedule.to_dict(),
         }
         if not self.description:  # the default; an empty string would not load again
             del out["description"]
@@ -265,4 +268,4 @@ class Spec:
 SPLITS = ("per_method", "shared")  # `budget.split`; the default is per_method for two methods or more
 TOP_KEYS = ("name", "description", "metric", "workload", "methods", "parameters", "sampler", "scheduler",
             "budget", "resources", "seed", "tracking", "storage", "objectives", "confirm", "max_failures",
-            "enqueue", "warm_start", "constraints", "precision")
+            "enqueue", "warm_start", "constraints", "precision", "lr_schedule")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from methods import build_optimizer
-from tuner.hparams import split_values, trial_hparams
+from tuner.hparams import horizon_steps, split_values, trial_hparams
 from tuner.trial.precision import check_device, optimizer_kwargs
 from tuner.trial.protocol import public_values
 from tuner.trial.setup import TrialSetup
@@ -44,6 +44,13 @@ def build_method(setup: TrialSetup, workload: Workload, values: Mapping[str, Any
     method, hparams, _ = trial_hparams(public_values(values), setup.trial_grad_evals)
     return build_optimizer(workload.model, method, pairs=workload.pairs or None, **hparams,
                            **optimizer_kwargs(setup.precision))
+
+
+def trial_horizon(setup: TrialSetup, values: Mapping[str, Any]) -> int:
+    """The trial's length in optimizer steps: the horizon of its lr schedule, the one `tuner.hparams` gives
+    the method's own schedules (`total_steps`), from the same values."""
+    method, hparams, _ = split_values(public_values(values))
+    return horizon_steps(method, hparams, setup.trial_grad_evals)
 
 
 def build_trial(setup: TrialSetup, values: Mapping[str, Any]) -> tuple[Workload, Any, int]:

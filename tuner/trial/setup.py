@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from tuner.trial.lr_schedule import CONSTANT, LrSchedule
 from tuner.trial.protocol import BWD_PASSES, FWD_PASSES, GRAD_EVALS
 
 CLOCKS = (GRAD_EVALS, FWD_PASSES, BWD_PASSES, "step")  # counters a plan can be on
@@ -75,7 +76,7 @@ class TrialSetup:
     go on top. `cpu` is the trial's thread count, `gpu > 0` puts it on the accelerator. `required_metrics`:
     what every report must carry for Ray's metric check (`tuner.trial.protocol.with_required`). `eval_plan`:
     where the trial evaluates the full split, its curve points and diagnostics points (None: every report
-    does everything). `fault`: tests only (`FAULT_ENV`).
+    does everything). `lr_schedule`: the spec's, over the trial's steps. `fault`: tests only (`FAULT_ENV`).
     """
 
     workload: str
@@ -91,6 +92,7 @@ class TrialSetup:
     precision: str = "fp32"
     required_metrics: tuple[str, ...] = ()
     eval_plan: EvalPlan | None = None
+    lr_schedule: LrSchedule = CONSTANT
     fault: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
@@ -104,11 +106,12 @@ class TrialSetup:
         return "auto" if self.gpu > 0 else "cpu"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (YAML/JSON): the plan as `EvalPlan.to_dict()`."""
+        """Plain data (YAML/JSON): the plan as `EvalPlan.to_dict()`, the lr schedule as `LrSchedule.to_dict()`."""
         out = asdict(self)
         out["workload_options"] = dict(self.workload_options)
         out["required_metrics"] = list(self.required_metrics)
         out["eval_plan"] = None if self.eval_plan is None else self.eval_plan.to_dict()
+        out["lr_schedule"] = self.lr_schedule.to_dict()
         return out
 
     @classmethod
@@ -117,7 +120,8 @@ class TrialSetup:
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"TrialSetup: unknown keys {sorted(unknown)}")
-        plan = data.get("eval_plan")
+        plan, lr = data.get("eval_plan"), data.get("lr_schedule")
         return cls(**{**data, "workload_options": dict(data["workload_options"]),
                       "required_metrics": tuple(data.get("required_metrics", ())),
+                      "lr_schedule": lr if isinstance(lr, LrSchedule) else LrSchedule.from_dict(lr),
                       "eval_plan": plan if plan is None or isinstance(plan, EvalPlan) else EvalPlan.from_dict(plan)})

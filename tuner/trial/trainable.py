@@ -32,7 +32,7 @@ import ray
 import torch
 from ray import tune
 
-from tuner.trial.build import build_trial
+from tuner.trial.build import build_trial, trial_horizon
 from tuner.trial.protocol import (
     ADOPT_KEY,
     COMPLETE_KEY,
@@ -89,7 +89,8 @@ def train_trial(config: dict[str, Any], setup: TrialSetup,
     workload, optimizer, _ = build_trial(setup, values)
     budget = setup.trial_grad_evals
     trainer = Trainer(workload, optimizer, eval_every=setup.eval_every, max_grad_evals=budget,
-                      plan=setup.eval_plan, precision=setup.precision)
+                      plan=setup.eval_plan, precision=setup.precision, lr_schedule=setup.lr_schedule,
+                      horizon=trial_horizon(setup, values))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         try:

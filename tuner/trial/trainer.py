@@ -17,6 +17,10 @@ finiteness is accumulated on the device and read at each report. In between, eve
 CUDA copies the flags to pinned host memory behind the step (non-blocking) and the loop looks at them
 once the copy is done (`Event.query`, no wait), so a diverged run stops within about 2 x CHECK_EVERY
 steps without the host ever waiting; other accelerators read the flags then.
+
+With an `lr_schedule` (`tuner.trial.lr_schedule`), every optimizer step is followed by one step of its
+`LambdaLR` over `horizon` optimizer steps (the trial's length, `tuner.trial.build.trial_horizon`); its
+state is in `state_dict`. The constant schedule builds nothing: training is exactly as without one.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from methods import _device
 from tuner.errors import RuntimeFailure
+from tuner.trial.lr_schedule import CONSTANT, LrSchedule
+from tuner.trial.lr_scheduler import lr_scheduler
 from tuner.trial.precision import autocast
 from tuner.trial.protocol import (
     BWD_PASSES,
@@ -79,11 +86,14 @@ class Trainer:
     they run at every report, or, with a `plan`, at the reports a scheduler reads and its diagnostics points.
     After each report `last_at_point` says whether it was one a scheduler reads (trial checkpoints go
     there) and `seconds` holds the time spent evaluating and in diagnostics, for benchmarks.
+    `lr_schedule` scales every param group's lr step by step over `horizon` optimizer steps (required
+    unless the schedule is constant); `lr_scheduler` is its `LambdaLR` (None when constant).
     """
 
     def __init__(self, workload: Any, optimizer: Any, *, eval_every: int, max_grad_evals: float | None = None,
                  max_steps: int | None = None, diag_every: int | None = None,
-                 grad_clip: float | None = None, plan: EvalPlan | None = None, precision: str = "fp32") -> None:
+                 grad_clip: float | None = None, plan: EvalPlan | None = None, precision: str = "fp32",
+                 lr_schedule: LrSchedule = CONSTANT, horizon: int | None = None) -> None:
         if max_grad_evals is None and max_steps is None:
             raise ValueError("Trainer needs max_grad_evals or max_steps (or both)")
         if eval_every < 1 or (diag_every is not None and diag_every < 1):
@@ -97,6 +107,11 @@ class Trainer:
             if current is not None and current != grad_clip:
                 raise ValueError(f"grad_clip={grad_clip} conflicts with the optimizer's grad_clip={current}")
             optimizer.hparams["grad_clip"] = grad_clip
+        self.lr_scheduler: LambdaLR | None = None  # the constant schedule: nothing is built, nothing changes
+        if not lr_schedule.is_constant:
+            if horizon is None:
+                raise ValueError(f"lr_schedule {lr_schedule.name!r} needs the trial's horizon in optimizer steps")
+            self.lr_scheduler = lr_scheduler(optimizer, lr_schedule, horizon)
         self.step = 0
         self._wall = 0.0  # seconds spent in earlier run() calls (and before a resume)
         self._train_s = 0.0  # seconds inside optimizer steps, all runs: the share of a trial spent training
@@ -135,6 +150,8 @@ class Trainer:
             elapsed = time.perf_counter() - begin
             self._times.append(elapsed * 1e3)
             self._train_s += elapsed
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()  # the next step's lr: a host float, no wait on the device
         self.step += 1
         return loss.detach()
 
@@ -283,6 +300,7 @@ class Trainer:
             "wall_s": self._wall,
             "train_s": self._train_s,
             "clock": dict(self._clock),
+            "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
             "pending": {"losses": [x.cpu() for x in self._losses], "times": list(self._times),
                         "diag": dict(self._diag)},
         }
@@ -294,6 +312,10 @@ class Trainer:
         self.step, self._wall = int(state["step"]), float(state["wall_s"])
         self._train_s = float(state.get("train_s", 0.0))
         self._clock = dict(state.get("clock", {"plan": 0.0, "curve": 0.0}))
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            for group, lr in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr(), strict=True):
+                group["lr"] = lr  # the next step's lr, whether or not the optimizer's state carried it
         self._losses = [torch.as_tensor(x).to(self._device) for x in state["pending"]["losses"]]
         self._times = list(state["pending"]["times"])
         self._diag = dict(state["pending"]["diag"])

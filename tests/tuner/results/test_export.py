@@ -16,7 +16,7 @@ from torch import nn
 from methods import build_optimizer, get_method, load_config
 from tuner.cli import main
 from tuner.hparams import optimizer_hparams
-from tuner.results.export import _optimizer_hparams
+from tuner.results.export import _optimizer_hparams, _training
 from tuner.results.store import parse_param
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -52,6 +52,8 @@ def test_export_round_trip_matches_mlflow_params(fake, tmp_path: Path) -> None:
     assert prov["metric"]["ci95"][0] < prov["metric"]["mean"] < prov["metric"]["ci95"][1]
     assert prov["conditions"] == {"label_noise": [0.0, 0.2]}
     assert {"torch", "sharptune"} <= set(prov["versions"])
+    # a spec without lr_schedule (written before the key) trained at a constant lr; SAM: 600 grad evals, 300 steps
+    assert prov["training"] == {"lr_schedule": {"name": "constant", "warmup": 0.0, "horizon": 300}}
 
     config = load_config(path)
     opt = build_optimizer(nn.Linear(4, 2), **config)
@@ -99,3 +101,12 @@ def test_exported_schedule_carries_the_trial_horizon() -> None:
     assert hparams["total_steps"] == 1200 and hparams["schedule"] == "cosine"
     x, y = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
     assert build_optimizer([x, y], "obar", pairs=[(x, y)], **hparams).hparams["total_steps"] == 1200
+
+
+def test_exported_lr_schedule_carries_the_trial_horizon() -> None:
+    """The spec's lr schedule goes into the provenance with the trial's length in steps (SAM: half of SGD's)."""
+    spec = {"lr_schedule": {"name": "cosine", "warmup": 0.05}, "budget": {"trial_grad_evals": 1000}}
+    assert _training(spec, "sgd", {"lr": 0.1}, 1000) == {
+        "lr_schedule": {"name": "cosine", "warmup": 0.05, "horizon": 1000}}
+    assert _training(spec, "sam", {"lr": 0.1, "rho": 0.05}, 1000)["lr_schedule"]["horizon"] == 500
+    assert _training({}, "sam", {}, None) == {"lr_schedule": {"name": "constant", "warmup": 0.0, "horizon": None}}
