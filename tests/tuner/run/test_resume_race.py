@@ -14,29 +14,17 @@ either known to Ray as running, or asked after the save and unknown to it. `resu
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from e2e import ROOT, cli, descendants, smoke_spec
+from e2e import ROOT, cli, kill_driver, smoke_spec
 
 pytestmark = pytest.mark.slow
 
 NUM_SAMPLES = 10
-
-
-def _kill_tree(driver: subprocess.Popen, ray_processes: list[int]) -> None:
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(30)
-    time.sleep(2)
-    for pid in ray_processes:  # only what that driver started, by id
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _mlflow_runs(experiment: Path, name: str) -> tuple[list, list]:
@@ -74,7 +62,7 @@ def test_resume_after_kill_loses_and_reruns_nothing(tmp_path: Path) -> None:
                 if (experiment / "optuna.journal").exists():
                     finished = [t for t in study_trials(experiment, "race") if t.state.is_finished()]
             assert len(finished) >= 5, log_path.read_text()[-3000:]
-            _kill_tree(driver, descendants(driver.pid))
+            kill_driver(driver)
         finally:
             if driver.poll() is None:
                 driver.kill()
