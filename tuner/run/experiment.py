@@ -55,7 +55,7 @@ from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, ray_session, search_scheduler
-from tuner.run.searcher import drop_torn_tail, finished_records, load_studies, prune_stopped
+from tuner.run.searcher import drop_torn_tail, finished_records, load_studies, objectives, prune_stopped
 from tuner.run.split import budget_metrics, build_search, quotas
 from tuner.run.stall import StallWatch
 from tuner.run.store_full import write_failure
@@ -148,10 +148,14 @@ class Experiment:
         tune_config = tune.TuneConfig(
             search_alg=build_search(spec, self.dir), scheduler=search_scheduler(spec),
             num_samples=spec.budget.num_samples, time_budget_s=spec.budget.time_s, reuse_actors=True)
-        watch = StallWatch(str(self.dir), spec.budget.stall_timeout_s)
-        progress.watch = watch
+        watch = self._stall_watch(progress)
         return tune.Tuner(make_trainable(spec, finished), tune_config=tune_config,
                           run_config=self._run_config(spec.name, Path(spec.storage_path), [watch, tracker, progress]))
+
+    def _stall_watch(self, progress: Progress) -> StallWatch:
+        """The phase's stall watch (`budget.stall_timeout`), shared with its progress lines."""
+        progress.watch = StallWatch(str(self.dir), self.spec.budget.stall_timeout_s)
+        return progress.watch
 
     def _confirm_tuner(self, points: list[dict[str, Any]]) -> Any:
         searched = self._search_progress  # its cost model starts the confirmation's ETA
@@ -161,8 +165,7 @@ class Experiment:
                             prior=searched.model if searched is not None else None)
         tune_config = tune.TuneConfig(num_samples=1, max_concurrent_trials=self.spec.budget.max_concurrent_trials,
                                       reuse_actors=True)
-        watch = StallWatch(str(self.dir), self.spec.budget.stall_timeout_s)
-        progress.watch = watch
+        watch = self._stall_watch(progress)
         callbacks = [watch, self._tracker("confirm"), progress]
         return tune.Tuner(make_trainable(self.spec), param_space={"_point": tune.grid_search(points)},
                           tune_config=tune_config, run_config=self._run_config(CONFIRM_DIR, self.dir, callbacks))
@@ -349,7 +352,7 @@ class Experiment:
         """Trials Ray stopped without telling the searcher (the time budget) are pruned in Optuna too, and
         a search the budget cut short says so."""
         spec = self.spec
-        metric = [o.name for o in spec.objectives] if spec.objectives else spec.metric.name
+        metric, _ = objectives(spec)
         stopped = sum(prune_stopped(study, results, spec.scheduler.clock, metric)
                       for study in load_studies(self.dir, spec.name).values())
         if spec.budget.time_s is not None and (stopped or len(results) < spec.budget.num_samples):
