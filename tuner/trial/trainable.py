@@ -32,6 +32,7 @@ import ray
 import torch
 from ray import tune
 
+from tuner.trial import quiet_exit
 from tuner.trial.build import build_trial, trial_horizon
 from tuner.trial.protocol import (
     ADOPT_KEY,
@@ -78,6 +79,7 @@ def replay(record: Mapping[str, Any]) -> None:
 def train_trial(config: dict[str, Any], setup: TrialSetup,
                 finished: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Ray Tune function trainable (wrap with `tune.with_parameters(train_trial, setup=..., finished=...)`)."""
+    quiet_exit.install()  # Ray's SIGTERM at shutdown must not print a traceback (see quiet_exit)
     for noisy in ("ray.train", "ray.tune"):  # "Checkpoint successfully created" on every report
         logging.getLogger(noisy).setLevel(logging.WARNING)
     values = trial_values(config)
