@@ -5,9 +5,11 @@
 The configs are drawn once, by the spec's own Optuna space (`tuner.run.optuna_space.build_define`, random sampler,
 fixed seed): sgd and sam on the MNIST MLP with log-uniform learning rates and SAM radii. Both runs hand
 Ray Tune exactly that list (`param_space={"_point": grid_search(points)}`) with the platform's trainable,
-two trials at a time; one run uses the platform's ASHA scheduler (clock `cost/grad_evals`, so SAM pays
-for its second gradient), the other FIFO, every trial to its full budget. Trials are seeded, so a config
-reaches the same accuracy in both runs when both train it fully.
+two trials at a time; one run uses the platform's search scheduler (`tuner.run.ray_setup.search_scheduler`:
+with `budget.split: per_method`, the default for several methods, one ASHA per method, so a SAM trial is
+compared only with SAM trials; clock `cost/grad_evals`, so SAM pays for its second gradient), the other
+FIFO, every trial to its full budget. `--split shared` measures the old protocol, one ASHA across methods.
+Trials are seeded, so a config reaches the same accuracy in both runs when both train it fully.
 
 Printed, per seed (a seed draws a new set of configs) and as the median over seeds: gradient evaluations
 spent by each run, the best validation accuracy each found (ASHA's best among the trials it let finish),
@@ -37,7 +39,7 @@ import yaml
 CONCURRENT = 2
 
 
-def make_spec(folder: Path, configs: int, grad_evals: int, seed: int) -> Path:
+def make_spec(folder: Path, configs: int, grad_evals: int, seed: int, split: str) -> Path:
     spec = {
         "name": "asha-benchmark",
         "metric": {"name": "eval/accuracy", "goal": "maximize"},
@@ -49,7 +51,8 @@ def make_spec(folder: Path, configs: int, grad_evals: int, seed: int) -> Path:
                        "momentum": {"value": 0.9}},
         "sampler": {"name": "random", "seed": seed},
         "scheduler": {"name": "asha", "grace_period": grad_evals // 16, "reduction_factor": 3},
-        "budget": {"num_samples": configs, "max_concurrent_trials": CONCURRENT, "trial_grad_evals": grad_evals,
+        "budget": {"num_samples": configs, "split": split, "max_concurrent_trials": CONCURRENT,
+                   "trial_grad_evals": grad_evals,
                    "eval_every": grad_evals // 40},
         "resources": {"cpu": 1, "gpu": 0},
         "seed": seed,
@@ -100,6 +103,8 @@ def main() -> None:
     parser.add_argument("--grad-evals", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="one comparison per seed (a seed draws the configs and seeds the trials)")
+    parser.add_argument("--split", choices=("per_method", "shared"), default="per_method",
+                        help="ASHA per method (the platform's default) or one ASHA across methods")
     args = parser.parse_args()
     for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "RAY_AIR_NEW_OUTPUT": "0"}.items():
         os.environ.setdefault(key, value)
@@ -107,7 +112,7 @@ def main() -> None:
     import ray
     from ray.tune.schedulers import FIFOScheduler
 
-    from tuner.run.ray_setup import make_scheduler
+    from tuner.run.ray_setup import search_scheduler
     from tuner.spec import load_spec
 
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
@@ -117,13 +122,14 @@ def main() -> None:
     try:
         for seed in args.seeds:
             folder = Path(tempfile.mkdtemp(prefix=f"sharptune-asha-{seed}-"))
-            spec = load_spec(make_spec(folder, args.configs, args.grad_evals, seed))
+            spec = load_spec(make_spec(folder, args.configs, args.grad_evals, seed, args.split))
             points = sample_points(spec, args.configs)
             s = spec.scheduler
             print(f"seed {seed}: {len(points)} configs (sgd/sam on mnist_mlp 784-128-128-10), {args.grad_evals} "
-                  f"grad evals each; ASHA grace {s.grace_period}, reduction {s.reduction_factor}, clock {s.time_attr}; "
+                  f"grad evals each; ASHA ({args.split}) grace {s.grace_period}, reduction {s.reduction_factor}, "
+                  f"clock {s.time_attr}; "
                   f"{CONCURRENT} trials at a time", flush=True)
-            asha = run(spec, points, make_scheduler(spec), "asha", folder)
+            asha = run(spec, points, search_scheduler(spec), "asha", folder)
             fifo = run(spec, points, FIFOScheduler(), "fifo", folder)
             for name, r in (("FIFO", fifo), ("ASHA", asha)):
                 print(f"  {name}: {r['grad_evals']:.0f} grad evals, {r['completed']}/{r['trials']} trials to full "
