@@ -17,7 +17,7 @@ from e2e import smoke_spec
 from test_browser import CHROMIUM, ROOT, _chromium, _free_port, _sigint_ignored
 
 from tuner.layout import JOURNAL_FILE
-from tuner.run.searcher import SharpSearch
+from tuner.run.split import QUOTA_ATTR, MethodSplitSearch
 from tuner.spec import load_spec
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -25,9 +25,11 @@ SHOT_DIR = os.environ.get("SHARPTUNE_SCREENSHOTS")  # keep the screenshot where 
 
 
 def _experiment(tmp_path: Path) -> Path:
-    """A smoke experiment's study as the searcher leaves it: completed, pruned and failed trials."""
+    """A smoke experiment's studies as the platform's search leaves them (sgd and sam, one study each, the
+    default `budget.split: per_method`): completed, pruned and failed trials."""
     spec = load_spec(smoke_spec(tmp_path))
-    search = SharpSearch(spec, Path(spec.experiment_dir) / JOURNAL_FILE)
+    assert spec.budget.split == "per_method"
+    search = MethodSplitSearch(spec, Path(spec.experiment_dir) / JOURNAL_FILE)
     for i in range(6):
         search.suggest(f"t{i}")
         search.on_trial_result(f"t{i}", {"eval/loss": 1.0 / (i + 1), "cost/grad_evals": 20.0})
@@ -62,13 +64,17 @@ def test_dashboard_serves_the_study_on_loopback(tmp_path: Path) -> None:
                 time.sleep(0.5)
         text = log.read_text()
         assert f"Optuna dashboard: http://127.0.0.1:{port}/dashboard/" in text, text[-2000:]
+        assert "studies 'smoke/sgd', 'smoke/sam'" in text  # each method's search apart
         outside = socket.gethostbyname(socket.gethostname())
         if not outside.startswith("127."):  # bound to loopback only: another address of the host is refused
             with pytest.raises(OSError):
                 socket.create_connection((outside, port), timeout=1).close()
+        home = _chromium(tmp_path, f"http://127.0.0.1:{port}/dashboard/", budget_ms=10_000)
+        assert "smoke/sgd" in home and "smoke/sam" in home, home[-3000:]
         url = f"http://127.0.0.1:{port}/dashboard/studies/0"
         dom = _chromium(tmp_path, url, budget_ms=10_000)
-        assert "smoke" in dom and re.search(r"Trials?", dom)
+        assert "smoke/" in dom and re.search(r"Trials?", dom)
+        assert QUOTA_ATTR in dom  # the method's budget, a study user attribute the dashboard shows
         shot = Path(SHOT_DIR) if SHOT_DIR else tmp_path
         shot.mkdir(parents=True, exist_ok=True)
         _chromium(tmp_path, url, screenshot=shot / "optuna_dashboard.png", budget_ms=10_000)
