@@ -39,8 +39,8 @@ class ParamAxis:
         if self.scale == CATEGORICAL:
             return f"{self.name} (choices)"
         if self.scale == UNKNOWN:
-            return f"{self.name} (linear axis: the experiment stores no search space)"
-        return f"{self.name} ({self.scale} scale, searched {tick_text(self.low)} to {tick_text(self.high)})"
+            return f"{self.name} (linear: no stored space)"
+        return f"{self.name} ({self.scale} scale, {tick_text(self.low)}–{tick_text(self.high)})"
 
 
 def param_axis(space: Mapping[str, Any] | None, name: str, values: Sequence[Any] = ()) -> ParamAxis:

@@ -148,8 +148,9 @@ def _summary_section(data: ReportData) -> Section:
 
 
 HPARAM_NOTE = ("Each axis is the hyperparameter's search distribution as the experiment stored it: log scale for a "
-               "log-uniform range, linear otherwise, spanning the searched range. Filled: completed trials (final "
-               "value); hollow: pruned trials (value where they were stopped, early in training); x: diverged.")
+               "log-uniform range, linear otherwise, spanning the searched range (in the axis label). Filled: "
+               "completed trials (final value); hollow: pruned trials (value where they were stopped, early in "
+               "training); x: diverged.")
 
 
 def _hparam_section(data: ReportData, figs: _Figures) -> Section:

@@ -17,6 +17,8 @@ from dashboards.marks import STATUS_ORDER, scatter_status, status_handles
 from dashboards.plot_common import NoData, finite
 from tuner.results.importances import searched_params
 
+PANELS_PER_ROW = 3  # wider rows shrink to unreadable type when the page scales them to its width
+
 
 def value_label(metric: str) -> str:
     """What a search trial's value is: the final value, or the value at pruning."""
@@ -39,11 +41,16 @@ def hparam_slices(data: ReportData, method: str) -> Figure:
     names = slice_params(data, method)
     if not names:
         raise NoData(f"{method}: no searched hyperparameter with a finite {data.metric}")
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), constrained_layout=True, squeeze=False)
+    cols = min(len(names), PANELS_PER_ROW)
+    rows = -(-len(names) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.6 * rows), constrained_layout=True, squeeze=False)
+    axes = grid.ravel()
+    for spare in axes[len(names):]:
+        spare.set_visible(False)
     style, space = data.style(method), data.space.get(method)
     y = search[data.metric].astype(float).to_numpy()
     status = search["status"].to_numpy()
-    for ax, name in zip(axes[0], names, strict=True):
+    for ax, name in zip(axes[:len(names)], names, strict=True):
         values = [h.get(name) for h in search["hparams"]]
         axis = param_axis(space, name, values)
         x = positions(axis, values)
@@ -53,5 +60,5 @@ def hparam_slices(data: ReportData, method: str) -> Figure:
         apply_axis(ax, axis, values, x)
         ax.set(ylabel=value_label(data.metric), title=f"{method}: {name}")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(handles=status_handles(set(status)), fontsize=7)
+    axes[0].legend(handles=status_handles(set(status)), fontsize=7)
     return fig
