@@ -60,16 +60,19 @@ def best_so_far(data: ReportData) -> Figure:
     has_wall = WALL_S in search
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
     sign = goal_sign(data.goal)
-    for method, group in search.groupby("method"):
-        group = group.sort_values("start_time")
-        values = group[data.metric].astype(float).to_numpy()
-        status = group["status"].to_numpy()
+    for method, group in data.search[data.search["method"].isin(search["method"])].groupby("method"):
+        # every trial's cost counts (a diverged or errored one spent it too); only finite values are drawn
+        group = group.sort_values("start_time", kind="stable")
+        keep = group.index.isin(search.index)
+        values = group[data.metric].astype(float).to_numpy()[keep]
+        status = group["status"].to_numpy()[keep]
         best = _running_best(values, status == COMPLETED, sign)
         evals = np.cumsum(group[GRAD_EVALS].fillna(0).to_numpy()) if GRAD_EVALS in group else \
             np.arange(1, len(group) + 1)
-        _progress(axes[0], evals, values, status, best, str(method), data)
+        _progress(axes[0], evals[keep], values, status, best, str(method), data)
         if has_wall:
-            _progress(axes[1], np.cumsum(group[WALL_S].fillna(0).to_numpy()), values, status, best, str(method), data)
+            wall = np.cumsum(group[WALL_S].fillna(0).to_numpy())[keep]
+            _progress(axes[1], wall, values, status, best, str(method), data)
     ylabel = f"best completed {data.metric} so far"
     axes[0].set(xlabel="cumulative gradient evaluations spent tuning (count)", ylabel=ylabel,
                 title="Best so far vs compute")
