@@ -34,10 +34,13 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def image(name: str, png: bytes, alt: str) -> str:
-    """An embedded PNG; `src` is a data URI so the page works when moved or opened alone."""
+def image(name: str, png: bytes, alt: str, vectors: Sequence[str] = ()) -> str:
+    """An embedded PNG; `src` is a data URI so the page works when moved or opened alone. `vectors` are
+    the figure's SVG/PDF files beside the page, linked below it."""
     data = base64.b64encode(png).decode("ascii")
-    return f'<img class="plot" data-name="{esc(name)}" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+    links = " · ".join(f'<a class="vector" href="{esc(v)}">{esc(v.rsplit(".", 1)[-1].upper())}</a>' for v in vectors)
+    below = f'<div class="note">vector: {links}</div>' if links else ""
+    return f'<img class="plot" data-name="{esc(name)}" alt="{esc(alt)}" src="data:image/png;base64,{data}">{below}'
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[int] = (0,),

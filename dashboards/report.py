@@ -1,7 +1,8 @@
 """`build_report`: the comparison dashboard of one experiment, as HTML + PNGs, logged to its parent run.
 
-Written to `<results>/<name>/report/` (report.html, one PNG per figure, summary.csv); the HTML embeds the
-PNGs so it can be mailed or opened alone. Sections without data say why instead of failing.
+Written to `<results>/<name>/report/` (report.html, summary.csv, and each figure as PNG and, for a paper, as
+SVG and PDF beside it); the HTML embeds the PNGs so it can be mailed or opened alone, and links the vector
+files. Sections without data say why instead of failing.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from dashboards import plots
-from dashboards.colors import method_color
+from dashboards import overhead, plots
 from dashboards.data import ReportData, collect
 from dashboards.html import Section, esc, image, page, table
 from tuner.results.importances import param_importances
@@ -26,6 +26,8 @@ from tuner.results.store import ExperimentStore
 from tuner.results.winners import write_summary
 
 REPORT_FILE = "report.html"
+VECTOR_FORMATS = ("svg", "pdf")  # beside each PNG: what a paper includes
+PNG_DPI = 110
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -38,12 +40,12 @@ def _hp_text(hparams: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in sorted(hparams.items())) or "—"
 
 
-def _swatch(method: str) -> str:
-    return f'<span class="swatch" style="background:{method_color(method)}"></span>{esc(method)}'
+def _swatch(data: ReportData, method: str) -> str:
+    return f'<span class="swatch" style="background:{data.style(method).color}"></span>{esc(method)}'
 
 
 class _Figures:
-    """Renders figures to PNG files beside the report and to embedded images."""
+    """Renders figures to PNG, SVG and PDF files beside the report and to embedded images."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -55,12 +57,16 @@ class _Figures:
         except plots.NoData as exc:
             return "", str(exc)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        plt.close(fig)
+        fig.savefig(buf, format="png", dpi=PNG_DPI)
         path = self.out / f"{name}.png"
         path.write_bytes(buf.getvalue())
         self.files.append(path)
-        return image(name, buf.getvalue(), alt), None
+        for fmt in VECTOR_FORMATS:
+            vector = self.out / f"{name}.{fmt}"
+            fig.savefig(vector, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
+            self.files.append(vector)
+        plt.close(fig)
+        return image(name, buf.getvalue(), alt, vectors=[f"{name}.{fmt}" for fmt in VECTOR_FORMATS]), None
 
 
 def _errored_cell(n_errored: int, n_runs: int, first_error: str) -> str:
@@ -118,7 +124,8 @@ def _summary_section(data: ReportData) -> Section:
             best += " — pruned only: a value from early in training"
         overhead = f"{_fmt(r['overhead'], 3)}× vs {r['overhead_reference']}" if math.isfinite(r["overhead"]) \
             else "—"
-        rows.append([esc(r["rank"]), _swatch(r["method"]), esc(best), esc(overhead), esc(_fmt(r["step_time_ms"], 3)),
+        rows.append([esc(r["rank"]), _swatch(data, r["method"]), esc(best), esc(overhead),
+                     esc(_fmt(r["step_time_ms"], 3)),
                      esc(_fmt(r["grad_evals_per_step"], 3)), esc(_fmt(r["peak_mem_mb"], 4)),
                      esc(f"{r['n_diverged']}/{r['n_runs_total']} ({r['divergence_rate']:.0%})"),
                      _errored_cell(r["n_errored"], r["n_runs_total"], r["first_error"]),
@@ -140,6 +147,12 @@ def _summary_section(data: ReportData) -> Section:
     return Section("summary", "Per-method summary", body)
 
 
+HPARAM_NOTE = ("Each axis is the hyperparameter's search distribution as the experiment stored it: log scale for a "
+               "log-uniform range, linear otherwise, spanning the searched range (in the axis label). Filled: "
+               "completed trials (final value); hollow: pruned trials (value where they were stopped, early in "
+               "training); x: diverged.")
+
+
 def _hparam_section(data: ReportData, figs: _Figures) -> Section:
     parts, reasons = [], []
     for method in data.methods:
@@ -148,14 +161,31 @@ def _hparam_section(data: ReportData, figs: _Figures) -> Section:
         if why:
             reasons.append(why)
             continue
-        imp, note = param_importances(data.trials, data.metric, data.goal, method)
+        imp, note = param_importances(data.trials, data.metric, data.goal, method, data.space.get(method))
         imp_html = (table(["hyperparameter", "importance"], [[k, f"{v:.1%}"] for k, v in imp.items()])
                     if imp else "")
-        parts.append(f"<h3>{_swatch(method)}</h3>{img}<p class=\"note\">Importance: {esc(note)}</p>{imp_html}")
+        flag = 'class="note" data-importance="ok"' if imp else 'class="empty" data-importance="refused"'
+        parts.append(f"<h3>{_swatch(data, method)}</h3>{img}<p {flag}>Importance: {esc(note)}</p>{imp_html}")
     if not parts:
         return Section("hyperparameters", "Hyperparameter effects", empty="; ".join(reasons) or "no methods")
     extra = f'<p class="note">{esc("; ".join(reasons))}</p>' if reasons else ""
-    return Section("hyperparameters", "Hyperparameter effects", "".join(parts) + extra)
+    return Section("hyperparameters", "Hyperparameter effects",
+                   f'<p class="note">{esc(HPARAM_NOTE)}</p>' + "".join(parts) + extra)
+
+
+def _pareto_section(data: ReportData, figs: _Figures) -> Section:
+    """The metric against the overhead, then the overhead's spread across trials and how it was measured."""
+    title = "Pareto front: metric vs compute overhead"
+    img, why = figs.render("pareto", f"robust {data.metric} vs step-time overhead", lambda: plots.pareto(data))
+    if why:
+        return Section("pareto", title, empty=why)
+    spread, _ = figs.render("overhead", "step-time overhead of every trial per method",
+                            lambda: overhead.overhead_spread(data))
+    note = ("Big markers: each method's robust winner with its 95% interval (vertical) and the interquartile range "
+            "of its trials' step-time ratios (horizontal); small: search trials, filled if completed, hollow if "
+            "pruned (value at pruning).")
+    return Section("pareto", title, f'<p class="note">{esc(note)}</p>{img}'
+                   f'<p class="note" data-load="overhead">{esc(overhead.load_note(data))}</p>{spread}')
 
 
 def _figure_section(figs: _Figures, sid: str, title: str, alt: str, make: Callable[[], Figure],
@@ -193,15 +223,17 @@ def render_report(data: ReportData, out: Path, *, source: str = "") -> Path:
         _summary_section(data),
         _figure_section(figs, "best_so_far", "Best so far vs compute", f"best {m} so far per method",
                         lambda: plots.best_so_far(data),
-                        "Left and middle: the tuner's progress per method over its search trials in start order. "
-                        "Right: each winning config's own training curve (step = gradient evaluations)."),
-        _figure_section(figs, "pareto", "Pareto front: metric vs compute overhead",
-                        f"robust {m} vs step-time overhead", lambda: plots.pareto(data),
-                        "Big markers: each method's robust winner with its 95% interval; small: search trials."),
+                        "Left and middle: the tuner's progress per method over its search trials in start order; the "
+                        "line is the best completed trial so far, hollow markers are pruned trials at their value when "
+                        "stopped (their cost counts, their value never becomes the best). Right: each winning "
+                        "config's own training curve (step = gradient evaluations)."),
+        _pareto_section(data, figs),
         _figure_section(figs, "robustness", "Robustness profile", f"{m} vs stress level per method",
                         lambda: plots.robustness(data)),
         _figure_section(figs, "ecdf", "Tuning sensitivity (ECDF over search trials)", f"ECDF of final {m}",
-                        lambda: plots.ecdf(data)),
+                        lambda: plots.ecdf(data),
+                        "The curves are over completed search trials; the hollow markers below them are pruned "
+                        "trials at their value when stopped, which a full run's value cannot be compared with."),
         _hparam_section(data, figs),
         _figure_section(figs, "diagnostics", "Diagnostics over training", "balancedness, λ_max vs SAM edge, Tr(H)",
                         lambda: plots.diagnostics(data),

@@ -58,6 +58,18 @@ SPEC = {
     "workload": {"name": "two_moons", "options": {"n": 512}}, "methods": list(SEARCH),
     "budget": {"num_samples": 5, "trial_grad_evals": 600, "eval_every": 60},
     "confirm": {"top_k": 1, "seeds": list(SEEDS), "label_noise": list(NOISE)},
+    # each method's resolved space, as the runner stores it (the report draws each axis on its scale)
+    "space": {
+        "sgd": {"lr": {"type": "float", "low": 0.001, "high": 0.5, "log": True},
+                "nesterov": {"type": "categorical", "values": [False, True]}},
+        "sam": {"lr": {"type": "float", "low": 0.001, "high": 0.5, "log": True},
+                "rho": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
+                "rho_schedule": {"type": "categorical", "values": ["constant", "cosine"]},
+                "total_steps": {"value": 300}},
+        "sgd_ire": {"lr": {"type": "float", "low": 0.001, "high": 0.5, "log": True},
+                    "kappa": {"type": "float", "low": 0.5, "high": 10.0, "log": True},
+                    "gamma": {"type": "float", "low": 0.5, "high": 0.99}},
+    },
 }
 
 

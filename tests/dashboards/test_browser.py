@@ -50,8 +50,13 @@ def test_report_renders_sections_and_plots(built_report: Path, tmp_path: Path) -
     for sid in ("summary", "best_so_far", "pareto", "robustness", "ecdf", "hyperparameters", "diagnostics"):
         assert f'<section id="{sid}" data-status="ok">' in dom
     names = re.findall(r'<img class="plot" data-name="([^"]+)"', dom)
-    assert {"best_so_far", "pareto", "robustness", "ecdf", "diagnostics", "hparams_sam"} <= set(names)
+    assert {"best_so_far", "pareto", "overhead", "robustness", "ecdf", "diagnostics", "hparams_sam"} <= set(names)
     assert "sgd_ire" in dom and "vs base sgd" in dom
+    for name in names:  # each figure links its vector files, and they exist beside the page
+        assert f'<a class="vector" href="{name}.svg">SVG</a>' in dom and (built_report.parent / f"{name}.svg").is_file()
+    assert 'data-importance="refused"' in dom and "trials ran while another trial" in dom
+    svg = _chromium(tmp_path, (built_report.parent / "hparams_sam.svg").as_uri())  # the SVG renders on its own
+    assert 'id="sam:lr:completed"' in svg and 'id="sam:lr:pruned"' in svg
     shot = tmp_path / "report.png"
     _chromium(tmp_path, built_report.as_uri(), screenshot=shot)
     assert shot.stat().st_size > 20_000

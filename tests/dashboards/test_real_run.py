@@ -62,3 +62,18 @@ def test_export_from_real_run_round_trips_and_trains(real_run: Path, tmp_path: P
     proc = subprocess.run([sys.executable, str(ROOT / "examples/train_with_exported_config.py"), str(out),
                            "--steps", "50"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_report_axes_follow_the_space_the_run_stored(real_run: Path) -> None:
+    """The runner's stored space (the parent run's spec.yaml) decides each slice's scale: lr and rho are
+    log-uniform in the smoke spec, momentum is fixed (no panel)."""
+    from dashboards.data import collect
+    from dashboards.slices import hparam_slices
+    from tuner.results.store import ExperimentStore
+
+    data = collect(ExperimentStore.open("smoke-report", storage=real_run))
+    rho = {"type": "float", "low": 0.01, "high": 0.2, "log": True, "when": {"method": ["sam"]}}
+    assert data.space["sam"]["rho"] == rho
+    scales = {ax.get_title().split(": ")[1]: ax.get_xscale() for ax in hparam_slices(data, "sam").axes
+              if ax.get_visible()}
+    assert scales == {"lr": "log", "rho": "log"}
