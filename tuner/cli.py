@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"python -m tuner: choose a command: {', '.join(COMMANDS)}")
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # several spec errors: one line each (tuner.spec._collect)
+            print(f"error: {line}", file=sys.stderr)
         return UserError.exit_code
     except RuntimeFailure as exc:
         print(f"failed: {exc}", file=sys.stderr)
