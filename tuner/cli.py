@@ -36,8 +36,9 @@ EPILOG = """examples:
   python -m tuner report smoke                        # the comparison dashboard (HTML + plots)
   python -m tuner export smoke -o best.yaml           # the winner, for build_optimizer(model, **load_config(...))
 
-results go to <storage>/<name>/ (the spec's storage.path, relative to the spec file; --storage DIR for the
-other commands): Ray's state, optuna.journal, mlflow.db, the resolved spec. Full guide: README.md."""
+results go to <storage>/<name>/ (the spec's storage.path, relative to the spec file; default results/ beside it):
+Ray's state, optuna.journal, mlflow.db, the resolved spec. `run` records that folder in ~/.sharptune/experiments.json
+($SHARPTUNE_HOME), so the other commands find NAME from any folder (or pass --storage DIR). Full guide: README.md."""
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
