@@ -79,12 +79,13 @@ def test_a_near_miss_is_checked_as_meant(capsys: pytest.CaptureFixture[str], tmp
     an override's mistake names its --set."""
     path = tmp_path / "spec.yaml"
     path.write_text((BAD / "three_mistakes.yaml").read_text().replace("eval_evry: 20", "eval_evry: 0"))
-    assert main(["validate", str(path), "--no-preflight", "--set", "sampler.sed=1"]) == 2
+    assert main(["validate", str(path), "--no-preflight", "--set", "sampler.sed=1", "--set", "sampler.name=rndom"]) == 2
     err = capsys.readouterr().err
     assert "budget.eval_evry: unknown key" in err
     assert "budget.eval_every: out of range: 0" in err
     assert "sampler.sed: unknown key 'sed'; did you mean 'seed'? (from --set sampler.sed=1)" in err
-    assert len(err.splitlines()) == 5
+    assert "sampler.name: unknown value 'rndom'; did you mean 'random'? (from --set sampler.name=rndom)" in err
+    assert len(err.splitlines()) == 6
 
 
 def test_line_numbers_point_at_the_field(capsys: pytest.CaptureFixture[str]) -> None:
