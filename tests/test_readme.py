@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tuner.cli import main
 from tuner.experiment_index import HOME_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,3 +122,25 @@ def test_readme_commands_run_as_written(sandbox: dict) -> None:
     # what the README says each line leaves behind
     assert (box / "results" / "smoke" / "report" / "report.html").is_file()
     assert yaml.safe_load((box / "best.yaml").read_text())["method"] in ("sgd", "sam")
+
+
+def spec_commands(text: str) -> list[list[str]]:
+    """`python -m tuner run|validate search_spaces/X.yaml [--set K=V ...]` in a page, as argv for `validate`."""
+    found = []
+    for match in re.finditer(r"python -m tuner (?:run|validate) (search_spaces/[\w.-]+\.yaml)((?:\\\n|[^\n`#])*)",
+                             text):
+        words = shlex.split(match.group(2).replace("\\\n", " "))
+        sets = [w for i, w in enumerate(words) if i and words[i - 1] == "--set"]
+        found.append([match.group(1), *(a for s in sets for a in ("--set", s))])
+    return found
+
+
+SPEC_COMMANDS = [(page.name, argv) for page in DOCS for argv in spec_commands(page.read_text(encoding="utf-8"))]
+
+
+@pytest.mark.parametrize(("page", "argv"), SPEC_COMMANDS, ids=[f"{p}:{' '.join(a)}" for p, a in SPEC_COMMANDS])
+def test_every_shipped_spec_command_in_the_docs_validates(page: str, argv: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Every spec and `--set` the README and docs/ show is one `validate` accepts (the runs are too long to run)."""
+    monkeypatch.chdir(ROOT)
+    assert main(["validate", *argv, "--no-preflight"]) == 0, capsys.readouterr().err
