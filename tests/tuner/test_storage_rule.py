@@ -68,18 +68,22 @@ def test_every_command_finds_the_experiment_from_another_folder(tiny: dict) -> N
 
 
 @pytest.mark.slow
-def test_not_found_says_where_it_looked_and_how_to_point(tiny: dict, tmp_path: Path) -> None:
+def test_not_found_says_where_it_looked_and_how_to_point(tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     other_home = tmp_path / "other-home"  # an index that never heard of it
-    for command in ("export", "report", "dashboard", "resume"):
-        proc = _cli(tiny["elsewhere"], other_home, command, "far-away")
-        assert proc.returncode == 2, (command, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and "Traceback" not in proc.stderr, (command, proc.stderr)
+    monkeypatch.setenv(HOME_ENV, str(other_home))
+    monkeypatch.chdir(tiny["elsewhere"])
+    index = other_home / INDEX_FILE
+    for command in ("export", "report", "dashboard", "resume", "ui"):
+        assert main([command, "far-away"]) == 2, command
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, (command, err)
         assert f"looked in {tiny['elsewhere'] / 'results'}" in lines[0] and "--storage DIR" in lines[0], lines[0]
-        assert str(other_home / ".sharptune" / INDEX_FILE) in lines[0]
-    pointed = _cli(tiny["elsewhere"], other_home, "export", "far-away", "--storage",
-                   str(tiny["project"] / "results"))
-    assert pointed.returncode == 0, pointed.stderr
+        assert f"{index} has no record of it" in lines[0], lines[0]
+    out = tmp_path / "best.yaml"
+    assert main(["export", "far-away", "--storage", str(tiny["project"] / "results"), "-o", str(out)]) == 0
+    assert yaml.safe_load(out.read_text())["provenance"]["experiment"] == "far-away"
 
 
 def test_the_local_results_folder_wins_and_a_gone_folder_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
