@@ -36,8 +36,9 @@ EPILOG = """examples:
   python -m tuner report smoke                        # the comparison dashboard (HTML + plots)
   python -m tuner export smoke -o best.yaml           # the winner, for build_optimizer(model, **load_config(...))
 
-results go to <storage>/<name>/ (the spec's storage.path, relative to the spec file; --storage DIR for the
-other commands): Ray's state, optuna.journal, mlflow.db, the resolved spec. Full guide: README.md."""
+results go to <storage>/<name>/ (the spec's storage.path, relative to the spec file; default results/ beside it):
+Ray's state, optuna.journal, mlflow.db, the resolved spec. `run` records that folder in ~/.sharptune/experiments.json
+($SHARPTUNE_HOME), so the other commands find NAME from any folder (or pass --storage DIR). Full guide: README.md."""
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -62,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"python -m tuner: choose a command: {', '.join(COMMANDS)}")
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # several spec errors: one line each (tuner.spec._collect)
+            print(f"error: {line}", file=sys.stderr)
         return UserError.exit_code
     except RuntimeFailure as exc:
         print(f"failed: {exc}", file=sys.stderr)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from tuner.commands.ui import ctrl_c_interrupts, port_free
 from tuner.errors import UserError
-from tuner.layout import DEFAULT_STORAGE, JOURNAL_FILE, experiment_path
+from tuner.experiment_index import STORAGE_HELP, locate
+from tuner.layout import JOURNAL_FILE, experiment_path
 
 EXTRA = "pip install -e '.[dashboard]' (optuna-dashboard==0.21.0)"
 
@@ -27,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Serve optuna-dashboard over an experiment's Optuna journal; "
                                           "Ctrl-C stops it.")
     p.add_argument("name", help="experiment name")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="DIR",
-                   help="results folder holding <name>/optuna.journal (default: %(default)s)")
+    p.add_argument("--storage", default=None, metavar="DIR",
+                   help=STORAGE_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
     p.set_defaults(func=handle)
@@ -44,7 +45,7 @@ def journal_of(storage: str | Path, name: str) -> Path:
 
 
 def handle(args: argparse.Namespace) -> int:
-    journal = journal_of(args.storage, args.name)
+    journal = journal_of(locate(args.name, args.storage), args.name)
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise UserError(f"tuner dashboard needs optuna-dashboard: {EXTRA}")
     if not port_free(args.host, args.port):

@@ -6,15 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from tuner.layout import DEFAULT_STORAGE
+from tuner.experiment_index import STORAGE_HELP, locate
 from tuner.results.export import FORMATS, dump_config, format_for, winning_config
 from tuner.results.store import ExperimentStore
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     """--storage and --tracking-uri, shared by report, ui and export."""
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, metavar="DIR",
-                        help="results folder holding <name>/mlflow.db (default: %(default)s)")
+    parser.add_argument("--storage", default=None, metavar="DIR",
+                        help=STORAGE_HELP)
     parser.add_argument("--tracking-uri", default=None, metavar="URI",
                         help="MLflow tracking URI (default: sqlite:///<storage>/<name>/mlflow.db)")
 
@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    store = ExperimentStore.open(args.name, tracking_uri=args.tracking_uri, storage=args.storage)
+    storage = locate(args.name, args.storage, required=args.tracking_uri is None)
+    store = ExperimentStore.open(args.name, tracking_uri=args.tracking_uri, storage=storage)
     config = winning_config(store, args.method)
     text = dump_config(config, format_for(args.output, args.format))
     if args.output is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tuner.commands.export import add_store_arguments
+from tuner.experiment_index import locate
 from tuner.results.store import ExperimentStore
 
 
@@ -23,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from dashboards.report import build_report  # matplotlib only when a report is asked for
 
-    store = ExperimentStore.open(args.name, tracking_uri=args.tracking_uri, storage=args.storage)
+    storage = locate(args.name, args.storage, required=args.tracking_uri is None)
+    store = ExperimentStore.open(args.name, tracking_uri=args.tracking_uri, storage=storage)
     path = build_report(store, args.output, metric=args.metric, goal=args.goal, log=not args.no_log)
     print(f"report: {path}")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from tuner.commands.spec_args import add_spec_arguments, checked_spec
+from tuner.experiment_index import remember
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,5 +25,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the spec and preflight it (exit 2 if bad), refuse a used name, run; 0 done, 1 failure, 130 interrupted."""
     spec = checked_spec(args)  # before Ray or MLflow are even imported
     from tuner.run.experiment import Experiment  # Ray and MLflow only once the spec passed its checks
+
+    remember(spec.name, spec.storage_path)  # so that report/export/... find it by name from any folder
 
     return Experiment(spec, address=args.address).run(resume=False)

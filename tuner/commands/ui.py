@@ -24,7 +24,8 @@ from pathlib import Path
 
 from tuner.commands.export import add_store_arguments
 from tuner.errors import RuntimeFailure, UserError
-from tuner.layout import DB_NAME
+from tuner.experiment_index import locate
+from tuner.layout import DB_NAME, DEFAULT_STORAGE
 from tuner.results.store import ExperimentStore, known_experiments
 from tuner.run.tracking import RUNS_VIEW, set_ui_tags
 
@@ -48,14 +49,16 @@ def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
     """(tracking URI, experiment id to open) for NAME, --tracking-uri, or the storage's only experiment."""
     name = args.name
     if name is None and args.tracking_uri is None:
-        known = known_experiments(args.storage)
+        folder = args.storage or DEFAULT_STORAGE
+        known = known_experiments(folder)
         if len(known) != 1:
-            raise UserError(f"choose an experiment: python -m tuner ui NAME (in {Path(args.storage).resolve()}: "
+            raise UserError(f"choose an experiment: python -m tuner ui NAME (in {Path(folder).resolve()}: "
                             f"{', '.join(known) or 'none'})")
         name = known[0]
     if name is None:
         return args.tracking_uri, None
-    store = ExperimentStore.open(name, tracking_uri=args.tracking_uri, storage=args.storage)
+    storage = locate(name, args.storage, required=args.tracking_uri is None)
+    store = ExperimentStore.open(name, tracking_uri=args.tracking_uri, storage=storage)
     if not store.tracking_uri.startswith(("http://", "https://")):
         try:
             metric, goal = store.objective()

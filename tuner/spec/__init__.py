@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from tuner.space import Param
+from tuner.spec._collect import parse_all
 from tuner.spec._lr_schedule import parse_lr_schedule
 from tuner.spec._reader import _apply_override, _Block, _choice, _int, _list_of, _number, _read_yaml, _string
 from tuner.spec._resolve import _resolve_space
@@ -63,7 +64,7 @@ __all__ = ["Budget", "Confirm", "Constraint", "Objective", "Param", "Resources",
 
 
 def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Spec:
-    """Read, check and resolve a spec file; raise SpecError (one line) on the first problem.
+    """Read, check and resolve a spec file; raise SpecError, one line per independent problem (`parse_all`).
 
     `overrides` are `--set KEY=VALUE` items (`budget.trial_grad_evals=60`): each VALUE is read as YAML
     and replaces KEY in the file's data before the check, so an override is validated exactly as the
@@ -72,14 +73,14 @@ def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Sp
     file = str(path)
     data = _read_yaml(file)
     applied = [_apply_override(file, data, item) for item in overrides]
-    try:
-        return _parse(file, data)
-    except SpecError as exc:
+
+    def explain(exc: SpecError) -> SpecError:
         for key, item in applied:
             if exc.field == key or exc.field.startswith((key + ".", key + "[")) or key.startswith(exc.field + "."):
-                raise SpecError(exc.file, None, exc.field, f"{exc.problem} (from --set {item})") from None
-        raise
+                return SpecError(exc.file, None, exc.field, f"{exc.problem} (from --set {item})")
+        return exc
 
+    return parse_all(data, lambda d: _parse(file, d), explain)
 
 
 def _parse(file: str, data: Any) -> Spec:

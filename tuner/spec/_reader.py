@@ -151,7 +151,7 @@ def _choice(table: Iterable[str]) -> Callable[..., str]:
 
     def check(b: _Block, key: str, value: Any) -> str:
         if value not in allowed or not isinstance(value, str):
-            b.fail(key, f"unknown value {value!r}", ", ".join(allowed))
+            b.fail(key, f"unknown value {value!r}{did_you_mean(value, allowed)}", ", ".join(allowed))
         return value
     return check
 

@@ -1,6 +1,8 @@
 """Every file in bad_specs/ must be refused by `validate`: exit 2, one line naming the file, no traceback.
 
 Each file's first line says what the message must contain (`# expect: ...`); `binary.yaml` has none.
+A file with several independent mistakes says how many lines `validate` must print on its second line
+(`# errors: N`, default 1): every one is found in one go, and no cascade of a repair is added.
 """
 
 from __future__ import annotations
@@ -26,6 +28,20 @@ def _expected(path: Path) -> str:
     return first.removeprefix("# expect: ").strip() if first.startswith("# expect: ") else "binary data"
 
 
+def _error_count(path: Path) -> int:
+    lines = path.read_bytes().split(b"\n", 2)
+    second = lines[1].decode("utf-8", "replace") if len(lines) > 1 else ""
+    return int(second.removeprefix("# errors: ")) if second.startswith("# errors: ") else 1
+
+
+def _error_lines(err: str, path: Path, count: int) -> list[str]:
+    lines = err.splitlines()
+    assert len(lines) == count, err
+    assert all(line.startswith(f"error: {path}") for line in lines), err
+    assert "Traceback" not in err
+    return lines
+
+
 def _one_error_line(err: str, path: Path) -> str:
     lines = err.splitlines()
     assert len(lines) == 1, err
@@ -43,8 +59,33 @@ def test_bad_spec_is_refused(path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["validate", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    line = _one_error_line(err, path)
-    assert _expected(path) in line
+    lines = _error_lines(err, path, _error_count(path))
+    assert _expected(path) in lines[0]
+
+
+def test_every_mistake_is_reported_in_one_go(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown key, an unknown method and a bad value, far apart: three lines, each naming its field."""
+    path = BAD / "three_mistakes.yaml"
+    assert main(["validate", str(path)]) == 2
+    lines = _error_lines(capsys.readouterr().err, path, 3)
+    assert lines[0].startswith(f"error: {path}:6: methods.1: unknown method 'sma'; did you mean 'sam'?")
+    assert lines[1].startswith(f"error: {path}:10: budget.eval_evry: unknown key 'eval_evry'; "
+                               "did you mean 'eval_every'?")
+    assert lines[2].startswith(f"error: {path}:11: resources.cpu: out of range: -1")
+
+
+def test_a_near_miss_is_checked_as_meant(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A misspelt key is read under the name it was meant to have: its bad value is the next line, and
+    an override's mistake names its --set."""
+    path = tmp_path / "spec.yaml"
+    path.write_text((BAD / "three_mistakes.yaml").read_text().replace("eval_evry: 20", "eval_evry: 0"))
+    assert main(["validate", str(path), "--no-preflight", "--set", "sampler.sed=1", "--set", "sampler.name=rndom"]) == 2
+    err = capsys.readouterr().err
+    assert "budget.eval_evry: unknown key" in err
+    assert "budget.eval_every: out of range: 0" in err
+    assert "sampler.sed: unknown key 'sed'; did you mean 'seed'? (from --set sampler.sed=1)" in err
+    assert "sampler.name: unknown value 'rndom'; did you mean 'random'? (from --set sampler.name=rndom)" in err
+    assert len(err.splitlines()) == 6
 
 
 def test_line_numbers_point_at_the_field(capsys: pytest.CaptureFixture[str]) -> None:
