@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from tuner.layout import RESOLVED_FILE, experiment_name
+from tuner.results.claim import claim_table
 from tuner.results.rounding import fmt_estimate, fmt_interval, fmt_pm
 from tuner.results.summary_notes import by_condition, method_warnings, ranking_rule
 from tuner.run.progress import fmt_duration
@@ -166,4 +167,51 @@ def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: 
     out.append(f"MLflow: {spec.tracking_uri} (experiment {experiment_name(spec.name)}); results in {experiment_dir}")
     if spec.tracking_uri.startswith("sqlite:"):
         out.append(f"browse: python -m tuner ui {spec.name} --storage {spec.storage_path}")
+    if spec.claim is not None and trials is not None:
+        out.extend(claim_lines(spec, claim_table(spec.claim, trials, table, spec.methods), table))
+    return out
+
+
+def _claimed(expect: Any) -> str:
+    if isinstance(expect, tuple):
+        return f"{expect[0]:g}–{expect[1]:g}"
+    return "-" if expect is None else f"{expect:g}" if is_number(expect) else str(expect)
+
+
+def _measured(row: pd.Series) -> list[str]:
+    """The setting's mean and interval; 'diverged' when every run did; the runs behind it."""
+    if not row["n"]:
+        value = ["diverged" if row["n_diverged"] else "no value", "-"]
+    else:
+        value = list(fmt_interval(row["mean"], row["low"], row["high"]))
+    runs = str(row["n"]) + "".join(f" (+{k} {what})" for k, what in ((row["n_diverged"], "diverged"),
+                                                                     (row["n_pruned"], "pruned, left out")) if k)
+    return [*value, runs]
+
+
+def claim_lines(spec: Spec, claim: pd.DataFrame, table: pd.DataFrame | None) -> list[str]:
+    """The claim spec's last word: its quantity per setting beside the paper's number (`tuner.results.claim`)."""
+    c = spec.claim
+    if c.measure == "to_target":
+        first = table.iloc[0] if table is not None and len(table) and "target" in table else None
+        target = f" {fmt_estimate(first['target'])} ({first['target_source']})" if first is not None else ""
+        out = [f"\nclaim ({c.source}): grad evals to reach the target {spec.metric.name}{target}, and their "
+               f"ratio to {spec.methods[0]}'s"]
+        cells = [["method", "grad evals", "seeds", f"x {spec.methods[0]}", "claimed", "verdict"]]
+        for _, row in claim.iterrows():
+            cells.append([row["method"], f"{row['mean']:,.0f}" if is_number(row["mean"]) else "not reached",
+                          f"{row['reached']:.0%}" if is_number(row["reached"]) else "-", fmt_estimate(row["ratio"]),
+                          _claimed(row["expect"]), row["verdict"] or "-", ""])
+    else:
+        per = f", per {' and '.join(c.by)}" if c.by else ""
+        out = [f"\nclaim ({c.source}): {c.metric} at the end of training{per}"]
+        cells = [["method", *c.by, c.metric, "95% CI", "runs", "claimed", "verdict"]]
+        for _, row in claim.iterrows():
+            setting = [f"{v:g}" if is_number(v) else "-" if v is None else str(v) for v in row["setting"].values()]
+            cells.append([row["method"], *setting, *_measured(row), _claimed(row["expect"]),
+                          row["verdict"] or "-", ""])
+    cells[0].append("")
+    out.extend(_align(cells, right=len(cells[0]) - 4) if len(cells) > 1 else ["(no run to read the claim from)"])
+    out.append("claimed: the paper's value or band (or its words); verdict: whether the measured mean lies in "
+               "the claimed band")
     return out
