@@ -175,7 +175,7 @@ def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: 
 def _claimed(expect: Any) -> str:
     if isinstance(expect, tuple):
         return f"{expect[0]:g}–{expect[1]:g}"
-    return "-" if expect is None else f"{expect:g}" if is_number(expect) else str(expect)
+    return expect if isinstance(expect, str) else f"{expect:g}" if is_number(expect) else "-"  # None, NaN: none
 
 
 def _measured(row: pd.Series) -> list[str]:
