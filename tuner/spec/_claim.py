@@ -48,7 +48,7 @@ def parse_claim(top: _Block, metric: Objective, methods: tuple[str, ...], parame
         b.fail("metric", f"measure to_target reads the spec's metric {metric.name!r}, not {name!r}",
                f"leave it out or write {metric.name}")
     settings = [*parameters, *(confirm.stress if confirm else ())]
-    by = b.take("by", _list_of(_choice(settings)), ())
+    by = b.take("by", _list_of(_choice(settings), non_empty=False), ())
     if measure == "to_target" and by:
         b.fail("by", "measure to_target has one value per method (its winner's), no settings", "leave it out")
     raw = b.take("expect", lambda blk, k, v: v, {})
