@@ -17,7 +17,7 @@ did); a number or the paper's words give none.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -28,8 +28,9 @@ from tuner.trial.protocol import DIVERGED, PRUNED
 from tuner.value_rules import is_number
 
 WITHIN, OUTSIDE, DIVERGED_ALL = "within", "outside", "diverged"
-COLUMNS = ["method", "setting", "mean", "low", "high", "n", "n_diverged", "n_pruned", "ratio", "reached",
-           "expect", "verdict"]
+COLUMNS = ["method", "setting", "first", "first_at", "mean", "low", "high", "n", "n_diverged", "n_pruned", "ratio",
+           "reached", "expect", "verdict"]
+History = Callable[[str, str], pd.DataFrame]  # (run_id, metric) -> its history, `ExperimentStore.metric_history`
 
 
 def claim_from(spec: Mapping[str, Any]) -> Claim | None:
@@ -61,7 +62,13 @@ def _order(value: Any) -> tuple[int, Any]:
     return (0, value) if is_number(value) else (1, str(value))
 
 
-def _final(claim: Claim, trials: pd.DataFrame) -> list[dict[str, Any]]:
+def _first(history: History | None, run_id: str, metric: str) -> tuple[float, float]:
+    """(the run's first logged value of `metric`, its step in grad evals): where it started; NaN without one."""
+    values = history(run_id, metric) if history is not None else pd.DataFrame()
+    return (float(values["value"].iloc[0]), float(values["step"].iloc[0])) if len(values) else (math.nan, math.nan)
+
+
+def _final(claim: Claim, trials: pd.DataFrame, history: History | None) -> list[dict[str, Any]]:
     runs = trials[~trials["status"].isin(UNFINISHED)]
     runs = runs[runs["phase"] == "confirm"] if (runs["phase"] == "confirm").any() else runs
     groups: dict[tuple[str, tuple[Any, ...]], list[pd.Series]] = {}
@@ -69,7 +76,7 @@ def _final(claim: Claim, trials: pd.DataFrame) -> list[dict[str, Any]]:
         groups.setdefault((run["method"], _setting(run, claim.by)), []).append(run)
     rows = []
     for (method, setting), group in groups.items():
-        finite, n_diverged, n_pruned = [], 0, 0
+        finite, firsts, n_diverged, n_pruned = [], [], 0, 0
         for run in group:
             value = run.get(claim.metric)
             if run["status"] == PRUNED:
@@ -78,8 +85,13 @@ def _final(claim: Claim, trials: pd.DataFrame) -> list[dict[str, Any]]:
                 n_diverged += 1
             else:
                 finite.append(float(value))
+            if run["status"] != PRUNED:
+                firsts.append(_first(history, run["run_id"], claim.metric))
         stat = mean_interval(finite)
-        rows.append({"method": method, "setting": dict(zip(claim.by, setting, strict=True)), "mean": stat.mean,
+        steps = [at for _, at in firsts if math.isfinite(at)]
+        rows.append({"method": method, "setting": dict(zip(claim.by, setting, strict=True)),
+                     "first": mean_interval(v for v, _ in firsts).mean,
+                     "first_at": float(pd.Series(steps).median()) if steps else math.nan, "mean": stat.mean,
                      "low": stat.low, "high": stat.high, "n": stat.n, "n_diverged": n_diverged,
                      "n_pruned": n_pruned, "ratio": math.nan, "reached": math.nan})
     return rows
@@ -89,7 +101,8 @@ def _to_target(table: pd.DataFrame, baseline: str | None) -> list[dict[str, Any]
     evals = dict(zip(table["method"], table.get("evals_to_target", pd.Series(math.nan, index=table.index)),
                      strict=True))
     base = evals.get(baseline, math.nan)
-    return [{"method": row["method"], "setting": {}, "mean": row.get("evals_to_target", math.nan),
+    return [{"method": row["method"], "setting": {}, "first": math.nan, "first_at": math.nan,
+             "mean": row.get("evals_to_target", math.nan),
              "low": math.nan, "high": math.nan, "n": int(row.get("n_target_runs", 0) or 0), "n_diverged": 0,
              "n_pruned": 0, "reached": row.get("reached_target", math.nan),
              "ratio": row.get("evals_to_target", math.nan) / base if is_number(base) and base > 0 else math.nan}
@@ -97,15 +110,17 @@ def _to_target(table: pd.DataFrame, baseline: str | None) -> list[dict[str, Any]
 
 
 def claim_table(claim: Claim, trials: pd.DataFrame, table: pd.DataFrame | None = None,
-                methods: Sequence[str] = ()) -> pd.DataFrame:
+                methods: Sequence[str] = (), history: History | None = None) -> pd.DataFrame:
     """One row per method and setting (`COLUMNS`), methods in `methods`' order (the spec's; the first is
     the baseline of `to_target`), settings in increasing order. `table` is the per-method table
-    (`tuner.results.winners.winners`), needed by `measure: to_target` only."""
+    (`tuner.results.winners.winners`), needed by `measure: to_target` only; `history` (the store's
+    `metric_history`) gives `first`, the metric's first logged value (mean over the setting's runs), and
+    `first_at`, the grad evals it was logged at (their median)."""
     order = list(methods) or (sorted(trials["method"].dropna().unique()) if len(trials) else [])
     if claim.measure == "to_target":
         rows = _to_target(table, order[0] if order else None) if table is not None and len(table) else []
     else:
-        rows = _final(claim, trials) if len(trials) else []
+        rows = _final(claim, trials, history) if len(trials) else []
     for row in rows:
         row["expect"] = claim.expect.get(row["method"])
         value = row["ratio"] if claim.measure == "to_target" else row["mean"]

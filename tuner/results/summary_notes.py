@@ -28,7 +28,8 @@ def ranking_rule(metric: str, goal: str, source: str, with_interval: bool, const
     if source == "confirm":
         value = f"its mean {metric} over the confirmation seeds (each seed averaged over the stress levels)"
     else:
-        value = f"its final {metric} in the search (no confirmation phase: add `confirm:` for seed intervals)"
+        value = (f"its final {metric} in the search, averaged over the runs of a config that ran more than once "
+                 "(no confirmation phase: add `confirm:` for seed intervals)")
     if with_interval:
         order = (f"ranked by the {end} end of the {LEVEL:.0%} t-interval of that mean, not by the mean "
                  f"({better} first; the mean where a config has a single run)")

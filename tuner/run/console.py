@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from tuner.layout import RESOLVED_FILE, experiment_name
-from tuner.results.claim import claim_table
+from tuner.results.claim import History, claim_table
 from tuner.results.rounding import fmt_estimate, fmt_interval, fmt_pm
 from tuner.results.summary_notes import by_condition, method_warnings, ranking_rule
 from tuner.run.progress import fmt_duration
@@ -95,21 +95,22 @@ def _align(rows: list[list[str]], right: int) -> list[str]:
 
 def _footer(titles: list[str]) -> str:
     stress = f"; {' / '.join(titles)}: the winner's mean ± half-width over seeds at that level" if titles else ""
-    return ("columns: the winner's value and its 95% CI over seeds, rounded to the interval's first significant "
-            f"digit{stress}; grad/step: gradient evaluations per optimizer step; overhead: median step time over "
-            "the base optimizer's (sgd/adamw, else the cheapest method's); to target: median grad evals and "
-            "seconds to reach the target, and the fraction of seeds that do; trials c/p/d/e: search trials "
-            "completed/pruned/diverged/errored")
+    return ("columns: the winner's value and its 95% CI over its runs (the confirmation's seeds), rounded to "
+            f"the interval's first significant digit{stress}; grad/step: gradient evaluations per optimizer "
+            "step; overhead: median step time over the base optimizer's (sgd/adamw, else the cheapest "
+            "method's); to target: median grad evals and seconds to reach the target, and the fraction of "
+            "seeds that do; trials c/p/d/e: search trials completed/pruned/diverged/errored")
 
 
 def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: pd.DataFrame | None,
-            trials: pd.DataFrame | None = None) -> list[str]:
+            trials: pd.DataFrame | None = None, history: History | None = None) -> list[str]:
     """Each method's winner (the one tagged in MLflow) per stress condition, its cost and trial tally, the
     ranking rule and the warnings a reader needs, and where the store is.
 
     `search` and `confirm` are the phases' Ray results (`confirm` None without that phase); `table` is the
     per-method table in rank order, None when the store could not be read; `trials` the runs it was
-    computed from (`tuner.results.winners.winners`), for the stress columns and the claim.
+    computed from (`tuner.results.winners.winners`), for the stress columns and the claim; `history` the
+    store's `metric_history`, for where the claim's quantity started (`first`).
     """
     out = []
     counts: dict[str, dict[str, int]] = {}
@@ -168,7 +169,7 @@ def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: 
     if spec.tracking_uri.startswith("sqlite:"):
         out.append(f"browse: python -m tuner ui {spec.name} --storage {spec.storage_path}")
     if spec.claim is not None and trials is not None:
-        out.extend(claim_lines(spec, claim_table(spec.claim, trials, table, spec.methods), table))
+        out.extend(claim_lines(spec, claim_table(spec.claim, trials, table, spec.methods, history), table))
     return out
 
 
@@ -191,7 +192,7 @@ def _measured(row: pd.Series) -> list[str]:
 
 def claim_lines(spec: Spec, claim: pd.DataFrame, table: pd.DataFrame | None) -> list[str]:
     """The claim spec's last word: its quantity per setting beside the paper's number (`tuner.results.claim`)."""
-    c = spec.claim
+    c, first_col = spec.claim, []
     if c.measure == "to_target":
         first = table.iloc[0] if table is not None and len(table) and "target" in table else None
         target = f" {fmt_estimate(first['target'])} ({first['target_source']})" if first is not None else ""
@@ -205,13 +206,19 @@ def claim_lines(spec: Spec, claim: pd.DataFrame, table: pd.DataFrame | None) -> 
     else:
         per = f", per {' and '.join(c.by)}" if c.by else ""
         out = [f"\nclaim ({c.source}): {c.metric} at the end of training{per}"]
-        cells = [["method", *c.by, c.metric, "95% CI", "runs", "claimed", "verdict"]]
+        steps = sorted({float(v) for v in claim["first_at"] if is_number(v)})
+        first_col = [] if not steps else [f"at {steps[0]:,.0f}" if len(steps) == 1 else "first"]
+        if len(steps) > 1:
+            out[0] += " (first: its first logged value)"
+        cells = [["method", *c.by, *first_col, c.metric, "95% CI", "runs", "claimed", "verdict"]]
         for _, row in claim.iterrows():
             setting = [f"{v:g}" if is_number(v) else "-" if v is None else str(v) for v in row["setting"].values()]
-            cells.append([row["method"], *setting, *_measured(row), _claimed(row["expect"]),
+            first = [fmt_estimate(row["first"])] if first_col else []
+            cells.append([row["method"], *setting, *first, *_measured(row), _claimed(row["expect"]),
                           row["verdict"] or "-", ""])
     cells[0].append("")
     out.extend(_align(cells, right=len(cells[0]) - 4) if len(cells) > 1 else ["(no run to read the claim from)"])
+    first = f"; {first_col[0]}: where it stood at the first logged point (grad evals)" if first_col else ""
     out.append("claimed: the paper's value or band (or its words); verdict: whether the measured mean lies in "
-               "the claimed band")
+               f"the claimed band{first}")
     return out

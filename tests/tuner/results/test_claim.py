@@ -44,7 +44,8 @@ def _store(root: Path, name: str, runs: list[tuple]) -> ExperimentStore:
         run = client.create_run(exp, start_time=1_700_000_000_000 + i, tags=tags).info.run_id
         params = {"method": method, "lr": lr, "momentum": 0.0, **({"rho": rho} if rho is not None else {})}
         client.log_batch(run, params=[Param(k, str(v)) for k, v in params.items()],
-                         metrics=[Metric(METRIC, value, 1_700_000_000_000 + i, 4000)])
+                         metrics=[Metric(METRIC, 0.5 + i / 10, 1_700_000_000_000 + i, 1000),
+                                  Metric(METRIC, value, 1_700_000_000_000 + i, 4000)])
         client.set_terminated(run, "FINISHED")
     return ExperimentStore.open(name, storage=root / "results")
 
@@ -55,9 +56,13 @@ def _cells(line: str) -> list[str]:
 
 def test_each_setting_beside_the_papers_band(tmp_path: Path) -> None:
     spec = load_spec(EDGE)
-    table = claim_table(spec.claim, _store(tmp_path, "edge", SEARCH).trials(), methods=spec.methods)
+    store = _store(tmp_path, "edge", SEARCH)
+    table = claim_table(spec.claim, store.trials(), methods=spec.methods, history=store.metric_history)
     got = [(r.method, r.setting, None if math.isnan(r.mean) else r.mean, r.n, r.n_diverged, r.n_pruned, r.verdict)
            for r in table.itertuples()]
+    # where each started: the value at 1000 grad evals (0.5 + i / 10 for the i-th run); a pruned run is left out
+    assert list(table["first"].round(6).fillna(-1)) == [0.5, -1, 0.7, 0.8, 0.9]
+    assert set(table["first_at"].dropna()) == {1000.0}
     assert got == [
         ("sgd", {"lr": 0.02, "rho": None}, 1.01, 1, 0, 0, ""),  # GD: the paper's words, no verdict
         ("sgd", {"lr": 0.05, "rho": None}, None, 0, 0, 1, ""),  # pruned: stopped early, left out
@@ -68,13 +73,13 @@ def test_each_setting_beside_the_papers_band(tmp_path: Path) -> None:
     assert lines[0] == ("\nclaim (Long & Bartlett 2024, SAM's edge of stability): diag/lambda_over_edge at the "
                         "end of training, per lr and rho")
     assert [_cells(line) for line in lines[1:7]] == [
-        ["method", "lr", "rho", METRIC, "95% CI", "runs", "claimed", "verdict"],
-        ["sgd", "0.02", "-", "1.01", "-", "1", "≈ 1 (GD's edge is 2/η)", "-"],
-        ["sgd", "0.05", "-", "no value", "-", "0 (+1 pruned, left out)", "≈ 1 (GD's edge is 2/η)", "-"],
-        ["sam", "0.02", "0.01", "1.03", "-", "1", "0.99–1.09", "within"],
-        ["sam", "0.02", "0.1", "1.12", "-", "1", "0.99–1.09", "outside"],
-        ["sam", "0.05", "0.01", "diverged", "-", "0 (+1 diverged)", "0.99–1.09", "diverged"]]
-    assert lines[7].startswith("claimed: the paper's value or band")
+        ["method", "lr", "rho", "at 1,000", METRIC, "95% CI", "runs", "claimed", "verdict"],
+        ["sgd", "0.02", "-", "0.500", "1.01", "-", "1", "≈ 1 (GD's edge is 2/η)", "-"],
+        ["sgd", "0.05", "-", "-", "no value", "-", "0 (+1 pruned, left out)", "≈ 1 (GD's edge is 2/η)", "-"],
+        ["sam", "0.02", "0.01", "0.700", "1.03", "-", "1", "0.99–1.09", "within"],
+        ["sam", "0.02", "0.1", "0.800", "1.12", "-", "1", "0.99–1.09", "outside"],
+        ["sam", "0.05", "0.01", "0.900", "diverged", "-", "0 (+1 diverged)", "0.99–1.09", "diverged"]]
+    assert lines[7].startswith("claimed: the paper's value or band") and "at 1,000: where it stood" in lines[7]
 
 
 def test_confirmation_seeds_give_the_setting_an_interval(tmp_path: Path) -> None:
@@ -84,7 +89,7 @@ def test_confirmation_seeds_give_the_setting_an_interval(tmp_path: Path) -> None
     row = table.iloc[0]
     assert (row["n"], row["mean"]) == (3, pytest.approx(1.02))
     # std 0.02 over 3 seeds: half-width 4.303 * 0.02 / √3 = 0.0497 -> rounded at 1e-2
-    assert _cells(claim_lines(spec, table, None)[2])[3:5] == ["1.02", "[0.97, 1.07]"]
+    assert _cells(claim_lines(spec, table, None)[2])[3:5] == ["1.02", "[0.97, 1.07]"]  # no history: no first
 
 
 def test_to_target_is_a_ratio_to_the_first_methods_grad_evals(tmp_path: Path) -> None:
