@@ -15,7 +15,7 @@ import pandas as pd
 
 from tuner.layout import RESOLVED_FILE, experiment_name
 from tuner.results.claim import History, claim_table
-from tuner.results.rounding import fmt_estimate, fmt_interval, fmt_pm
+from tuner.results.rounding import POINT_DIGITS, fmt_estimate, fmt_interval, fmt_pm
 from tuner.results.summary_notes import by_condition, method_warnings, ranking_rule
 from tuner.run.progress import fmt_duration
 from tuner.run.split import quotas
@@ -99,7 +99,9 @@ def _footer(titles: list[str]) -> str:
             f"the interval's first significant digit{stress}; grad/step: gradient evaluations per optimizer "
             "step; overhead: median step time over the base optimizer's (sgd/adamw, else the cheapest "
             "method's); to target: median grad evals and seconds to reach the target, and the fraction of "
-            "seeds that do; trials c/p/d/e: search trials completed/pruned/diverged/errored")
+            "seeds that do; trials c/p/d/e: search trials completed/pruned/diverged/errored; config: the "
+            f"winner's hyperparameters at {POINT_DIGITS} significant digits (`python -m tuner export` writes them "
+            "exactly)")
 
 
 def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: pd.DataFrame | None,

@@ -111,7 +111,8 @@ def test_one_footer_line_explains_the_columns(lines: list[str]) -> None:
     assert len(footer) == 1
     for said in ("clean / noise 0.2: the winner's mean ± half-width over seeds", "grad/step: gradient evaluations",
                  "overhead: median step time over the base optimizer's",
-                 "trials c/p/d/e: search trials completed/pruned/diverged/errored"):
+                 "trials c/p/d/e: search trials completed/pruned/diverged/errored",
+                 "config: the winner's hyperparameters at 3 significant digits"):
         assert said in footer[0]
 
 
