@@ -87,7 +87,7 @@ def method_warnings(method: str, row: pd.Series | None, completed: int,
     """Why a method's row may mislead: an untuned queued winner, a winner from pruned trials only, too
     few completed search trials (`MIN_COMPLETED`). `row` is the method's table row (None without one)."""
     out = []
-    has_value = row is not None and is_number(row.get("mean")) and math.isfinite(float(row["mean"]))
+    has_value = row is not None and is_number(row.get("mean"))
     if has_value and queued_winner(method, row.get("hparams"), enqueue) is not None:
         out.append(f"warning: {method}'s winner is the config queued first by `enqueue` (e.g. paper defaults): "
                    "the search never beat it, so this method is effectively untuned")
