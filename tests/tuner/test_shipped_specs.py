@@ -114,3 +114,11 @@ def test_shipped_spec_runs(path: Path, tmp_path: Path, local_ray: None, tracking
         assert FINISHED & set(group["status"]), f"{path.name}: {method} has no finished trial"
     saved = yaml.safe_load((tmp_path / "results" / name / "spec.yaml").read_text())
     assert saved["budget"]["trial_grad_evals"] == TRIAL_GRAD_EVALS  # the overrides are what ran
+    claim = yaml.safe_load(path.read_text()).get("claim")
+    if claim:  # a claim spec ends with its quantity, one row per method and setting that ran (issue 32)
+        block = out[out.index("\nclaim ("):].strip().splitlines()
+        assert claim["source"] in block[0] and block[-1].startswith("claimed: "), "\n".join(block)
+        rows = [line.split()[0] for line in block[2:-1]]
+        by = claim.get("by") or []
+        settings = {(r.method, *((r.hparams | r.conditions).get(k) for k in by)) for r in trials.itertuples()}
+        assert sorted(rows) == sorted(m for m, *_ in settings), "\n".join(block)

@@ -14,7 +14,10 @@ from typing import Any
 import pandas as pd
 
 from tuner.layout import RESOLVED_FILE, experiment_name
-from tuner.run.progress import fmt_duration, fmt_value
+from tuner.results.claim import History, claim_table
+from tuner.results.rounding import POINT_DIGITS, fmt_estimate, fmt_interval, fmt_pm
+from tuner.results.summary_notes import by_condition, method_warnings, ranking_rule
+from tuner.run.progress import fmt_duration
 from tuner.run.split import quotas
 from tuner.run.stall import stall_reasons
 from tuner.run.trial_errors import exception_line, with_hint
@@ -58,19 +61,58 @@ def _split(spec: Spec) -> str:
     return f" ({each} per method, each its own study and scheduler)"
 
 
-def _to_target(row: pd.Series) -> str:
+def _to_target(row: pd.Series) -> list[str]:
     """Grad evals and seconds to the target, and the fraction of seeds that reach it ('-' where none)."""
     evals, wall, reached = row.get("evals_to_target"), row.get("wall_s_to_target"), row.get("reached_target")
     seconds = "-" if not is_number(wall) else f"{wall:.2g}s" if wall < 10 else fmt_duration(wall)
-    return (f"{f'{evals:,.0f}' if is_number(evals) else '-':>17}{seconds:>8}"
-            f"{f'{reached:.0%}' if is_number(reached) else '-':>7}")
+    return [f"{evals:,.0f}" if is_number(evals) else "-", seconds, f"{reached:.0%}" if is_number(reached) else "-"]
 
 
-def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: pd.DataFrame | None) -> list[str]:
-    """Each method's winner (the one tagged in MLflow), its trial tally and where the store is.
+def _cost(row: pd.Series) -> list[str]:
+    """Gradient evaluations per step (declared by the method) and the step-time overhead."""
+    evals, overhead = row.get("grad_evals_per_step"), row.get("overhead")
+    return [f"{evals:g}" if is_number(evals) else "-", f"{fmt_estimate(overhead)}x" if is_number(overhead) else "-"]
+
+
+def _config(hparams: Any) -> str:
+    """The winner's hyperparameters, floats at `POINT_DIGITS` significant digits (no 0.10570046446158274)."""
+    shown = {k: float(fmt_estimate(v)) if isinstance(v, float) and is_number(v) else v
+             for k, v in (hparams or {}).items()}
+    return json.dumps(shown, sort_keys=True, default=str)
+
+
+def _align(rows: list[list[str]], right: int) -> list[str]:
+    """Columns padded to their widest cell; the first is left-aligned, the next `right` right-aligned, the
+    rest left-aligned and the last (the config) unpadded."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    out = []
+    for r in rows:
+        pairs = enumerate(zip(r[:-1], widths, strict=True))
+        cells = [c.ljust(w) if i == 0 or i > right else c.rjust(w) for i, (c, w) in pairs]
+        out.append("  ".join([*cells, r[-1]]).rstrip())
+    return out
+
+
+def _footer(titles: list[str]) -> str:
+    stress = f"; {' / '.join(titles)}: the winner's mean ± half-width over seeds at that level" if titles else ""
+    return ("columns: the winner's value and its 95% CI over its runs (the confirmation's seeds), rounded to "
+            f"the interval's first significant digit{stress}; grad/step: gradient evaluations per optimizer "
+            "step; overhead: median step time over the base optimizer's (sgd/adamw, else the cheapest "
+            "method's); to target: median grad evals and seconds to reach the target, and the fraction of "
+            "seeds that do; trials c/p/d/e: search trials completed/pruned/diverged/errored; config: the "
+            f"winner's hyperparameters at {POINT_DIGITS} significant digits (`python -m tuner export` writes them "
+            "exactly)")
+
+
+def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: pd.DataFrame | None,
+            trials: pd.DataFrame | None = None, history: History | None = None) -> list[str]:
+    """Each method's winner (the one tagged in MLflow) per stress condition, its cost and trial tally, the
+    ranking rule and the warnings a reader needs, and where the store is.
 
     `search` and `confirm` are the phases' Ray results (`confirm` None without that phase); `table` is the
-    per-method table in rank order, None when the store could not be read.
+    per-method table in rank order, None when the store could not be read; `trials` the runs it was
+    computed from (`tuner.results.winners.winners`), for the stress columns and the claim; `history` the
+    store's `metric_history`, for where the claim's quantity started (`first`).
     """
     out = []
     counts: dict[str, dict[str, int]] = {}
@@ -80,25 +122,32 @@ def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: 
     rows = {} if table is None else {row["method"]: row for _, row in table.iterrows() if len(row["run_ids"])}
     source = "" if table is None or not len(table) else f"; winners from the {table['source'].iloc[0]} runs"
     out.append(f"\nsummary of {spec.name} ({spec.metric.name}, {spec.metric.goal}{source}):")
-    out.append(f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}"
-               f"{'to target: evals':>17}{'s':>8}{'seeds':>7}  config")
+    if rows:
+        intervals = any(is_number(r.get("low")) for r in rows.values())
+        out.append(ranking_rule(spec.metric.name, spec.metric.goal, table["source"].iloc[0], intervals,
+                                bool(spec.constraints)))
+    titles, stressed = by_condition(trials, table, spec.metric.name) if rows else ([], {})
+    cells = [["method", "rank", spec.metric.name, "95% CI", *titles, "grad/step", "overhead",
+              "to target: evals", "s", "seeds", "trials c/p/d/e", "config"]]
     ordered = [*rows, *(m for m in spec.methods if m not in rows)]
     for method in ordered:
         c = counts.get(method, dict.fromkeys(OUTCOMES, 0))
         tally = f"{c[COMPLETED]}/{c[PRUNED]}/{c[DIVERGED]}/{c[ERRORED]}"
         if method in rows and is_number(rows[method]["mean"]):
             row = rows[method]
-            interval = f"[{fmt_value(row['low'])}, {fmt_value(row['high'])}]" if is_number(row["low"]) else "-"
-            early = "" if row["full_budget"] else "  (pruned only: a value from early in training)"
-            out.append(f"{method:<14}{int(row['rank']):>5}{fmt_value(row['mean']):>12}{interval:>22}  {tally:<16}"
-                       f"{_to_target(row)}  {json.dumps(row['hparams'], default=str)}{early}")
+            at = stressed.get(method, {})
+            levels = [fmt_pm(at[t].mean, at[t].low, at[t].high) if t in at else "-" for t in titles]
+            cells.append([method, str(int(row["rank"])), *fmt_interval(row["mean"], row["low"], row["high"]),
+                          *levels, *_cost(row), *_to_target(row), tally, _config(row["hparams"])])
         else:
             why = "no finite result: every trial diverged" if c[DIVERGED] and c[DIVERGED] == sum(c.values()) \
                 else "no finite result" if method in rows else "no completed trial"
-            out.append(f"{method:<14}{'-':>5}{'-':>12}{'-':>22}  {tally:<16}{'-':>17}{'-':>8}{'-':>7}  ({why})")
+            cells.append([method, *["-"] * (len(cells[0]) - 3), tally, f"({why})"])
+    out.extend(_align(cells, right=len(cells[0]) - 3))
+    out.append(_footer(titles))
     if rows and "target" in table:
         first = table.iloc[0]
-        out.append(f"target {fmt_value(first['target'])} ({first['target_source']}): each method's winner, "
+        out.append(f"target {fmt_estimate(first['target'])} ({first['target_source']}): each method's winner, "
                    "median grad evals and seconds to reach it over the seeds that do, and the fraction that do")
     errors: dict[str, list[tuple[str, str]]] = {}
     stalled = stall_reasons(experiment_dir)
@@ -109,8 +158,9 @@ def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: 
             errors.setdefault(trial_values(r.config).get("method", "?"), []).append((with_hint(line), config))
     for method, lines in errors.items():
         out.append(f"errored: {method}: {len(lines)} trial(s); first error: {lines[0][0]}; its config {lines[0][1]}")
-    for method in spec.methods:
+    for method in ordered:
         c = counts.get(method, dict.fromkeys(OUTCOMES, 0))
+        out.extend(method_warnings(method, rows.get(method), c[COMPLETED], spec.enqueue))
         if not c[COMPLETED]:
             out.append(f"warning: {method} has no trial that ran its whole budget ({c[PRUNED]} pruned, "
                        f"{c[DIVERGED]} diverged, {c[ERRORED]} errored): its row compares nothing at full budget")
@@ -120,4 +170,57 @@ def summary(spec: Spec, experiment_dir: Path, search: Any, confirm: Any, table: 
     out.append(f"MLflow: {spec.tracking_uri} (experiment {experiment_name(spec.name)}); results in {experiment_dir}")
     if spec.tracking_uri.startswith("sqlite:"):
         out.append(f"browse: python -m tuner ui {spec.name} --storage {spec.storage_path}")
+    if spec.claim is not None and trials is not None:
+        out.extend(claim_lines(spec, claim_table(spec.claim, trials, table, spec.methods, history), table))
+    return out
+
+
+def _claimed(expect: Any) -> str:
+    if isinstance(expect, tuple):
+        return f"{expect[0]:g}–{expect[1]:g}"
+    return expect if isinstance(expect, str) else f"{expect:g}" if is_number(expect) else "-"  # None, NaN: none
+
+
+def _measured(row: pd.Series) -> list[str]:
+    """The setting's mean and interval; 'diverged' when every run did; the runs behind it."""
+    if not row["n"]:
+        value = ["diverged" if row["n_diverged"] else "no value", "-"]
+    else:
+        value = list(fmt_interval(row["mean"], row["low"], row["high"]))
+    runs = str(row["n"]) + "".join(f" (+{k} {what})" for k, what in ((row["n_diverged"], "diverged"),
+                                                                     (row["n_pruned"], "pruned, left out")) if k)
+    return [*value, runs]
+
+
+def claim_lines(spec: Spec, claim: pd.DataFrame, table: pd.DataFrame | None) -> list[str]:
+    """The claim spec's last word: its quantity per setting beside the paper's number (`tuner.results.claim`)."""
+    c, first_col = spec.claim, []
+    if c.measure == "to_target":
+        first = table.iloc[0] if table is not None and len(table) and "target" in table else None
+        target = f" {fmt_estimate(first['target'])} ({first['target_source']})" if first is not None else ""
+        out = [f"\nclaim ({c.source}): grad evals to reach the target {spec.metric.name}{target}, and their "
+               f"ratio to {spec.methods[0]}'s"]
+        cells = [["method", "grad evals", "seeds", f"x {spec.methods[0]}", "claimed", "verdict"]]
+        for _, row in claim.iterrows():
+            cells.append([row["method"], f"{row['mean']:,.0f}" if is_number(row["mean"]) else "not reached",
+                          f"{row['reached']:.0%}" if is_number(row["reached"]) else "-", fmt_estimate(row["ratio"]),
+                          _claimed(row["expect"]), row["verdict"] or "-", ""])
+    else:
+        per = f", per {' and '.join(c.by)}" if c.by else ""
+        out = [f"\nclaim ({c.source}): {c.metric} at the end of training{per}"]
+        steps = sorted({float(v) for v in claim["first_at"] if is_number(v)})
+        first_col = [] if not steps else [f"at {steps[0]:,.0f}" if len(steps) == 1 else "first"]
+        if len(steps) > 1:
+            out[0] += " (first: its first logged value)"
+        cells = [["method", *c.by, *first_col, c.metric, "95% CI", "runs", "claimed", "verdict"]]
+        for _, row in claim.iterrows():
+            setting = [f"{v:g}" if is_number(v) else "-" if v is None else str(v) for v in row["setting"].values()]
+            first = [fmt_estimate(row["first"])] if first_col else []
+            cells.append([row["method"], *setting, *first, *_measured(row), _claimed(row["expect"]),
+                          row["verdict"] or "-", ""])
+    cells[0].append("")
+    out.extend(_align(cells, right=len(cells[0]) - 4) if len(cells) > 1 else ["(no run to read the claim from)"])
+    first = f"; {first_col[0]}: where it stood at the first logged point (grad evals)" if first_col else ""
+    out.append("claimed: the paper's value or band (or its words); verdict: whether the measured mean lies in "
+               f"the claimed band{first}")
     return out

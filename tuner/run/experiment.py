@@ -282,7 +282,7 @@ class Experiment:
                      f"resume with: python -m tuner resume {spec.name} --storage {spec.storage_path}")
             return 130
         self.tracker.end_parent("FINISHED", budget)
-        self.summarize(search, confirm, self._record_winners())
+        self.summarize(search, confirm, *self._record_winners())
         counts = _counts(search)
         write_state(self.dir, status="completed", phase="done", trials=counts)
         prune_checkpoints(self.dir)
@@ -360,15 +360,17 @@ class Experiment:
                      f"{spec.budget.num_samples} trials ran; {stopped} running then were stopped, recorded as pruned")
 
     # --- the end --------------------------------------------------------------------------------
-    def summarize(self, search: Any, confirm: Any, table: pd.DataFrame | None) -> None:
+    def summarize(self, search: Any, confirm: Any, table: pd.DataFrame | None,
+                  trials: pd.DataFrame | None = None, history: Any = None) -> None:
         """Print each method's winner (the one tagged in MLflow), its trial tally and where the store is."""
-        for line in console.summary(self.spec, self.dir, search, confirm, table):
+        for line in console.summary(self.spec, self.dir, search, confirm, table, trials, history):
             self.say(line)
 
-    def _record_winners(self) -> pd.DataFrame | None:
+    def _record_winners(self) -> tuple[pd.DataFrame | None, pd.DataFrame | None, Any]:
         """Robust winners (seed intervals when confirmed) onto the parent run and the best runs' tags.
 
-        Returns the table that was tagged (what `summarize` prints); None when the store cannot be read.
+        Returns the table that was tagged (what `summarize` prints), the trials it was computed from and
+        the store's `metric_history`; (None, None, None) when the store cannot be read.
         """
         spec = self.spec
         try:
@@ -377,13 +379,13 @@ class Experiment:
         except Exception as exc:  # the search is done and stored; a summary failure must not hide that
             self.say(f"warning: could not read the winners from MLflow ({exc}); "
                      f"`python -m tuner report {spec.name}` retries")
-            return None
+            return None, None, None
         try:
             write_summary(store, table, robust, trials)
         except Exception as exc:  # as above: the table is still right, only the tags are missing
             self.say(f"warning: could not record the winners in MLflow ({exc}); "
                      f"`python -m tuner report {spec.name}` retries")
-        return table
+        return table, trials, store.metric_history
 
 
 def _counts(results: Any) -> dict[str, int]:

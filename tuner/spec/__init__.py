@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from tuner.space import Param
+from tuner.spec._claim import parse_claim
 from tuner.spec._collect import parse_all
 from tuner.spec._lr_schedule import parse_lr_schedule
 from tuner.spec._reader import _apply_override, _Block, _choice, _int, _list_of, _number, _read_yaml, _string
@@ -46,6 +47,7 @@ from tuner.spec.model import (
     SCHEDULERS,
     TOP_KEYS,
     Budget,
+    Claim,
     Confirm,
     Constraint,
     Objective,
@@ -59,8 +61,8 @@ from tuner.spec.model import (
 from tuner.trial.protocol import PRECISIONS
 from tuner.workloads import compile_problem
 
-__all__ = ["Budget", "Confirm", "Constraint", "Objective", "Param", "Resources", "Sampler", "Scheduler", "Spec",
-           "SpecError", "Workload", "load_spec", "trial_setup"]
+__all__ = ["Budget", "Claim", "Confirm", "Constraint", "Objective", "Param", "Resources", "Sampler", "Scheduler",
+           "Spec", "SpecError", "Workload", "load_spec", "trial_setup"]
 
 
 def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Spec:
@@ -155,6 +157,7 @@ def _parse(file: str, data: Any) -> Spec:
         tracking_uri=tracking_uri, storage_path=str(storage_path), objectives=objectives,
         confirm=confirm, max_failures=top.take("max_failures", _int(0, 100), 1), precision=precision,
         enqueue=enqueue, warm_start=warm_start, constraints=constraints, lr_schedule=parse_lr_schedule(top),
+        claim=parse_claim(top, metric, methods, parameters, confirm),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import UserError
@@ -196,6 +196,26 @@ class Constraint:
                 **({"max": self.max} if self.max is not None else {})}
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a claim spec reproduces (`claim:`; issue 32): the quantity, per setting, beside the paper's number.
+
+    `measure` is `final` (each run's last `metric`, averaged over the runs of a setting) or `to_target`
+    (the grad evals each method's winner takes to reach the summary's target, and its ratio to the first
+    method's). `expect[method]` is the claimed value: a number, a (low, high) band, or the paper's words.
+    """
+
+    metric: str
+    source: str
+    by: tuple[str, ...] = ()
+    measure: str = "final"
+    expect: Mapping[str, float | tuple[float, float] | str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "source": self.source, "by": list(self.by), "measure": self.measure,
+                "expect": {m: list(v) if isinstance(v, tuple) else v for m, v in self.expect.items()}}
+
+
 @dataclass(frozen=True, eq=False)
 class Spec:
     """A validated experiment; `space[method]` is what the tuner samples for that method."""
@@ -225,6 +245,7 @@ class Spec:
     warm_start: str | None = None
     constraints: tuple[Constraint, ...] = ()
     lr_schedule: LrSchedule = CONSTANT  # the trial's lr schedule (tuner.trial.lr_schedule), not a method's `schedule`
+    claim: Claim | None = None  # what a claim spec reproduces (tuner.spec._claim)
 
     @property
     def experiment_dir(self) -> str:
@@ -256,6 +277,7 @@ class Spec:
             "warm_start": {"from": self.warm_start} if self.warm_start else None,
             "constraints": [c.to_dict() for c in self.constraints] or None,
             "lr_schedule": self.lr_schedule.to_dict(),
+            "claim": self.claim.to_dict() if self.claim else None,
         }
         if not self.description:  # the default; an empty string would not load again
             del out["description"]
@@ -268,4 +290,4 @@ class Spec:
 SPLITS = ("per_method", "shared")  # `budget.split`; the default is per_method for two methods or more
 TOP_KEYS = ("name", "description", "metric", "workload", "methods", "parameters", "sampler", "scheduler",
             "budget", "resources", "seed", "tracking", "storage", "objectives", "confirm", "max_failures",
-            "enqueue", "warm_start", "constraints", "precision", "lr_schedule")
+            "enqueue", "warm_start", "constraints", "precision", "lr_schedule", "claim")

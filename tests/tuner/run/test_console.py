@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,10 @@ from e2e import smoke_spec
 from tuner.run import console
 from tuner.run.experiment import Experiment
 from tuner.spec import load_spec
+
+
+def _cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
 
 
 class _Results(list):
@@ -38,19 +43,25 @@ def test_header_and_summary_lines(tmp_path: Path) -> None:
     table = pd.DataFrame([{"method": "sgd", "run_ids": ["a"], "rank": 1, "mean": 0.8, "low": 0.7, "high": 0.9,
                            "full_budget": False, "hparams": {"lr": 0.1}, "source": "confirm"}])
     lines = console.summary(spec, folder, search, search, table)
-    assert lines[:4] == [
-        "\nsummary of smoke (eval/loss, minimize; winners from the confirm runs):",
-        f"{'method':<14}{'rank':>5}{'winner':>12}{'95% CI':>22}  {'trials c/p/d/e':<16}"
-        f"{'to target: evals':>17}{'s':>8}{'seeds':>7}  config",
-        "sgd               1         0.8            [0.7, 0.9]  1/1/0/0         " + f"{'-':>17}{'-':>8}{'-':>7}  "
-        "{\"lr\": 0.1}  (pruned only: a value from early in training)",
-        "sam               -           -                     -  0/0/0/1         " + f"{'-':>17}{'-':>8}{'-':>7}  "
-        "(no completed trial)"]
-    assert lines[4] == ('errored: sam: 2 trial(s); first error: RuntimeError: boom; '
+    assert lines[0] == "\nsummary of smoke (eval/loss, minimize; winners from the confirm runs):"
+    assert lines[1].startswith("ranking: each method's winner is its best config by its mean eval/loss over the "
+                               "confirmation seeds") and "the upper end of the 95% t-interval" in lines[1]
+    assert [_cells(line) for line in lines[2:5]] == [
+        ["method", "rank", "eval/loss", "95% CI", "grad/step", "overhead", "to target: evals", "s", "seeds",
+         "trials c/p/d/e", "config"],
+        ["sgd", "1", "0.8", "[0.7, 0.9]", "-", "-", "-", "-", "-", "1/1/0/0", '{"lr": 0.1}'],
+        ["sam", "-", "-", "-", "-", "-", "-", "-", "-", "0/0/0/1", "(no completed trial)"]]
+    assert lines[5].startswith("columns: ")
+    assert lines[6] == ('errored: sam: 2 trial(s); first error: RuntimeError: boom; '
                         'its config {"method": "sam", "lr": 0.1}')
-    assert lines[5] == ("warning: sam has no trial that ran its whole budget (0 pruned, 0 diverged, 1 errored): "
-                        "its row compares nothing at full budget")
-    assert lines[6] == "confirmation: 3 runs (1 errored); `python -m tuner report` draws the comparison"
+    assert lines[7:10] == [
+        "warning: sgd's winner comes only from pruned trials: its value is from early in training, not "
+        "comparable with a full run's",
+        "warning: sgd had 1 completed search trial (fewer than 3): its winner was picked among too few full runs "
+        "to trust",
+        "warning: sam has no trial that ran its whole budget (0 pruned, 0 diverged, 1 errored): its row compares "
+        "nothing at full budget"]
+    assert lines[10] == "confirmation: 3 runs (1 errored); `python -m tuner report` draws the comparison"
     assert lines[-1] == f"browse: python -m tuner ui smoke --storage {spec.storage_path}"
 
 
@@ -61,9 +72,8 @@ def test_summary_of_an_all_diverged_study_and_an_oom_says_so(tmp_path: Path) -> 
     table = pd.DataFrame([{"method": "sgd", "run_ids": ["a", "b"], "rank": 1, "mean": float("nan"), "low": None,
                            "high": None, "full_budget": False, "hparams": {"lr": 0.1}, "source": "search"}])
     lines = console.summary(spec, Path(spec.experiment_dir), search, None, table)
-    assert lines[2] == "sgd               -           -                     -  0/0/2/0         " \
-                       f"{'-':>17}{'-':>8}{'-':>7}  (no finite result: every trial diverged)"
-    assert not any("pruned only" in line for line in lines)
+    assert _cells(lines[3]) == ["sgd", *["-"] * 8, "0/0/2/0", "(no finite result: every trial diverged)"]
+    assert not any("pruned trials" in line for line in lines)
     oom = next(line for line in lines if line.startswith("errored: sam"))
     assert "out of memory" in oom and "batch_size" in oom and "precision: bf16" in oom and '"lr": 0.1' in oom
 
@@ -79,9 +89,9 @@ def test_summary_shows_each_methods_cost_to_the_target(tmp_path: Path) -> None:
         {"method": "sgd", "run_ids": ["a"], "rank": 2, "mean": 0.05, "hparams": {"lr": 0.2}, **common,
          "evals_to_target": 200.0, "wall_s_to_target": 125.0, "reached_target": 1.0}])
     lines = console.summary(spec, Path(spec.experiment_dir), search, None, table)
-    assert lines[2].startswith("sam ") and f"{'80':>17}{'1.5s':>8}{'67%':>7}  " in lines[2]
-    assert f"{'200':>17}{'2m05s':>8}{'100%':>7}  " in lines[3]
-    assert lines[4] == ("target 0.05 (best full-budget value of sgd): each method's winner, median grad evals and "
+    assert _cells(lines[3])[4:9] == ["-", "-", "80", "1.5s", "67%"] and lines[3].startswith("sam ")
+    assert _cells(lines[4])[4:9] == ["-", "-", "200", "2m05s", "100%"]
+    assert lines[6] == ("target 0.0500 (best full-budget value of sgd): each method's winner, median grad evals and "
                         "seconds to reach it over the seeds that do, and the fraction that do")
     header = console.header(spec, Path(spec.experiment_dir), 0).splitlines()[3]
     assert header.startswith("  search    8 trials (4 per method, each its own study and scheduler) x 200")

@@ -147,7 +147,8 @@ def test_the_printed_winner_is_the_tagged_winner(smoke: dict) -> None:
     """`run` prints the winners from the same computation that tags them in MLflow (rank 1 first)."""
     lines = smoke["proc"].stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("summary of smoke"))
-    printed = lines[header + 2].split()[0]
+    columns = next(i for i in range(header, len(lines)) if lines[i].startswith("method "))
+    printed = lines[columns + 1].split()[0]
     _, runs = mlflow_runs(smoke["dir"], "smoke")
     parent = next(r for r in runs if r.data.tags.get("sharptune.role") == "parent")
     assert parent.data.tags["sharptune.winner"] == printed
