@@ -47,7 +47,8 @@ def test_ui_tags_an_older_experiment_with_the_runs_view(fake_experiment: FakeExp
     assert tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
     view = json.loads(tags[VIEW_TAG_PREFIX + RUNS_VIEW])
     state = json.loads(view["state"])
-    assert view["name"] == "sharptune trials by eval/accuracy" and isinstance(view["createdAt"], int)
+    assert view["name"] == "sharptune trials by eval/accuracy, per phase" and isinstance(view["createdAt"], int)
+    assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "sharptune.phase"}]
     assert state["orderByKey"] == "metrics.`eval/accuracy`" and state["orderByAsc"] is False  # maximize
     assert state["selectedColumns"][:2] == ["metrics.`eval/accuracy`", "params.`method`"]
     assert runs_url("http://127.0.0.1:5000/", exp_id) == (
