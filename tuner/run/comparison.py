@@ -98,7 +98,7 @@ def comparison_html(rows: list[tuple[str, ...]], metric: str, goal: str, note: s
 
 def log_rounded(client: Any, run_id: str, metrics: Mapping[str, Any], step: int = 0) -> None:
     """Log the finite numbers of `metrics` rounded (see `round_sig`), in MLflow-sized batches."""
-    stamp = now_ms()
+    stamp = now_ms() + 1  # after a full value logged this very millisecond (a tie goes to the larger value)
     rows = [Metric(k, round_sig(float(v)), stamp, step) for k, v in metrics.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     for i in range(0, len(rows), MLFLOW_BATCH):
@@ -116,9 +116,17 @@ def write_comparison(client: Any, parent_id: str, table: pd.DataFrame, trials: p
             (Path(tmp) / name).write_text(text + "\n", encoding="utf-8")
             client.log_artifact(parent_id, str(Path(tmp) / name))
     client.log_batch(parent_id, tags=[RunTag(NOTE_TAG, markdown + (f"\n\n{link}" if link else ""))])
-    current = client.get_run(parent_id).data.metrics
-    log_rounded(client, parent_id, {k: v for k, v in current.items() if round_sig(v) != v})
+    round_metrics(client, parent_id)
     return markdown
+
+
+def round_metrics(client: Any, run_id: str) -> int:
+    """Show the run's metrics rounded: each one with more digits gets its rounded value as its latest
+    (its history keeps the value computed). Returns how many it rounded."""
+    current = client.get_run(run_id).data.metrics
+    excess = {k: v for k, v in current.items() if round_sig(v) != v}
+    log_rounded(client, run_id, excess)
+    return len(excess)
 
 
 def record_comparison(store: Any, table: pd.DataFrame, robust: Any, trials: pd.DataFrame) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tuner.commands.ui import landing_url
-from tuner.run.comparison import comparison_markdown, comparison_rows, round_sig
+from tuner.run.comparison import comparison_markdown, comparison_rows, round_metrics, round_sig
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,19 @@ def test_comparison_rows_say_rank_interval_counts_and_config() -> None:
     text = comparison_markdown(rows, "eval/accuracy", "maximize", "winners from the search")
     assert "Ranked by the lower end of each winner's 95% interval" in text and "winners from the search" in text
     assert text.count("\n| ") == 3  # header and two rows
+
+
+def test_round_metrics_shows_rounded_values_and_keeps_the_computed_ones(tmp_path) -> None:
+    """What `report` does after it logged full floats again: the UI's value is rounded, the history exact."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("x")).info.run_id
+    client.log_batch(run, metrics=[Metric("best/sam/eval_accuracy", 0.9252500000000001, 1000, 0),
+                                   Metric("budget/sam/used", 12.0, 1000, 0)])
+    assert round_metrics(client, run) == 1
+    assert client.get_run(run).data.metrics == {"best/sam/eval_accuracy": 0.9253, "budget/sam/used": 12.0}
+    history = [m.value for m in client.get_metric_history(run, "best/sam/eval_accuracy")]
+    assert sorted(history) == [0.9252500000000001, 0.9253]
+    assert round_metrics(client, run) == 0  # nothing left to round: nothing written again
