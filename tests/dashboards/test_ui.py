@@ -56,6 +56,27 @@ def test_ui_tags_an_older_experiment_with_the_runs_view(fake_experiment: FakeExp
         f"&viewStateShareKey={RUNS_VIEW}")
 
 
+def test_ui_writes_the_comparison_of_an_older_finished_experiment(fake_experiment: FakeExperiment) -> None:
+    """A finished experiment made before the comparison existed gets it on its parent run from `ui`."""
+    client = MlflowClient(fake_experiment.tracking_uri)
+    parent = fake_experiment.parent_id
+    folder = Path(client.get_run(parent).info.artifact_uri.removeprefix("file://"))
+    for name in ("comparison.md", "comparison.html"):  # as before the comparison existed (`ui` may have run)
+        (folder / name).unlink(missing_ok=True)
+    if "mlflow.note.content" in client.get_run(parent).data.tags:
+        client.delete_tag(parent, "mlflow.note.content")
+    assert "comparison.html" not in {a.path for a in client.list_artifacts(parent)}
+    with socket.socket() as busy:  # stops right after the experiment is resolved: no server started
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["ui", fake_experiment.name, "--storage", str(fake_experiment.storage),
+                     "--port", str(busy.getsockname()[1])]) == 2
+    assert {"comparison.md", "comparison.html"} <= {a.path for a in client.list_artifacts(parent)}
+    note = client.get_run(parent).data.tags["mlflow.note.content"]
+    # sam's interval has the highest lower end (sgd_ire's mean is higher, its interval far wider)
+    assert "| 1 | sam |" in note and "| 3 | sgd_ire |" in note and "Ranked by the lower end" in note
+
+
 @pytest.mark.slow
 def test_ui_host_answers_this_machines_name_and_the_allowed_hosts_only(fake_experiment: FakeExperiment,
                                                                         tmp_path: Path) -> None:

@@ -30,7 +30,8 @@ from tuner.commands.export import add_store_arguments
 from tuner.errors import RuntimeFailure, UserError
 from tuner.layout import DB_NAME
 from tuner.results.store import ExperimentStore, known_experiments
-from tuner.run.comparison import HTML_ARTIFACT
+from tuner.results.winners import winners
+from tuner.run.comparison import HTML_ARTIFACT, record_comparison
 from tuner.run.mlflow_ui import LANDING_PATH, runs_route, set_ui_tags
 
 READY_TIMEOUT_S = 120.0
@@ -69,7 +70,25 @@ def _resolve(args: argparse.Namespace) -> tuple[str, str | None, str | None]:
             metric, goal = None, None
         set_ui_tags(store.client, store.experiment_id, metric, goal)
     parent = store.parent()
-    return store.tracking_uri, store.experiment_id, None if parent is None else str(parent["run_id"])
+    if parent is None:
+        return store.tracking_uri, store.experiment_id, None
+    if not store.tracking_uri.startswith(("http://", "https://")):
+        _backfill_comparison(store, str(parent["run_id"]))
+    return store.tracking_uri, store.experiment_id, str(parent["run_id"])
+
+
+def _backfill_comparison(store: ExperimentStore, parent_id: str) -> None:
+    """A finished experiment made before the comparison existed gets it once (not one a driver still writes:
+    its parent is RUNNING). A failure costs a warning, never the UI."""
+    try:
+        if store.client.get_run(parent_id).info.status != "FINISHED" or comparison_artifact(store.tracking_uri,
+                                                                                             parent_id):
+            return
+        table, robust, trials = winners(store)
+        if len(table):
+            record_comparison(store, table, robust, trials)
+    except Exception as exc:
+        print(f"warning: could not write the comparison onto the parent run ({exc})", file=sys.stderr)
 
 
 def comparison_artifact(uri: str, run_id: str | None) -> str | None:
