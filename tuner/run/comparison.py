@@ -59,8 +59,8 @@ def comparison_rows(table: pd.DataFrame, trials: pd.DataFrame) -> list[tuple[str
     rows = []
     for _, r in table.iterrows():
         low, high = _num(r.get("low")), _num(r.get("high"))
-        config = ", ".join(f"{k}={_num(v) if isinstance(v, float) else v}" for k, v in sorted((r.get("hparams")
-                                                                                               or {}).items()))
+        hparams = sorted((r.get("hparams") or {}).items())
+        config = ", ".join(f"{k}={_num(v) if isinstance(v, float) else v}" for k, v in hparams)
         overhead = _num(r.get("overhead"))
         rows.append((str(r.get("rank", "")), str(r["method"]), _num(r.get("mean")),
                      "-" if low == high == "-" else f"[{low}, {high}]", str(r.get("n", "")),
