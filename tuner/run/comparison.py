@@ -91,7 +91,7 @@ def comparison_html(rows: list[tuple[str, ...]], metric: str, goal: str, note: s
     legend = "".join(f"<p>{html.escape(line)}</p>" for line in _legend(metric, goal, note) if line)
     style = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
              "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right;white-space:nowrap}"
-             "td:nth-child(2),td:last-child{text-align:left}")
+             "td:nth-child(2),td:last-child,th:nth-child(2),th:last-child{text-align:left}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>comparison</title><style>{style}</style>"
             f"</head><body><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{legend}</body></html>")
 
