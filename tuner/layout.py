@@ -66,9 +66,10 @@ RANK_TAG = "sharptune.rank"
 WINNER_TAG = "sharptune.winner"  # the parent's: the best method and which runs decided it
 WINNER_SOURCE_TAG = "sharptune.winner_source"
 CHECKED_AT_TAG = "sharptune.checked_at"  # the experiment's: when the store check last wrote it
+NOTE_TAG = "mlflow.note.content"  # MLflow's own: a run's description; the parent's holds the comparison table
 TAGS = (PARENT_TAG, ROLE_TAG, NAME_TAG, PHASE_TAG, METHOD_TAG, TRIAL_ID_TAG, SEED_TAG, STATUS_TAG, PRUNED_AT_TAG,
         ERROR_TAG, RETRIES_TAG, ORPHAN_TAG, ADOPTED_TAG, NODE_TAG, GPU_TAG, DEVICE_TAG, BEST_TAG, RANK_TAG, WINNER_TAG,
-        WINNER_SOURCE_TAG, CHECKED_AT_TAG)
+        WINNER_SOURCE_TAG, CHECKED_AT_TAG, NOTE_TAG)
 
 
 def tag_column(tag: str) -> str:

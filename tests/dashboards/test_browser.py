@@ -19,7 +19,7 @@ import pytest
 from fake_experiment import FakeExperiment
 from mlflow.tracking import MlflowClient
 
-from tuner.commands.ui import runs_url
+from tuner.commands.ui import landing_url, runs_url
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -84,7 +84,9 @@ def test_mlflow_ui_on_loopback_shows_runs_and_stops_on_ctrl_c(fake_experiment: F
         assert url is not None, log.read_text()[-3000:]
         client = MlflowClient(fake_experiment.tracking_uri)
         exp_id = client.get_experiment_by_name(f"sharptune/{fake_experiment.name}").experiment_id
-        assert url == runs_url(f"http://127.0.0.1:{port}/", exp_id)
+        # it opens through sharptune's page that keeps MLflow's classic UI (tests/tuner/run/test_mlflow_view.py)
+        assert url.startswith(landing_url(f"http://127.0.0.1:{port}/", exp_id, fake_experiment.parent_id)), url
+        url = runs_url(f"http://127.0.0.1:{port}/", exp_id)
         # it lands on the training-runs table (not MLflow 3's GenAI overview), through sharptune's saved view
         shot = tmp_path / "mlflow_runs.png"
         _chromium(tmp_path, url, screenshot=shot, budget_ms=15_000)

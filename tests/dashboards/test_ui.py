@@ -47,12 +47,34 @@ def test_ui_tags_an_older_experiment_with_the_runs_view(fake_experiment: FakeExp
     assert tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
     view = json.loads(tags[VIEW_TAG_PREFIX + RUNS_VIEW])
     state = json.loads(view["state"])
-    assert view["name"] == "sharptune trials by eval/accuracy" and isinstance(view["createdAt"], int)
+    assert view["name"] == "sharptune trials by eval/accuracy, per phase" and isinstance(view["createdAt"], int)
+    assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "sharptune.phase"}]
     assert state["orderByKey"] == "metrics.`eval/accuracy`" and state["orderByAsc"] is False  # maximize
     assert state["selectedColumns"][:2] == ["metrics.`eval/accuracy`", "params.`method`"]
     assert runs_url("http://127.0.0.1:5000/", exp_id) == (
         f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?workflowType=machine_learning"
         f"&viewStateShareKey={RUNS_VIEW}")
+
+
+def test_ui_writes_the_comparison_of_an_older_finished_experiment(fake_experiment: FakeExperiment) -> None:
+    """A finished experiment made before the comparison existed gets it on its parent run from `ui`."""
+    client = MlflowClient(fake_experiment.tracking_uri)
+    parent = fake_experiment.parent_id
+    folder = Path(client.get_run(parent).info.artifact_uri.removeprefix("file://"))
+    for name in ("comparison.md", "comparison.html"):  # as before the comparison existed (`ui` may have run)
+        (folder / name).unlink(missing_ok=True)
+    if "mlflow.note.content" in client.get_run(parent).data.tags:
+        client.delete_tag(parent, "mlflow.note.content")
+    assert "comparison.html" not in {a.path for a in client.list_artifacts(parent)}
+    with socket.socket() as busy:  # stops right after the experiment is resolved: no server started
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["ui", fake_experiment.name, "--storage", str(fake_experiment.storage),
+                     "--port", str(busy.getsockname()[1])]) == 2
+    assert {"comparison.md", "comparison.html"} <= {a.path for a in client.list_artifacts(parent)}
+    note = client.get_run(parent).data.tags["mlflow.note.content"]
+    # sam's interval has the highest lower end (sgd_ire's mean is higher, its interval far wider)
+    assert "| 1 | sam |" in note and "| 3 | sgd_ire |" in note and "Ranked by the lower end" in note
 
 
 @pytest.mark.slow

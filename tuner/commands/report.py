@@ -23,9 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from dashboards.report import build_report  # matplotlib only when a report is asked for
+    from tuner.run.comparison import round_metrics
 
     storage = locate(args.name, args.storage, required=args.tracking_uri is None)
     store = ExperimentStore.open(args.name, tracking_uri=args.tracking_uri, storage=storage)
     path = build_report(store, args.output, metric=args.metric, goal=args.goal, log=not args.no_log)
+    parent = store.parent()
+    if not args.no_log and parent is not None:  # the summary metrics it logged, shown rounded as after `run`
+        round_metrics(store.client, str(parent["run_id"]))
     print(f"report: {path}")
     return 0

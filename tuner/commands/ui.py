@@ -1,10 +1,12 @@
 """`python -m tuner ui [NAME]`: the MLflow UI on the experiment's own store, on loopback by default.
 
-It opens the experiment's training-runs table, not MLflow 3's GenAI overview: the URL asks for the
-"Model training" workflow (`?workflowType=machine_learning`) and the saved view `sharptune-trials`
-(`viewStateShareKey`, an experiment tag written by `tuner.run.tracking.set_ui_tags`, added here to
-experiments made before it existed): best runs first on the spec's metric, with the metric, method,
-phase, status and error line as columns.
+It opens on the comparison: the parent run's page, whose description holds the per-method table
+(`tuner.run.comparison`), in MLflow's classic "Model training" UI, not its GenAI one. The URL it
+prints goes through a page of ours (`tuner.run.mlflow_app`, served by `tuner.run.mlflow_server`) that
+keeps the browser in that UI. The runs table opens on the saved view `sharptune-trials`
+(`viewStateShareKey`, an experiment tag written by `tuner.run.mlflow_ui.set_ui_tags`, added here to
+experiments made before it existed): runs grouped by phase, best first on the spec's metric, with the
+metric, method, phase, outcome and error line as columns.
 
 The server runs in its own process group so that Ctrl-C stops it and every worker it started.
 """
@@ -22,12 +24,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlflow import MlflowClient
+
 from tuner.commands.export import add_store_arguments
 from tuner.errors import RuntimeFailure, UserError
 from tuner.experiment_index import locate
 from tuner.layout import DB_NAME, DEFAULT_STORAGE
 from tuner.results.store import ExperimentStore, known_experiments
-from tuner.run.tracking import RUNS_VIEW, set_ui_tags
+from tuner.results.winners import winners
+from tuner.run.comparison import HTML_ARTIFACT, record_comparison
+from tuner.run.mlflow_ui import LANDING_PATH, runs_route, set_ui_tags
 
 READY_TIMEOUT_S = 120.0
 
@@ -45,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=handle)
 
 
-def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
-    """(tracking URI, experiment id to open) for NAME, --tracking-uri, or the storage's only experiment."""
+def _resolve(args: argparse.Namespace) -> tuple[str, str | None, str | None]:
+    """(tracking URI, experiment id, parent run id) to open for NAME, --tracking-uri, or the storage's only
+    experiment."""
     name = args.name
     if name is None and args.tracking_uri is None:
         folder = args.storage or DEFAULT_STORAGE
@@ -56,7 +63,7 @@ def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
                             f"{', '.join(known) or 'none'})")
         name = known[0]
     if name is None:
-        return args.tracking_uri, None
+        return args.tracking_uri, None, None
     storage = locate(name, args.storage, required=args.tracking_uri is None)
     store = ExperimentStore.open(name, tracking_uri=args.tracking_uri, storage=storage)
     if not store.tracking_uri.startswith(("http://", "https://")):
@@ -65,14 +72,49 @@ def _resolve(args: argparse.Namespace) -> tuple[str, str | None]:
         except UserError:  # no metric recorded: the view still lists the runs with their method
             metric, goal = None, None
         set_ui_tags(store.client, store.experiment_id, metric, goal)
-    return store.tracking_uri, store.experiment_id
+    parent = store.parent()
+    if parent is None:
+        return store.tracking_uri, store.experiment_id, None
+    if not store.tracking_uri.startswith(("http://", "https://")):
+        _backfill_comparison(store, str(parent["run_id"]))
+    return store.tracking_uri, store.experiment_id, str(parent["run_id"])
+
+
+def _backfill_comparison(store: ExperimentStore, parent_id: str) -> None:
+    """A finished experiment made before the comparison existed gets it once (not one a driver still writes:
+    its parent is RUNNING). A failure costs a warning, never the UI."""
+    try:
+        if store.client.get_run(parent_id).info.status != "FINISHED" or comparison_artifact(store.tracking_uri,
+                                                                                             parent_id):
+            return
+        table, robust, trials = winners(store)
+        if len(table):
+            record_comparison(store, table, robust, trials)
+    except Exception as exc:
+        print(f"warning: could not write the comparison onto the parent run ({exc})", file=sys.stderr)
+
+
+def comparison_artifact(uri: str, run_id: str | None) -> str | None:
+    """The parent's comparison page when it has one (an interrupted run has none: its run page instead)."""
+    if run_id is None:
+        return None
+    names = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
+    return HTML_ARTIFACT if HTML_ARTIFACT in names else None
 
 
 def runs_url(base: str, experiment_id: str | None) -> str:
     """The experiment's runs table in the model-training view, with sharptune's saved view applied."""
     if not experiment_id:
         return base
-    return f"{base}#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW}"
+    return f"{base}#{runs_route(experiment_id)}"
+
+
+def landing_url(base: str, experiment_id: str | None, parent_id: str | None, artifact: str | None = None) -> str:
+    """What `tuner ui` opens: our page that keeps MLflow's classic UI, then the parent's comparison."""
+    if not experiment_id:
+        return base
+    run = f"&run={parent_id}" + (f"&artifact={artifact}" if artifact else "") if parent_id else ""
+    return f"{base}{LANDING_PATH}?experiment={experiment_id}{run}"
 
 
 def port_free(host: str, port: int) -> bool:
@@ -146,14 +188,14 @@ def allowed_hosts(host: str, extra: str | None) -> list[str]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    uri, experiment_id = _resolve(args)
+    uri, experiment_id, parent_id = _resolve(args)
     if uri.startswith(("http://", "https://")):
         print(f"{uri} is already a tracking server: open {runs_url(uri.rstrip('/') + '/', experiment_id)}")
         return 0
     if not port_free(args.host, args.port):
         raise UserError(f"port {args.port} on {args.host} is in use; pass --port N")
     hosts = allowed_hosts(args.host, args.allowed_hosts)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+    cmd = [sys.executable, "-m", "tuner.run.mlflow_server", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port), "--workers", "1", "--allowed-hosts", ",".join(hosts)]
     if uri.startswith("sqlite:///") and uri.endswith(DB_NAME):  # keep server-side artifacts beside the store
         cmd += ["--artifacts-destination", str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")]
@@ -163,7 +205,8 @@ def handle(args: argparse.Namespace) -> int:
         try:
             _wait_ready(proc, args.host, args.port)
             shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
-            url = runs_url(f"http://{shown}:{args.port}/", experiment_id)
+            url = landing_url(f"http://{shown}:{args.port}/", experiment_id, parent_id,
+                              comparison_artifact(uri, parent_id))
             print(f"MLflow UI: {url}  (store {uri}; Ctrl-C to stop)", flush=True)
             if args.host not in LOOPBACK:
                 names = sorted({socket.gethostname(), socket.getfqdn()} - set(LOOPBACK))

@@ -51,6 +51,7 @@ from tuner.results.feasible import constraint_values
 from tuner.results.store import ExperimentStore
 from tuner.results.winners import winners, write_summary
 from tuner.run import console, store_full
+from tuner.run.comparison import record_comparison
 from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import check_placement
 from tuner.run.progress import Progress
@@ -382,6 +383,7 @@ class Experiment:
             return None, None, None
         try:
             write_summary(store, table, robust, trials)
+            record_comparison(store, table, robust, trials)
         except Exception as exc:  # as above: the table is still right, only the tags are missing
             self.say(f"warning: could not record the winners in MLflow ({exc}); "
                      f"`python -m tuner report {spec.name}` retries")

@@ -47,6 +47,7 @@ from tuner.layout import (
     now_ms,
     tag_is,
 )
+from tuner.run.comparison import log_rounded
 from tuner.run.mlflow_ui import (  # noqa: F401 - names other modules import from here
     EXPERIMENT_KIND_TAG,
     MODEL_TRAINING,
@@ -402,13 +403,10 @@ class MlflowTracker(Callback):
         self.client.set_terminated(run_id, status=RUN_STATUS[status])
 
     def end_parent(self, status: str = "FINISHED", metrics: Mapping[str, float] | None = None) -> None:
-        """Terminate the parent run (FINISHED, KILLED when interrupted, FAILED), with summary metrics."""
+        """Terminate the parent run (FINISHED, KILLED when interrupted, FAILED), with summary metrics (rounded)."""
         parent = self.parent_run_id()
         if metrics:
-            stamp = now_ms()
-            rows = [Metric(k, float(v), stamp, 0) for k, v in metrics.items() if isinstance(v, (int, float))]
-            for i in range(0, len(rows), MLFLOW_BATCH):
-                self.client.log_batch(parent, metrics=rows[i:i + MLFLOW_BATCH])
+            log_rounded(self.client, parent, metrics)
         self.client.set_terminated(parent, status=status)
         self._parent_id = None
 
