@@ -106,12 +106,15 @@ def train_worker(config: dict[str, Any]) -> None:
 
     Every rank reports (Ray Train wants them all); rank 0's metrics reach Tune, and rank 0 alone saves."""
     import ray.train
+    import ray.train.torch
 
     quiet_exit.install()
     for noisy in ("ray.train", "ray.tune"):  # "Reporting training result" on every report of every rank
         logging.getLogger(noisy).setLevel(logging.WARNING)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
+    if config["setup"].gpu > 0:  # "cuda" is then this worker's own GPU among those Ray Train shows it
+        torch.cuda.set_device(ray.train.torch.get_device())
 
     def report(metrics: dict[str, Any], folder: str | None = None) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if folder else None)
