@@ -59,10 +59,10 @@ class Engine(torch.optim.Optimizer):
         return loss, outputs
 
     def _grad(self, output: Tensor, inputs: Sequence[Tensor], grad_outputs: Tensor | None = None,
-              keep_graph: bool = False) -> list[Tensor]:
+              keep_graph: bool = False, sync: bool = True) -> list[Tensor]:
         """∇ of `output` (a loss, or outputs with a cotangent) over `inputs`, parameters first: the
         parameters' part unscaled (fp16) and averaged over ranks; a further input's keeps the scale.
-        `keep_graph`: the forward's graph stays for one more backward through the same outputs."""
+        `keep_graph`: the graph stays for one more backward through the same outputs; `sync` False: not averaged."""
         if grad_outputs is None:
             output = self.loss_scale.scaled(output)
         with explain_backward_closure():
@@ -71,14 +71,15 @@ class Engine(torch.optim.Optimizer):
         self.counts["bwd"], self.counts["grad_evals"] = self.counts["bwd"] + 1, self.counts["grad_evals"] + 1
         own = grads[:len(self._params)]
         self.loss_scale.unscale_(own)
-        average_(own)
+        average_(own if sync else [])
         return grads
 
-    def _loss_grads(self, closure: Closure, keep_graph: bool = False) -> tuple[Tensor, Any, list[Tensor]]:
+    def _loss_grads(self, closure: Closure, keep_graph: bool = False,
+                    sync: bool = True) -> tuple[Tensor, Any, list[Tensor]]:
         """One forward and backward on the batch: loss, outputs and the parameters' gradients."""
         if self.closure_style == "outputs":
             loss, outputs = self._forward(closure)
-            return loss, outputs, self._grad(loss, self._params, keep_graph=keep_graph)
+            return loss, outputs, self._grad(loss, self._params, keep_graph=keep_graph, sync=sync)
         for p in self._params:
             p.grad = None
         with torch.enable_grad(), self.loss_scale.autocast():
@@ -91,9 +92,8 @@ class Engine(torch.optim.Optimizer):
         grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self._params]
         for p in self._params:
             p.grad = None
-        for key in self.counts:
-            self.counts[key] += 1
-        average_(grads)
+        self.counts.update({key: n + 1 for key, n in self.counts.items()})
+        average_(grads if sync else [])
         return loss, None, grads
 
     @contextlib.contextmanager

@@ -120,6 +120,10 @@ HPARAMS: Mapping[str, HParam] = {
     "asam_eta": HParam(0.01, _float(0.0), "ASAM: T = |w| + asam_eta (official default 0.01)"),
     "asam_scope": HParam("weights", _choice("weights", "all"),
                          "ASAM scales tensors named *weight* (>= 2 dims if unnamed; official) or all (davda54)"),
+    "perturb_sync": HParam("global", _choice("global", "local"),
+                           "data parallel: perturb with the gradient averaged over workers (global: SAM on the "
+                           "global batch) or with each worker's own shard's (local: m-sharpness, one all-reduce "
+                           "fewer); only the perturbed gradient is averaged"),
     "preconditioner": HParam("none", _part("preconditioner"),
                              "preconditioner of the perturbation"),
     "precond_beta": HParam(0.999, _float(0.0, 1.0, high_open=True), "EMA factor of ema_sq / fisher"),
@@ -157,7 +161,7 @@ HPARAMS: Mapping[str, HParam] = {
 BASE_COMMON = frozenset({"base", "lr", "weight_decay", "grad_clip"})
 BASE_ONLY = {"sgd": frozenset({"momentum", "nesterov"}), "adamw": frozenset({"betas", "eps"})}
 BASE_NAMES = BASE_COMMON | BASE_ONLY["sgd"] | BASE_ONLY["adamw"]
-PERTURB_NAMES = frozenset({"rho", "rho_schedule", "preconditioner", "precond_beta", "precond_eps",
+PERTURB_NAMES = frozenset({"rho", "rho_schedule", "perturb_sync", "preconditioner", "precond_beta", "precond_eps",
                            "precond_normalize", "total_steps"})
 ASAM_NAMES = frozenset({"asam_eta", "asam_scope"})
 BALANCER_NAMES = frozenset({"mu0", "schedule", "total_steps", "bar_rule", "bar_norm", "bar_scale"})

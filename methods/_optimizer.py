@@ -17,13 +17,14 @@ of `state_dict`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from methods._engine import Engine
+from methods._distributed import average_
+from methods._engine import Closure, Engine
 from methods._errors import ConfigError
 from methods._pairs import Pair
 from methods._parts import parts_of
@@ -31,8 +32,6 @@ from methods._passes import RngSnapshot
 from methods._precision import NonFiniteGradient
 from methods._protocol import check_closure_style
 from methods._registry import MethodInfo
-
-Closure = Callable[[], Any]
 
 
 class SharpOptimizer(Engine):
@@ -101,6 +100,8 @@ class SharpOptimizer(Engine):
         else:
             grads, outputs = sam.first_gradient(closure)
             sam.perturb(grads, closure, rng)
+            if not sam.sync and (bar is not None or estimate):  # perturb_sync local: g averaged once BAR/IRE read it
+                average_(grads)
             try:
                 final = sam.perturbed_gradient(closure, rng)
             finally:  # θ comes back even when an fp16 pass overflowed

@@ -76,6 +76,13 @@ class EmaSquare(Part):
         self.opt, self.scope, self.params = opt, list(scope), [opt._params[i] for i in scope]
         self.steps = 0  # EMA updates so far: the bias correction
 
+    @classmethod
+    def check(cls, method: str, hp: Mapping[str, Any]) -> None:
+        if hp.get("perturb_sync") == "local":  # squares of each worker's own g: statistics that drift apart
+            raise ConfigError(f"preconditioner {cls.name!r} keeps statistics of the gradient it preconditions, "
+                              f"which perturb_sync: local leaves different on every worker; use preconditioner: "
+                              f"adam, fisher or none with perturb_sync: local, or perturb_sync: global")
+
     def squares(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> list[Tensor]:
         return torch._foreach_mul(grads, grads)
 
@@ -104,6 +111,10 @@ class Fisher(EmaSquare):
     """P from an EMA of the squared gradient on labels sampled from the model (one more pass a step)."""
 
     extra_evals = 1.0
+
+    @classmethod
+    def check(cls, method: str, hp: Mapping[str, Any]) -> None:
+        """Any perturb_sync: its squares are of an averaged gradient (the engine's), the same on every worker."""
 
     @classmethod
     def needs_outputs(cls, method: str, hp: Mapping[str, Any]) -> tuple[str, str] | None:

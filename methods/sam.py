@@ -72,7 +72,7 @@ class Sam(Part):
     takes, extra_evals = PERTURB_NAMES, 1.0
 
     def __init__(self, opt: Any, names: Mapping[int, str]) -> None:
-        self.opt = opt
+        self.opt, self.sync = opt, opt.hparams["perturb_sync"] == "global"  # local: ε from this rank's own g
         lora = opt.info.preset.perturb_scope == "pairs"  # lora_sam: only the pairs' parameters move
         self.scope = sorted({i for pair in opt._pair_index for i in pair}) if lora else list(range(len(opt._params)))
         self.params = [opt._params[i] for i in self.scope]
@@ -87,8 +87,8 @@ class Sam(Part):
         return hp["rho"] * schedule_factor(hp["rho_schedule"], self.opt._step, hp["total_steps"])
 
     def first_gradient(self, closure: Closure) -> tuple[list[Tensor], Any]:
-        """g = ∇L(θ) on the batch, and the outputs."""
-        _, outputs, grads = self.opt._loss_grads(closure)
+        """g = ∇L(θ) on the batch (this rank's shard only under perturb_sync local), and the outputs."""
+        _, outputs, grads = self.opt._loss_grads(closure, sync=self.sync)
         return grads, outputs
 
     def perturb(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot) -> None:
@@ -139,8 +139,8 @@ class Functional(Sam):
 
     def first_gradient(self, closure: Closure) -> tuple[list[Tensor], Any]:
         loss, outputs = self.opt._forward(closure)
-        *grads, output_grad = self.opt._grad(loss, [*self.opt._params, logits_of(outputs, "Functional-SAM")])
-        self.output_grad = output_grad.detach()  # ∂ℓ/∂z at θ
+        *grads, self.output_grad = self.opt._grad(loss, [*self.opt._params, logits_of(outputs, "Functional-SAM")],
+                                                  sync=self.sync)  # ∂ℓ/∂z at θ (autograd.grad's: no graph)
         return grads, outputs
 
     def perturbed_gradient(self, closure: Closure, rng: RngSnapshot) -> list[Tensor]:

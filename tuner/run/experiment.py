@@ -53,7 +53,7 @@ from tuner.results.winners import winners, write_summary
 from tuner.run import console, store_full
 from tuner.run.comparison import record_comparison
 from tuner.run.outage import is_transient, quick_requests, wait_seconds
-from tuner.run.placement import check_placement
+from tuner.run.placement import DRIVER_CPU, check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, ray_session, search_scheduler
 from tuner.run.searcher import drop_torn_tail, finished_records, load_studies, objectives, prune_stopped
@@ -82,6 +82,8 @@ def make_trainable(spec: Any, finished: dict[str, dict[str, Any]] | None = None)
     """`train_trial` with the spec's setup and per-trial resources (needs Ray initialised); `finished`:
     the trials a resumed search replays instead of training (`tuner.run.searcher.finished_records`)."""
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    if spec.resources.workers > 1:  # the Tune trial only waits on its Ray Train run, whose workers hold these
+        resources = {"cpu": DRIVER_CPU, "gpu": 0}
     trainable = tune.with_parameters(train_trial, setup=trial_setup(spec), finished=finished or {})
     return tune.with_resources(trainable, resources)
 
@@ -226,7 +228,7 @@ class Experiment:
             checked = pool.submit(self.check_tracking, not resume)
             with ray_session(self.address, runtime_env=runtime_env(self.spec.workload.name)):
                 checked.result()
-                check_placement(self.spec.resources.cpu, self.spec.resources.gpu)
+                check_placement(self.spec.resources.cpu, self.spec.resources.gpu, workers=self.spec.resources.workers)
                 try:
                     return self._run_checked(resume)
                 except Exception as exc:

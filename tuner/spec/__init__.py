@@ -42,6 +42,7 @@ from tuner.spec._trial_setup import trial_setup
 from tuner.spec.model import (
     MAX_CPU,
     MAX_GPU,
+    MAX_WORKERS,
     NAME_PATTERN,
     SAMPLERS,
     SCHEDULERS,
@@ -111,9 +112,10 @@ def _parse(file: str, data: Any) -> Spec:
     budget = _parse_budget(budget_block, sampler, methods, space, defaults)
     scheduler = _parse_scheduler(top.block("scheduler", ("name", *SCHEDULERS["asha"])), budget)
 
-    resources_block = top.block("resources", ("cpu", "gpu"))
+    resources_block = top.block("resources", ("cpu", "gpu", "workers"))
     resources = Resources(resources_block.take("cpu", _number(0, MAX_CPU, low_open=True), 1),
-                          resources_block.take("gpu", _number(0, MAX_GPU), 0))
+                          resources_block.take("gpu", _number(0, MAX_GPU), 0),
+                          resources_block.take("workers", _int(1, MAX_WORKERS), 1))
 
     storage_block = top.block("storage", ("path",))
     storage = storage_block.take("path", _string(), "results")

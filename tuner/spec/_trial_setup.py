@@ -33,6 +33,6 @@ def trial_setup(spec: Spec) -> TrialSetup:
         workload=spec.workload.name, workload_options=dict(spec.workload.options),
         trial_grad_evals=budget.trial_grad_evals, eval_every=budget.eval_every, seed=spec.seed,
         compile=spec.workload.compile, curve_points=budget.curve_points, diag_points=budget.diag_points,
-        cpu=spec.resources.cpu, gpu=spec.resources.gpu, precision=spec.precision,
+        cpu=spec.resources.cpu, gpu=spec.resources.gpu, workers=spec.resources.workers, precision=spec.precision,
         required_metrics=tuple(sorted(required - set(RAY_COUNTERS))), eval_plan=plan, lr_schedule=spec.lr_schedule,
         fault=json.loads(fault) if fault else None)

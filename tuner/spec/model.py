@@ -40,7 +40,7 @@ TIME_ATTRS: Mapping[str, bool] = {
 TIME_UNITS: Mapping[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql")
 PARAM_TYPES = ("float", "int", "categorical")
-MAX_CPU, MAX_GPU = 512.0, 64.0
+MAX_CPU, MAX_GPU, MAX_WORKERS = 512.0, 64.0, 1024
 
 
 
@@ -144,8 +144,11 @@ class Budget:
 
 @dataclass(frozen=True)
 class Resources:
+    """Per trial: `workers` processes (one Ray Train run when more than one), each with `cpu` CPUs and `gpu` GPUs."""
+
     cpu: float
     gpu: float
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,7 @@ class Spec:
             "sampler": {"name": self.sampler.name, "seed": self.sampler.seed},
             "scheduler": self.scheduler.to_dict(),
             "budget": self.budget.to_dict(),
-            "resources": {"cpu": self.resources.cpu, "gpu": self.resources.gpu},
+            "resources": {"cpu": self.resources.cpu, "gpu": self.resources.gpu, "workers": self.resources.workers},
             "seed": self.seed,
             "tracking": {"uri": self.tracking_uri},
             "storage": {"path": self.storage_path},

@@ -73,7 +73,8 @@ class TrialSetup:
     """The spec reduced to what one trial reads (the sampled values come apart, from Ray's config).
 
     `workload_options` are the spec's, resolved; a trial's own overrides (values that are workload options)
-    go on top. `cpu` is the trial's thread count, `gpu > 0` puts it on the accelerator. `required_metrics`:
+    go on top. `cpu` is the trial's thread count, `gpu > 0` puts it on the accelerator (both per worker; `workers`
+> 1: a Ray Train run, `tuner.trial.data_parallel`). `required_metrics`:
     what every report must carry for Ray's metric check (`tuner.trial.protocol.with_required`). `eval_plan`:
     where the trial evaluates the full split, its curve points and diagnostics points (None: every report
     does everything). `lr_schedule`: the spec's, over the trial's steps. `fault`: tests only (`FAULT_ENV`).
@@ -89,6 +90,7 @@ class TrialSetup:
     diag_points: int | None = None
     cpu: float = 1.0
     gpu: float = 0.0
+    workers: int = 1
     precision: str = "fp32"
     required_metrics: tuple[str, ...] = ()
     eval_plan: EvalPlan | None = None

@@ -24,7 +24,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import ray
 import torch
 from ray import tune
 
-from tuner.trial import quiet_exit
+from tuner.trial import data_parallel, quiet_exit
 from tuner.trial.build import build_trial, trial_horizon
 from tuner.trial.protocol import (
     ADOPT_KEY,
@@ -76,6 +76,13 @@ def replay(record: Mapping[str, Any]) -> None:
     tune.report({**{k: (math.nan if v is None else v) for k, v in record["result"].items()}, REPLAYED_KEY: 1.0})
 
 
+Report = Callable[[dict[str, Any], "str | None"], None]  # (metrics, checkpoint folder or None)
+
+
+def _tune_report(metrics: dict[str, Any], folder: str | None = None) -> None:
+    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
+
+
 def train_trial(config: dict[str, Any], setup: TrialSetup,
                 finished: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Ray Tune function trainable (wrap with `tune.with_parameters(train_trial, setup=..., finished=...)`)."""
@@ -87,13 +94,47 @@ def train_trial(config: dict[str, Any], setup: TrialSetup,
         record = finished.get(values.get(ADOPT_KEY) or tune.get_context().get_trial_id())
         if record is not None:
             return replay(record)
+    if setup.workers > 1:  # one Ray Train run of `train_worker` on every worker (tuner.trial.data_parallel)
+        storage = tune.get_context().get_storage()  # the trial's folder in the experiment's storage: a rerun resumes
+        return data_parallel.fit(train_worker, {"values": values, "setup": setup}, workers=setup.workers,
+                                 cpu=setup.cpu, gpu=setup.gpu, storage=storage)
+    return run_trial(values, setup, tune.get_checkpoint, _tune_report)
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker of a data-parallel trial: the trial on this rank's shard of every batch.
+
+    Every rank reports (Ray Train wants them all); rank 0's metrics reach Tune, and rank 0 alone saves."""
+    import ray.train
+    import ray.train.torch
+
+    quiet_exit.install()
+    for noisy in ("ray.train", "ray.tune"):  # "Reporting training result" on every report of every rank
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    if config["setup"].gpu > 0:  # "cuda" is then this worker's own GPU among those Ray Train shows it
+        torch.cuda.set_device(ray.train.torch.get_device())
+
+    def report(metrics: dict[str, Any], folder: str | None = None) -> None:
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if folder else None)
+    run_trial(config["values"], config["setup"], ray.train.get_checkpoint, report,
+              shard=(rank, world), saves=rank == 0)
+
+
+def run_trial(values: dict[str, Any], setup: TrialSetup, get_checkpoint: Callable[[], Any], report: Report, *,
+              shard: tuple[int, int] | None = None, saves: bool = True) -> None:
+    """The trial's loop: build, resume from `get_checkpoint()`, train, `report` (with a checkpoint folder where
+    `saves`). `shard` (rank, world): this worker keeps its rank's rows of every global batch."""
     torch.set_num_threads(setup.threads)
     workload, optimizer, _ = build_trial(setup, values)
+    if shard is not None:
+        data_parallel.shard_batches(workload, *shard)
     budget = setup.trial_grad_evals
     trainer = Trainer(workload, optimizer, eval_every=setup.eval_every, max_grad_evals=budget,
                       plan=setup.eval_plan, precision=setup.precision, lr_schedule=setup.lr_schedule,
                       horizon=trial_horizon(setup, values))
-    checkpoint = tune.get_checkpoint()
+    checkpoint = get_checkpoint()
     if checkpoint is not None:
         try:
             with checkpoint.as_directory() as folder:
@@ -112,30 +153,31 @@ def train_trial(config: dict[str, Any], setup: TrialSetup,
     last: dict[str, Any] | None = None
     saved_at = time.monotonic()
     try:
-        for report in trainer.run():
+        for step_report in trainer.run():
             _maybe_fault(fault, values["method"], last[GRAD_EVALS] if last else -1.0)
-            metrics = with_required(report, required)
+            metrics = with_required(step_report, required)
             metrics[NODE_KEY] = node_id
             metrics.update(placed)
-            if report.get(DIVERGED_KEY) == 1.0:
+            if step_report.get(DIVERGED_KEY) == 1.0:
                 last = metrics
-                tune.report(metrics)  # no checkpoint of a broken state
+                report(metrics, None)  # no checkpoint of a broken state
                 continue
             if metrics[GRAD_EVALS] >= budget:
                 metrics[COMPLETE_KEY] = 1.0
             if trainer.last_at_point or time.monotonic() - saved_at >= CHECKPOINT_S:
                 with tempfile.TemporaryDirectory(prefix="sharptune-ckpt-") as folder:
-                    torch.save(trainer.state_dict(), Path(folder) / CHECKPOINT_FILE)
-                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+                    if saves:
+                        torch.save(trainer.state_dict(), Path(folder) / CHECKPOINT_FILE)
+                    report(metrics, folder if saves else None)
                 saved_at = time.monotonic()
             else:
-                tune.report(metrics)
+                report(metrics, None)
             last = metrics
     except Diverged:
         return  # the diverged report is out; ending normally keeps Ray from retrying a hopeless config
     if last is not None and last.get(COMPLETE_KEY) != 1.0 and last.get(DIVERGED_KEY) != 1.0:
         # Ended by a step limit below the grad-eval budget (or resumed at the end): say it is complete.
-        tune.report({**last, COMPLETE_KEY: 1.0})
+        report({**last, COMPLETE_KEY: 1.0}, None)
     elif last is None and checkpoint is not None:
         # Resumed from the checkpoint of its last report: report it again so the trial ends complete.
-        tune.report({**trainer.final_report(), COMPLETE_KEY: 1.0, NODE_KEY: node_id, **placed})
+        report({**trainer.final_report(), COMPLETE_KEY: 1.0, NODE_KEY: node_id, **placed}, None)

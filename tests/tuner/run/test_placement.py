@@ -30,3 +30,19 @@ def test_a_request_no_live_node_holds_is_refused(cpu: float, gpu: float) -> None
 def test_cpu_and_gpu_must_fit_on_the_same_node() -> None:
     with pytest.raises(UserError):
         check_placement(3, 1, [{"Resources": {"CPU": 4.0}}, {"Resources": {"CPU": 1.0, "GPU": 1.0}}])
+
+
+def test_workers_of_one_trial_spread_over_the_nodes_that_hold_them() -> None:
+    check_placement(1, 0, NODES, workers=4)  # one worker per CPU; the Tune trial that waits takes a sliver of one
+    check_placement(2, 1, NODES, workers=2)  # the GPU node holds both (2 CPU + 1 GPU each)
+    check_placement(0.5, 0, [{"Resources": {"CPU": 2.0}}], workers=3)  # 1.5 CPU, room for the waiting Tune trial
+
+
+@pytest.mark.parametrize(("cpu", "gpu", "workers", "held"), [(1, 0, 5, 4), (2, 1, 3, 2), (1, 0, 2, 1)])
+def test_more_workers_than_the_cluster_holds_is_refused_with_one_line(cpu, gpu, workers, held) -> None:
+    nodes = NODES if workers != 2 else [{"Resources": {"CPU": 2.0}}]  # 2 CPUs: no room for the Tune trial too
+    with pytest.raises(UserError) as err:
+        check_placement(cpu, gpu, nodes, workers=workers)
+    text = str(err.value)
+    assert f"workers: {workers}, cpu: {cpu:g}, gpu: {gpu:g}" in text and f"holds {held} such workers" in text
+    assert "resources.workers" in text and "\n" not in text
