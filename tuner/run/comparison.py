@@ -4,7 +4,9 @@ The table is written three ways: `comparison.md` and `comparison.html` artifacts
 open from the Artifacts tab) and the run's description (`mlflow.note.content`), which MLflow's run page
 renders as markdown above everything else, so the comparison is the first thing a researcher sees.
 
-Summary metrics are shown rounded to SIG_DIGITS significant digits, not as `0.9252500000000001`.
+The table's best value and interval are rounded as the console summary rounds them
+(`tuner.results.rounding`: at the interval half-width's first significant digit). Summary metrics are
+shown rounded to SIG_DIGITS significant digits, not as `0.9252500000000001`.
 `tuner.results.winners` logs the full floats; MLflow shows a metric's latest value (highest step, then
 newest timestamp), so the rounded value logged here after it, at the same step, is what the UI shows.
 """
@@ -22,6 +24,7 @@ import pandas as pd
 from mlflow.entities import Metric, RunTag
 
 from tuner.layout import MLFLOW_BATCH, NOTE_TAG, now_ms
+from tuner.results.rounding import fmt_interval
 from tuner.run.mlflow_ui import runs_route
 from tuner.trial.protocol import OUTCOMES
 
@@ -36,6 +39,13 @@ def round_sig(value: float, digits: int = SIG_DIGITS) -> float:
     if not math.isfinite(value) or value == int(value):
         return value
     return float(f"{value:.{digits}g}")
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _num(value: Any) -> str:
@@ -58,12 +68,12 @@ def comparison_rows(table: pd.DataFrame, trials: pd.DataFrame) -> list[tuple[str
     """One row of text cells (HEADER's columns) per method, in rank order."""
     rows = []
     for _, r in table.iterrows():
-        low, high = _num(r.get("low")), _num(r.get("high"))
+        mean, interval = fmt_interval(*(_float(r.get(k)) for k in ("mean", "low", "high")))
         hparams = sorted((r.get("hparams") or {}).items())
         config = ", ".join(f"{k}={_num(v) if isinstance(v, float) else v}" for k, v in hparams)
         overhead = _num(r.get("overhead"))
-        rows.append((str(r.get("rank", "")), str(r["method"]), _num(r.get("mean")),
-                     "-" if low == high == "-" else f"[{low}, {high}]", str(r.get("n", "")),
+        rows.append((str(r.get("rank", "")), str(r["method"]), mean if math.isfinite(_float(r.get("mean"))) else "-",
+                     interval, str(r.get("n", "")),
                      _counts(trials, str(r["method"])), "-" if overhead == "-" else f"{overhead}x", config or "-"))
     return rows
 

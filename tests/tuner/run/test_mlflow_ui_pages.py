@@ -75,8 +75,9 @@ def test_comparison_rows_say_rank_interval_counts_and_config() -> None:
     trials = pd.DataFrame({"method": ["asam"] * 3 + ["sgd"] * 4,
                            "status": ["completed", "pruned", "pruned", "completed", "diverged", "errored", "pruned"]})
     rows = comparison_rows(table, trials)
-    assert rows[0] == ("1", "asam", "0.9253", "[0.9157, 0.9348]", "6", "1/2/0/0", "2.823x", "lr=0.05123, rho=1")
-    assert rows[1][3] == "-" and rows[1][5] == "1/1/1/1" and rows[1][7] == "-"
+    # rounded as the console summary rounds: at the half-width's (0.0095) first significant digit
+    assert rows[0] == ("1", "asam", "0.925", "[0.916, 0.935]", "6", "1/2/0/0", "2.823x", "lr=0.05123, rho=1")
+    assert rows[1][2] == "0.875" and rows[1][3] == "-" and rows[1][5] == "1/1/1/1" and rows[1][7] == "-"
     text = comparison_markdown(rows, "eval/accuracy", "maximize", "winners from the search")
     assert "Ranked by the lower end of each winner's 95% interval" in text and "winners from the search" in text
     assert text.count("\n| ") == 3  # header and two rows
