@@ -59,8 +59,8 @@ def parse_param(text: Any) -> Any:
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
+    if text.strip() in ("None", "null"):  # how MLflow writes Python's None; lowercase "none" is a spec's
+        return None                       # word (preconditioner: none) and stays a string
     try:
         value = ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, MemoryError, RecursionError):
