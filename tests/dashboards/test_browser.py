@@ -68,6 +68,7 @@ def _sigint_ignored() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.opt_in  # a minute; tests/tuner/run/test_mlflow_view.py renders the UI in Chromium by default
 def test_mlflow_ui_on_loopback_shows_runs_and_stops_on_ctrl_c(fake_experiment: FakeExperiment,
                                                                built_report: Path, tmp_path: Path) -> None:
     port = _free_port()

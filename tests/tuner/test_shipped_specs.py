@@ -29,7 +29,12 @@ from tuner.run.ray_setup import QUIET_ENV
 from tuner.workloads import get_workload
 
 SPACES = ROOT / "search_spaces"
-SHIPPED = sorted(SPACES.glob("*.yaml"))
+# A spec whose shrunk run takes minutes on 2 cores runs only with `python -m pytest -m opt_in` (named here,
+# with why, so a new spec is in the default run unless it is listed).
+OPT_IN = {"sam_cifar": "a GPU spec (WRN on CIFAR); over 2 minutes shrunk on 2 cores; sam_vision runs the "
+                       "image workload through `tuner run` by default"}
+SHIPPED = [pytest.param(p, marks=pytest.mark.opt_in) if p.stem in OPT_IN else p
+           for p in sorted(SPACES.glob("*.yaml"))]
 TRIAL_GRAD_EVALS = 24
 EVAL_EVERY = 8
 FINISHED = {"completed", "pruned", "diverged"}
@@ -97,7 +102,7 @@ def local_ray() -> Iterator[None]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("path", SHIPPED, ids=[getattr(p, "values", [p])[0].stem for p in SHIPPED])
 def test_shipped_spec_runs(path: Path, tmp_path: Path, local_ray: None, tracking_uri: str,
                            capfd: pytest.CaptureFixture[str]) -> None:
     overrides = [arg for item in small_overrides(path, tmp_path / "results", tracking_uri) for arg in ("--set", item)]

@@ -85,6 +85,7 @@ def test_more_workers_than_the_cluster_holds_is_refused_before_the_run(tmp_path:
     assert not list((tmp_path / "results").glob("dp64/train_trial_*"))  # no trial started
 
 
+@pytest.mark.opt_in  # over a minute on 2 cores: run it with `python -m pytest -m opt_in`
 def test_a_killed_worker_reruns_the_trial_from_its_last_checkpoint(tmp_path: Path) -> None:
     # ASHA's rungs at 20 and 40 grad evals (optimizer steps 10 and 20) are checkpoints; one worker dies before
     # the report at 60

@@ -175,6 +175,7 @@ def test_server_goes_away_and_comes_back(server: MlflowServer, cluster, tmp_path
     assert_complete(server.uri, "outage", trials=4, budget=600)
 
 
+@pytest.mark.opt_in  # minutes; the outage is also covered by test_server_goes_away_and_comes_back
 def test_server_stays_down_then_resume(server: MlflowServer, cluster, tmp_path: Path,
                                        capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHARPTUNE_MLFLOW_WAIT_S", "2")
@@ -196,6 +197,7 @@ def test_server_stays_down_then_resume(server: MlflowServer, cluster, tmp_path: 
     assert_complete(server.uri, "down", trials=3, budget=300)
 
 
+@pytest.mark.opt_in  # minutes; the placement rule alone: tests/tuner/run/test_placement.py
 def test_gpu_shares_run_four_at_once_on_cpu(server: MlflowServer, cluster, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "4")  # the four actors start together, not one by one
