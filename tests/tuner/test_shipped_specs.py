@@ -32,7 +32,9 @@ SPACES = ROOT / "search_spaces"
 # A spec whose shrunk run takes minutes on 2 cores runs only with `python -m pytest -m opt_in` (named here,
 # with why, so a new spec is in the default run unless it is listed).
 OPT_IN = {"sam_cifar": "a GPU spec (WRN on CIFAR); over 2 minutes shrunk on 2 cores; sam_vision runs the "
-                       "image workload through `tuner run` by default"}
+                       "image workload through `tuner run` by default",
+          "all_methods": "13 presets on LoRA, most of a minute; test_preflight steps every preset of its space on the "
+                         "real workload, and bar runs the LoRA workload through `tuner run`, by default"}
 SHIPPED = [pytest.param(p, marks=pytest.mark.opt_in) if p.stem in OPT_IN else p
            for p in sorted(SPACES.glob("*.yaml"))]
 TRIAL_GRAD_EVALS = 24
