@@ -24,6 +24,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_distributed import _Net  # the same small LoRA-paired net (tests/methods is on sys.path)
 from torch import nn
 from torch.func import functional_call
 
@@ -52,17 +53,6 @@ RANKS_AGREE = {  # no single-process twin, but every rank must hold the same θ,
 SGD = {"lr": 0.05, "momentum": 0.0}  # θ ← θ − lr · g̃: the reference's update
 LOCAL = {"sam_local": ("sam", {**SGD, "rho": 0.1, "perturb_sync": "local"}),
          "sam_global": ("sam", {**SGD, "rho": 0.1})}
-
-
-class _Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.inp = nn.Linear(6, 16)
-        self.lora_A = nn.Parameter(0.3 * torch.randn(4, 16))
-        self.lora_B = nn.Parameter(0.3 * torch.randn(3, 4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.inp(x)) @ (self.lora_B @ self.lora_A).T
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor, _Net]:

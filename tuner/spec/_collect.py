@@ -42,23 +42,31 @@ class SpecErrors(SpecError):
         return self.args[0]
 
 
+def _parent(data: Any, field: str) -> tuple[Any, str] | None:
+    """(the node holding `field`'s last part, that part) for a dotted field; None where the path is not there."""
+    parts = field.split(".") if field else []
+    if not parts:
+        return None
+    node = data
+    for part in parts[:-1]:
+        node = _child(node, part)
+        if node is None:
+            return None
+    return node, parts[-1]
+
+
 def _repair(data: Any, exc: SpecError) -> bool:
     """Change the data so the next attempt passes this error; False where that is not safe to guess.
 
     A near miss takes its suggestion (a key is renamed, a value replaced), so what follows it is checked
     as the user meant it; any other faulty field is deleted (its default applies). A list item without a
     suggestion (an unknown method) is not deleted: what depends on it would fail for no fault of its own."""
-    parts = exc.field.split(".") if exc.field else []
     match = _SUGGESTED.search(exc.problem)
     suggestion = ast.literal_eval(match.group(1)) if match else None
-    if not parts:
+    found = _parent(data, exc.field)
+    if found is None:
         return False
-    parent = data
-    for part in parts[:-1]:
-        parent = _child(parent, part)
-        if parent is None:
-            return False
-    last = parts[-1]
+    parent, last = found
     if isinstance(parent, dict) and last in parent:
         if suggestion is not None and exc.problem.startswith(_UNKNOWN_KEY):
             if suggestion in parent:
@@ -77,15 +85,10 @@ def _repair(data: Any, exc: SpecError) -> bool:
 
 def _delete(data: Any, field: str) -> bool:
     """Remove `field` (dotted, list items by index) from the spec's data; False where it is not there."""
-    parts = field.split(".") if field else []
-    if not parts:
+    found = _parent(data, field)
+    if found is None:
         return False
-    node = data
-    for part in parts[:-1]:
-        node = _child(node, part)
-        if node is None:
-            return False
-    last = parts[-1]
+    node, last = found
     if isinstance(node, dict) and last in node:
         del node[last]
         return True
