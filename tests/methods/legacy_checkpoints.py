@@ -8,6 +8,7 @@ land on the same parameters: old checkpoints still resume exactly.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def write() -> None:
         model = Net()
         opt = build_optimizer(model, method, lr=0.05, pairs=[(model.lora_B, model.lora_A)], **hp)
         steps(model, opt, batches(WARM, 1), seed=2)
-        checkpoint = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "optimizer": opt.state_dict()}
+        checkpoint = copy.deepcopy({"model": model.state_dict(), "optimizer": opt.state_dict()})  # live tensors
         steps(model, opt, batches(AFTER, 3), seed=4)
         saved[case] = {**checkpoint, "after": {k: v.clone() for k, v in model.state_dict().items()},
                        "counts": dict(opt.counts)}
