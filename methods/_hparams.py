@@ -1,18 +1,21 @@
-"""Every hyperparameter a method can take: its default, its check, and which part owns it.
+"""Hyperparameters: the `HParam` record, the checks a declaration picks from, and the shared ones.
 
-One table instead of checks spread over the optimizer: `build_optimizer`, YAML specs and exported
-configs all use these names, so the same validation serves all three.
+Each family file declares the hyperparameters of its parts beside them, with their defaults and checks (the
+way timm keeps an optimizer's defaults in its signature); `SHARED` holds only what several parts or the base
+optimizer read. `HPARAMS` is every name together, read from the registered parts when looked up, so
+`build_optimizer`, YAML specs and exported configs share one validation.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from methods._base_optimizers import check_base
 from methods._errors import ConfigError
+from methods._parts import PARTS
 from methods._parts import names as part_names
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -39,7 +42,7 @@ def _number(name: str, value: Any) -> float:
     return out
 
 
-def _float(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+def number_in(low: float | None = None, high: float | None = None, *, low_open: bool = False,
            high_open: bool = False, optional: bool = False) -> Callable[[str, Any], Any]:
     def check(name: str, value: Any) -> float | None:
         if value is None and optional:
@@ -56,7 +59,7 @@ def _float(low: float | None = None, high: float | None = None, *, low_open: boo
     return check
 
 
-def _int(low: int, *, optional: bool = False) -> Callable[[str, Any], Any]:
+def integer_from(low: int, *, optional: bool = False) -> Callable[[str, Any], Any]:
     def check(name: str, value: Any) -> int | None:
         if value is None and optional:
             return None
@@ -67,13 +70,13 @@ def _int(low: int, *, optional: bool = False) -> Callable[[str, Any], Any]:
     return check
 
 
-def _bool(name: str, value: Any) -> bool:
+def flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     return value
 
 
-def _choice(*allowed: str) -> Callable[[str, Any], str]:
+def one_of(*allowed: str) -> Callable[[str, Any], str]:
     def check(name: str, value: Any) -> str:
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
@@ -81,92 +84,75 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
     return check
 
 
-def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+def optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     """`check`, or None left unset (a knob that only one setting of another hyperparameter reads)."""
     def optional(name: str, value: Any) -> Any:
         return None if value is None else check(name, value)
     return optional
 
 
-def _part(kind: str) -> Callable[[str, Any], str]:
+def part_choice(kind: str) -> Callable[[str, Any], str]:
     """A choice among the registered parts of `kind` (`_parts`), read when checked: a new part needs no edit here."""
     def check(name: str, value: Any) -> str:
-        return _choice(*part_names(kind))(name, value)
+        return one_of(*part_names(kind))(name, value)
     return check
 
 
 def _betas(name: str, value: Any) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ConfigError(f"{name} must be a pair [beta1, beta2], got {value!r}")
-    unit = _float(0.0, 1.0, high_open=True)
+    unit = number_in(0.0, 1.0, high_open=True)
     return (unit(f"{name}[0]", value[0]), unit(f"{name}[1]", value[1]))
 
 
-HPARAMS: Mapping[str, HParam] = {
-    # base update
+SHARED: Mapping[str, HParam] = {
+    # the base update
     "base": HParam("sgd", check_base, "base optimizer that takes the final gradient: sgd, adamw, any "
                    "torch.optim optimizer or pytorch-optimizer's (lower case: radam, lion, adan, ...)"),
-    "lr": HParam(None, _float(0.0, low_open=True), "learning rate"),
-    "momentum": HParam(0.9, _float(0.0, 1.0, high_open=True), "SGD momentum"),
-    "nesterov": HParam(False, _bool, "SGD Nesterov momentum"),
+    "lr": HParam(None, number_in(0.0, low_open=True), "learning rate"),
+    "momentum": HParam(0.9, number_in(0.0, 1.0, high_open=True), "SGD momentum"),
+    "nesterov": HParam(False, flag, "SGD Nesterov momentum"),
     "betas": HParam((0.9, 0.999), _betas, "AdamW betas"),
-    "eps": HParam(1e-8, _float(0.0, low_open=True), "AdamW epsilon"),
-    "weight_decay": HParam(0.0, _float(0.0), "decoupled for AdamW, L2 for SGD; never perturbed"),
-    "grad_clip": HParam(None, _float(0.0, low_open=True, optional=True),
+    "eps": HParam(1e-8, number_in(0.0, low_open=True), "AdamW epsilon"),
+    "weight_decay": HParam(0.0, number_in(0.0), "decoupled for AdamW, L2 for SGD; never perturbed"),
+    "grad_clip": HParam(None, number_in(0.0, low_open=True, optional=True),
                         "clip the final gradient's global norm"),
-    # perturbation
-    "rho": HParam(0.05, _float(0.0), "perturbation radius"),
-    "rho_schedule": HParam("constant", _choice(*SCHEDULES), "schedule of rho over total_steps"),
-    "asam_eta": HParam(0.01, _float(0.0), "ASAM: T = |w| + asam_eta (official default 0.01)"),
-    "asam_scope": HParam("weights", _choice("weights", "all"),
-                         "ASAM scales tensors named *weight* (>= 2 dims if unnamed; official) or all (davda54)"),
-    "perturb_sync": HParam("global", _choice("global", "local"),
-                           "data parallel: perturb with the gradient averaged over workers (global: SAM on the "
-                           "global batch) or with each worker's own shard's (local: m-sharpness, one all-reduce "
-                           "fewer); only the perturbed gradient is averaged"),
-    "preconditioner": HParam("none", _part("preconditioner"),
-                             "preconditioner of the perturbation"),
-    "precond_beta": HParam(0.999, _float(0.0, 1.0, high_open=True), "EMA factor of ema_sq / fisher"),
-    "precond_eps": HParam(1e-8, _float(0.0, low_open=True), "P = diag(sqrt(v) + precond_eps)"),
-    "precond_normalize": HParam("precond", _choice("precond", "grad"),
-                                "normalise eps by ||P^-1 g|| (precond) or by ||g|| (grad)"),
-    # balancer
-    "mu0": HParam(0.5, _float(0.0), "balancer strength alpha_0 at step 0 (the paper's grids: 0.2-2)"),
-    "schedule": HParam("constant", _choice(*SCHEDULES), "schedule of alpha_t = mu0 s(t/T) over total_steps"),
-    "bar_rule": HParam("paper", _choice("paper", "drift"),
-                       "paper: Algorithms 2/3 of Li et al. (sign rule, factor 1 +- alpha_t lr_t); "
-                       "drift: ours, a magnitude matched to SAM's drift (takes bar_norm, bar_scale)"),
-    "bar_norm": HParam(None, _optional(_choice("global", "pair")),
-                       "bar_rule drift only: ||g|| global over all parameters (SAM's; unset) or per pair"),
-    "bar_scale": HParam(None, _optional(_choice("adam", "none")),
-                        "bar_rule drift only, AdamW base: scale c by ||g/(sqrt(v)+eps)|| / ||g|| per pair "
-                        "(adam; unset) or not (none)"),
-    "total_steps": HParam(None, _int(1, optional=True), "horizon T of the schedules"),
-    # IRE
-    "kappa": HParam(2.0, _float(0.0), "boost of the flat directions"),
-    "gamma": HParam(0.8, _float(0.0, 1.0, low_open=True), "fraction of coordinates boosted"),
-    "ire_interval": HParam(10, _int(1), "steps between curvature estimates (K)"),
-    "curvature": HParam("fisher", _choice("fisher", "grad_sq", "adam"), "diagonal curvature estimate"),
-    "warmup": HParam(None, _int(0, optional=True),
-                     "steps without IRE; default a third of total_steps, as the official runs (0 without total_steps)"),
-    "kappa_decay": HParam(False, _bool, "kappa_t = kappa * lr_t / lr_peak, lr_peak the configured lr"),
-    "ire_start": HParam("third", _choice("third", "lr_warmup"),
-                        "when warmup is unset, IRE starts after a third of total_steps (the official vision scripts) "
-                        "or right after the lr warm-up (lr_warmup: the official LM scripts)"),
-    "ire_ties": HParam("exact", _choice("exact", "official"),
-                       "mask: exactly round(gamma p), ties by position, or the official update_mask (every h <= the "
-                       "int(gamma p)-th smallest for gamma <= 0.5, <= the int((1-gamma) p)-th largest above)"),
+    # read by every part that follows a schedule
+    "total_steps": HParam(None, integer_from(1, optional=True), "horizon T of the schedules"),
 }
+
+
+class _Every(Mapping[str, HParam]):
+    """`SHARED` and every registered part's own declarations, gathered when read: a new part needs no edit here."""
+
+    def __init__(self) -> None:
+        self._cache: tuple[int, dict[str, HParam]] = (-1, {})
+
+    def _table(self) -> dict[str, HParam]:
+        if self._cache[0] != len(PARTS):
+            table = dict(SHARED)
+            for cls in PARTS.values():
+                for name, hparam in cls.hparams.items():
+                    if table.setdefault(name, hparam) is not hparam:
+                        raise ValueError(f"hyperparameter {name!r} is declared twice ({cls.kind} {cls.name!r})")
+            self._cache = (len(PARTS), table)
+        return self._cache[1]
+
+    def __getitem__(self, name: str) -> HParam:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+HPARAMS: Mapping[str, HParam] = _Every()
 
 BASE_COMMON = frozenset({"base", "lr", "weight_decay", "grad_clip"})
 BASE_ONLY = {"sgd": frozenset({"momentum", "nesterov"}), "adamw": frozenset({"betas", "eps"})}
 BASE_NAMES = BASE_COMMON | BASE_ONLY["sgd"] | BASE_ONLY["adamw"]
-PERTURB_NAMES = frozenset({"rho", "rho_schedule", "perturb_sync", "preconditioner", "precond_beta", "precond_eps",
-                           "precond_normalize", "total_steps"})
-ASAM_NAMES = frozenset({"asam_eta", "asam_scope"})
-BALANCER_NAMES = frozenset({"mu0", "schedule", "total_steps", "bar_rule", "bar_norm", "bar_scale"})
-IRE_NAMES = frozenset({"kappa", "gamma", "ire_interval", "curvature", "warmup", "ire_start", "kappa_decay",
-                       "ire_ties", "total_steps"})
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
 
 

@@ -1,4 +1,4 @@
-"""`SharpOptimizer`: the pass engine (`_engine`) and the parts its preset composes, in docs/METHODS.md's order.
+"""`SharpOptimizer`: the parts its preset composes, run in docs/METHODS.md's order on the pass engine (`Passes`).
 
     step(closure)                                                                    the part's file
       1. g = ∇L(θ) on the batch; BatchNorm statistics move in this pass only      engine (sam.py's own for fsam)
@@ -10,9 +10,9 @@
       5. the base step with g̃ (SGD or AdamW, weight decay there only; clipped if asked), and IRE's
          boost κ · mask ⊙ Δ once the lr warm-up is over                            ire.py, or the base's own
 
-Each part is a class its family file registers (`_parts`); the preset names them (`catalogue.py`). A
-part keeps its own state (the preconditioner's statistics, IRE's mask cache and κ logic) and its slice
-of `state_dict`.
+Each part is a class its family file registers (`_parts`), built as `cls(passes, scope)` (`_kinds`); the
+preset names them (`catalogue.py`). A part keeps its own state and owns one slice of `state_dict`, under
+its kind; a state dict saved before the slices existed (flat) still loads.
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from methods._base_optimizers import build_base
 from methods._distributed import average_
-from methods._engine import Closure, Engine
+from methods._engine import Closure, Passes
 from methods._errors import ConfigError
+from methods._kinds import Balancer, Boost, Perturbation, Preconditioner
 from methods._pairs import Pair
 from methods._parts import parts_of
-from methods._passes import RngSnapshot
 from methods._precision import NonFiniteGradient
 from methods._protocol import check_closure_style
 from methods._registry import MethodInfo
 
 
-class SharpOptimizer(Engine):
+class SharpOptimizer(torch.optim.Optimizer):
     """A SAM-family method as a `torch.optim.Optimizer`: build it with `methods.build_optimizer`.
 
     `step(closure)` needs a closure that runs the forward pass on the current batch and returns
@@ -51,22 +52,41 @@ class SharpOptimizer(Engine):
                  batchnorms: Sequence[nn.Module] = (), names: Mapping[int, str] | None = None,
                  closure_style: str = "outputs", precision: str = "fp32") -> None:
         check_closure_style(info, hparams, closure_style, precision)
-        super().__init__(params, hparams, batchnorms=batchnorms, closure_style=closure_style, precision=precision)
-        self.info, self.method = info, info.name
-        index = {id(p): i for i, p in enumerate(self._params)}
-        missing = [k for k, pair in enumerate(pairs) if any(id(t) not in index for t in pair)]
-        if missing:
-            raise ConfigError(f"pairs[{missing[0]}] holds a tensor that is not a trainable parameter of the optimizer")
-        self._pairs = [tuple(pair) for pair in pairs]
-        self._pair_index = [(index[id(x)], index[id(y)]) for x, y in self._pairs]
-        self._step = 0
-        parts = {cls.kind: cls(self, names or {}) for cls in parts_of(info.preset)}
-        self._parts = list(parts.values())
-        self._sam, self._bar, self._ire = parts.get("perturbation"), parts.get("balancer"), parts.get("ire")
+        super().__init__(params, {"lr": hparams["lr"]})
+        self.info, self.method, self.hparams = info, info.name, dict(hparams)
+        self.base = build_base(self.param_groups, self.hparams)  # sgd, adamw or any base by name
+        self.param_groups = self.base.param_groups
+        trainable = [p for g in self.param_groups for p in g["params"] if p.requires_grad]
+        self.passes = Passes(trainable, self.base, self.hparams, state=self.state, pairs=[tuple(p) for p in pairs],
+                             names=names, batchnorms=batchnorms, closure_style=closure_style, precision=precision)
+        everything = list(range(len(trainable)))
+        perturbed = sorted({i for pair in self.passes.pair_index for i in pair}) \
+            if info.preset.perturb_scope == "pairs" else everything  # lora_sam: only the pairs' parameters move
+        scopes = {"perturbation": perturbed, "preconditioner": perturbed}
+        self.parts = {cls.kind: cls(self.passes, scopes.get(cls.kind, everything))
+                      for cls in parts_of(info.preset, self.hparams)}
+        self.perturbation: Perturbation | None = self.parts.get("perturbation")  # type: ignore[assignment]
+        self.preconditioner: Preconditioner | None = self.parts.get("preconditioner")  # type: ignore[assignment]
+        self.balancer: Balancer | None = self.parts.get("balancer")  # type: ignore[assignment]
+        self.boost: Boost | None = self.parts.get("boost")  # type: ignore[assignment]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Forward passes, backward passes and gradient evaluations so far."""
+        return self.passes.counts
+
+    @property
+    def loss_scale(self) -> Any:
+        """fp16's dynamic loss scale (`_precision.Precision`); inert otherwise."""
+        return self.passes.loss_scale
+
+    @property
+    def closure_style(self) -> str:
+        return self.passes.closure_style
 
     def scheduled_rho(self) -> float:
         """ρ of the next step: rho · s(t/T) under rho_schedule; 0 for methods that do not perturb."""
-        return 0.0 if self._sam is None else self._sam.rho()
+        return 0.0 if self.perturbation is None else self.perturbation.rho()
 
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
         """One full step on the closure's batch; returns the first-pass loss (detached).
@@ -76,30 +96,30 @@ class SharpOptimizer(Engine):
         """
         if closure is None:
             raise ConfigError(f"{self.method}: step() needs a closure returning (loss, outputs)")
-        self._first_loss = None
+        self.passes.first_loss = None
         try:
             self._step_on(closure)
         except NonFiniteGradient:
-            self.loss_scale.update(False)
+            self.passes.loss_scale.update(False)
         else:
-            self.loss_scale.update(True)
-        return self._first_loss.detach()
+            self.passes.loss_scale.update(True)
+        return self.passes.first_loss.detach()
 
     def _step_on(self, closure: Closure) -> None:
-        sam, bar, ire = self._sam, self._bar, self._ire
-        estimate = ire is not None and ire.estimating(self._step)
+        passes, sam, bar, ire = self.passes, self.perturbation, self.balancer, self.boost
+        estimate = ire is not None and ire.estimating(passes.step)
         # IRE's Fisher pass reuses the step's forward when θ has not moved since (no perturbation): one more
         # backward through the same graph instead of a replayed forward and backward
         reuse_forward = estimate and ire.fisher and sam is None
         replays = sam is not None or (estimate and ire.fisher and not reuse_forward)
-        rng = RngSnapshot(self._cuda) if replays else None
+        rng = passes.snapshot() if replays else None
 
         if sam is None:
-            _, outputs, grads = self._loss_grads(closure, keep_graph=reuse_forward)
+            _, outputs, grads = passes.loss_grads(closure, keep_graph=reuse_forward)
             final = grads
         else:
             grads, outputs = sam.first_gradient(closure)
-            sam.perturb(grads, closure, rng)
+            sam.perturb(grads, closure, rng, self.preconditioner)
             if not sam.sync and (bar is not None or estimate):  # perturb_sync local: g averaged once BAR/IRE read it
                 average_(grads)
             try:
@@ -107,43 +127,37 @@ class SharpOptimizer(Engine):
             finally:  # θ comes back even when an fp16 pass overflowed
                 sam.restore()
         if bar is not None:
-            self._balance(grads)
+            bar.balance(grads)
         if estimate:
             ire.estimate(grads, closure, rng, outputs if reuse_forward else None)
-        for p, g in zip(self._params, final, strict=True):
+        for p, g in zip(passes.params, final, strict=True):
             p.grad = g
         if self.hparams["grad_clip"] is not None:
-            torch.nn.utils.clip_grad_norm_(self._params, self.hparams["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(passes.params, self.hparams["grad_clip"])
         if ire is not None:
             ire.base_step(final)
         else:
             self.base.step()
-        self._step += 1
-
-    def _balance(self, grads: list[Tensor]) -> None:
-        """Step 3: BAR's scaling of every pair from the first gradient (bar.py)."""
-        self._bar.balance(grads)
+        passes.step += 1
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Base optimizer state plus everything the method keeps: masks, statistics, counters, RNG."""
-        state = {"method": self.method, "hparams": dict(self.hparams), **self._engine_state(), "step": self._step,
-                 "precond_steps": 0, "peak_lr": [g["lr"] for g in self.param_groups], "lr_warm": False,
-                 "last_lr": []}  # the parts' slices, as a method without the part leaves them
-        for part in self._parts:
-            state.update(part.state_dict())
-        state["per_param"] = {i: {k: v.clone() for k, v in self.state[p].items()}
-                              for i, p in enumerate(self._params) if self.state.get(p)}
-        return state
+        """The engine's slice (base state, counts, step, RNG), each part's slice under its kind, per-parameter state."""
+        per_param = {i: {k: v.clone() for k, v in self.state[p].items()}
+                     for i, p in enumerate(self.passes.params) if self.state.get(p)}
+        return {"method": self.method, "hparams": dict(self.hparams), "engine": self.passes.state_dict(),
+                "parts": {kind: part.state_dict() for kind, part in self.parts.items()}, "per_param": per_param}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        """Restore a state saved by `state_dict` of the same method on the same parameters."""
+        """Restore a state saved by `state_dict` of the same method on the same parameters (or a flat one, saved
+        before the parts owned slices: its keys are the engine's and the parts' together)."""
         if state_dict.get("method") != self.method:
             raise ConfigError(f"state_dict is for method {state_dict.get('method')!r}, not {self.method!r}")
-        self._load_engine_state(state_dict)
-        self._step = state_dict["step"]
-        for part in self._parts:
-            part.load_state_dict(state_dict)
+        flat = "parts" not in state_dict
+        self.passes.load_state_dict(state_dict if flat else state_dict["engine"])
+        self.param_groups = self.base.param_groups
+        for kind, part in self.parts.items():
+            part.load_state_dict(state_dict if flat else state_dict["parts"].get(kind, {}))
         self.state.clear()
         for i, entries in state_dict["per_param"].items():
-            p = self._params[int(i)]
+            p = self.passes.params[int(i)]
             self.state[p] = {k: v.to(p.device).clone() for k, v in entries.items()}

@@ -1,11 +1,12 @@
 """The parts a preset composes, by kind and name: each family file registers its own with `@part`.
 
 A part is one choice for one piece of the step (docs/METHODS.md, "One composable step"): a perturbation
-(`sam.py`), a preconditioner of it (`precondition.py`), a balancer (`bar.py`) or IRE (`ire.py`). Its
-class says everything the registry needs to treat it as data: the hyperparameter names it takes (and
-any new ones with their checks), the gradient evaluations and forward passes it adds to a step, the
-combinations it refuses, and why a backward closure cannot serve it. An instance, built on the
-optimizer, holds the part's own state and its slice of `state_dict`.
+(`sam.py`), a preconditioner of it (`precondition.py`), a balancer (`bar.py`) or a boost (IRE, `ire.py`). Its
+class says everything the registry needs to treat it as data: the hyperparameters it declares (each with its
+default and check, in its own family file), the shared ones it reads, the gradient evaluations and forward
+passes it adds to a step, the combinations it refuses, and why a backward closure cannot serve it. An
+instance is built as `cls(passes, scope)` (`_kinds` states what each kind must do with it), holds the part's
+own state, and owns one slice of the optimizer's `state_dict`, under its kind.
 
 Adding a mechanism is one more registered class in its family file, named by a preset in
 `catalogue.py`: nothing else changes.
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 
 from methods._errors import ConfigError
 
-KINDS = ("perturbation", "preconditioner", "balancer", "ire")
+KINDS = ("perturbation", "preconditioner", "balancer", "boost")
 
 
 class Part:
@@ -26,8 +27,9 @@ class Part:
 
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
-    takes: ClassVar[frozenset[str]] = frozenset()  # hyperparameter names (HPARAMS, or `new`)
-    new: ClassVar[Mapping[str, Any]] = {}  # hyperparameters no other part takes: name -> `HParam`
+    hparams: ClassVar[Mapping[str, Any]] = {}  # the hyperparameters it declares: name -> `HParam`
+    reads: ClassVar[frozenset[str]] = frozenset()  # shared hyperparameters it reads (`_hparams.SHARED`)
+    takes: ClassVar[frozenset[str]] = frozenset()  # hparams and reads together (set by `part`)
     extra_evals: ClassVar[float] = 0.0  # gradient evaluations per step, when they do not depend on hp
 
     @classmethod
@@ -45,11 +47,13 @@ class Part:
         """Raise ConfigError for a combination that cannot work (each value alone is valid)."""
 
     @classmethod
-    def needs_outputs(cls, method: str, hp: Mapping[str, Any]) -> str | None:
-        """Why this part needs the model's outputs (a backward closure returns none), or None."""
+    def needs_outputs(cls, method: str, hp: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(why this part needs the model's outputs, which a backward closure does not return; what to use
+        instead), or None."""
         return None
 
     def state_dict(self) -> dict[str, Any]:
+        """The part's own slice of the optimizer's `state_dict` (stored under its kind)."""
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -68,6 +72,7 @@ def part(kind: str, name: str) -> Callable[[type[Part]], type[Part]]:
         if (kind, name) in PARTS:
             raise ValueError(f"{kind} {name!r} is already registered")
         cls.kind, cls.name = kind, name
+        cls.takes = frozenset(cls.hparams) | cls.reads
         PARTS[kind, name] = cls
         return cls
     return register
@@ -82,7 +87,7 @@ def parts_of(preset: Any, hp: Mapping[str, Any] | None = None) -> list[type[Part
     """The parts `preset` composes, in the step's order; the preconditioner only with `hp` (it is a
     hyperparameter, not part of the preset)."""
     wanted = [("perturbation", preset.perturbation), ("balancer", preset.balancer),
-              ("ire", "on" if preset.ire else "none")]
+              ("boost", "ire" if preset.ire else "none")]
     if hp is not None and preset.perturbation != "none":
         wanted.insert(1, ("preconditioner", hp.get("preconditioner", "none")))
     out = []

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from methods._errors import ConfigError
-from methods._hparams import HPARAMS, HParam, _bool, _choice, _float, _int
+from methods._hparams import HPARAMS, HParam, flag, integer_from, number_in, one_of
 from methods._registry import BuildContext, MethodInfo, Preset, register
 
 
@@ -26,12 +26,12 @@ def hparam(default: Any, *, low: float | None = None, high: float | None = None,
            choices: Sequence[str] | None = None, doc: str = "") -> HParam:
     """A hyperparameter for a plug-in: a number in [low, high] (an integer if asked), a choice, or a bool."""
     if choices is not None:
-        return HParam(default, _choice(*choices), doc)
+        return HParam(default, one_of(*choices), doc)
     if isinstance(default, bool):
-        return HParam(default, _bool, doc)
+        return HParam(default, flag, doc)
     if integer:
-        return HParam(default, _int(int(low or 0)), doc)
-    return HParam(default, _float(low, high), doc)
+        return HParam(default, integer_from(int(low or 0)), doc)
+    return HParam(default, number_in(low, high), doc)
 
 
 def register_method(name: str, *, description: str, citation: str,
@@ -58,7 +58,7 @@ def register_method(name: str, *, description: str, citation: str,
             raise ConfigError(f"{name}: hyperparameter {key!r} is not one the library knows; give it as "
                               "methods.hparam(default, low=..., high=...)")
     if "base" not in own:
-        own["base"] = HParam(base, HPARAMS["base"].check if base != name else _choice(name),
+        own["base"] = HParam(base, HPARAMS["base"].check if base != name else one_of(name),
                              "base optimizer that takes the final gradient")
     if "lr" not in own:
         raise ConfigError(f"{name}: every method takes lr (the tuner and the schedules set it)")

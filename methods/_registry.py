@@ -88,7 +88,7 @@ class MethodInfo:
             raise ConfigError(
                 f"unknown hyperparameter {unknown[0]!r} for method {self.name!r}; "
                 f"valid: {', '.join(sorted(self.hyperparameters))}")
-        table = {**HPARAMS, **{k: h for part in parts_of(self.preset) for k, h in part.new.items()}, **self.own}
+        table = {**HPARAMS, **self.own}
         base = table["base"].check("base", hparams.get("base", self.defaults.get("base", self.default_base)))
         other = _other_base_names(self, base, hparams)
         allowed = (self.hyperparameters - other) | {"base"}

@@ -27,13 +27,26 @@ import torch
 from torch import Tensor
 
 from methods._bar_drift import adam_ratio, drift_balance, norms
+from methods._engine import Passes
 from methods._errors import ConfigError
-from methods._hparams import BALANCER_NAMES, schedule_factor
+from methods._hparams import SCHEDULES, HParam, number_in, one_of, optional, schedule_factor
 from methods._parts import Part, part
 from methods.precondition import adam_second_moment
 from methods.sam import global_norm
 
 DRIFT_ONLY = ("bar_norm", "bar_scale")  # the drift rule's knobs: no meaning under the paper's rule
+BALANCING: Mapping[str, HParam] = {
+    "mu0": HParam(0.5, number_in(0.0), "balancer strength alpha_0 at step 0 (the paper's grids: 0.2-2)"),
+    "schedule": HParam("constant", one_of(*SCHEDULES), "schedule of alpha_t = mu0 s(t/T) over total_steps"),
+    "bar_rule": HParam("paper", one_of("paper", "drift"),
+                       "paper: Algorithms 2/3 of Li et al. (sign rule, factor 1 +- alpha_t lr_t); "
+                       "drift: ours, a magnitude matched to SAM's drift (takes bar_norm, bar_scale)"),
+    "bar_norm": HParam(None, optional(one_of("global", "pair")),
+                       "bar_rule drift only: ||g|| global over all parameters (SAM's; unset) or per pair"),
+    "bar_scale": HParam(None, optional(one_of("adam", "none")),
+                        "bar_rule drift only, AdamW base: scale c by ||g/(sqrt(v)+eps)|| / ||g|| per pair "
+                        "(adam; unset) or not (none)"),
+}
 
 
 def _signs(kind: str, xs: Sequence[Tensor], ys: Sequence[Tensor], gxs: Sequence[Tensor],
@@ -64,7 +77,7 @@ def balance(kind: str, pairs: Sequence[tuple[Tensor, Tensor]], grads: Sequence[t
 class Balancer(Part):
     """BAR's step on the optimizer's pairs, from the first gradient g, before the base step."""
 
-    takes = BALANCER_NAMES
+    hparams, reads = BALANCING, frozenset({"total_steps"})
 
     @classmethod
     def check(cls, method: str, hp: Mapping[str, Any]) -> None:
@@ -75,15 +88,15 @@ class Balancer(Part):
                 f"followed the paper's Algorithm {2 if method == 'nbar' else 3}; set bar_rule: drift to keep it, "
                 f"or drop {given[0]}")
 
-    def __init__(self, opt: Any, names: Mapping[int, str]) -> None:
-        self.opt, self.pairs, self.index = opt, opt._pairs, opt._pair_index
-        self.groups = [opt._group[i] for i, _ in self.index]  # η of each pair: its x's group's lr
+    def __init__(self, passes: Passes, scope: Sequence[int]) -> None:
+        self.passes, self.pairs, self.index = passes, passes.pairs, passes.pair_index
+        self.groups = [passes.groups[i] for i, _ in self.index]  # η of each pair: its x's group's lr
 
     def balance(self, grads: list[Tensor]) -> None:
-        opt, hp = self.opt, self.opt.hparams
-        alpha = hp["mu0"] * schedule_factor(hp["schedule"], opt._step, hp["total_steps"])
+        passes, hp = self.passes, self.passes.hparams
+        alpha = hp["mu0"] * schedule_factor(hp["schedule"], passes.step, hp["total_steps"])
         pair_grads = [(grads[i], grads[j]) for i, j in self.index]
-        lrs = [opt.param_groups[k]["lr"] for k in self.groups]
+        lrs = [passes.param_groups[k]["lr"] for k in self.groups]
         if hp["bar_rule"] == "paper":
             balance(self.name, self.pairs, pair_grads, lrs, alpha)
         else:
@@ -92,11 +105,11 @@ class Balancer(Part):
     def _drift(self, grads: list[Tensor], pair_grads: list[tuple[Tensor, Tensor]], lrs: list[float],
                mu: float) -> None:
         """`bar_rule: drift` (ours): SAM's drift as the magnitude (`_bar_drift`)."""
-        opt, hp = self.opt, self.opt.hparams
+        hp = self.passes.hparams
         norm = None if hp["bar_norm"] == "pair" else global_norm(grads)
         scales = None
         if hp["base"] == "adamw" and hp["bar_scale"] in (None, "adam"):
-            v = adam_second_moment(opt.base, [t for pair in self.pairs for t in pair])
+            v = adam_second_moment(self.passes.base, [t for pair in self.pairs for t in pair])
             if v is not None:  # before AdamW's first step its update is ±lr: ratio 1 / |g| per coordinate
                 scales = adam_ratio(pair_grads, v, hp["eps"])  # every pair's ratio at once
         drift_balance(self.name, self.pairs, pair_grads, lrs, mu, norm, scales)

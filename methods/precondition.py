@@ -17,10 +17,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from methods._engine import Closure
+from methods._engine import Closure, Passes
 from methods._errors import ConfigError
+from methods._hparams import HParam, number_in, part_choice
 from methods._parts import Part, part
-from methods._passes import RngSnapshot
+from methods._replay import RngSnapshot
+
+PRECONDITIONING: Mapping[str, HParam] = {  # the perturbation takes these (sam.py), the preconditioner reads them
+    "preconditioner": HParam("none", part_choice("preconditioner"), "preconditioner of the perturbation"),
+    "precond_beta": HParam(0.999, number_in(0.0, 1.0, high_open=True), "EMA factor of ema_sq / fisher"),
+    "precond_eps": HParam(1e-8, number_in(0.0, low_open=True), "P = diag(sqrt(v) + precond_eps)"),
+}
 
 
 def adam_second_moment(base: torch.optim.Optimizer, params: Sequence[Tensor]) -> list[Tensor] | None:
@@ -54,8 +61,10 @@ def apply_inverse(grads: Sequence[Tensor], second_moment: Sequence[Tensor] | Non
 class Adam(Part):
     """P from the base AdamW's v̂ of the previous step; the identity before its first step."""
 
-    def __init__(self, opt: Any, scope: Sequence[int]) -> None:
-        self.opt, self.params = opt, [opt._params[i] for i in scope]
+    hparams = PRECONDITIONING
+
+    def __init__(self, passes: Passes, scope: Sequence[int]) -> None:
+        self.passes, self.params = passes, [passes.params[i] for i in scope]
 
     @classmethod
     def check(cls, method: str, hp: Mapping[str, Any]) -> None:
@@ -64,16 +73,18 @@ class Adam(Part):
                               f"{hp['base']!r}; use preconditioner: ema_sq (keeps its own statistics) or base: adamw")
 
     def __call__(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> list[Tensor]:
-        second_moment = adam_second_moment(self.opt.base, self.params)
-        return apply_inverse(grads, second_moment, self.opt.hparams["precond_eps"])
+        second_moment = adam_second_moment(self.passes.base, self.params)
+        return apply_inverse(grads, second_moment, self.passes.hparams["precond_eps"])
 
 
 @part("preconditioner", "ema_sq")
 class EmaSquare(Part):
     """P from its own EMA of g² (any base), kept per parameter as `precond_v`; this step's square joins after."""
 
-    def __init__(self, opt: Any, scope: Sequence[int]) -> None:
-        self.opt, self.scope, self.params = opt, list(scope), [opt._params[i] for i in scope]
+    hparams = PRECONDITIONING
+
+    def __init__(self, passes: Passes, scope: Sequence[int]) -> None:
+        self.passes, self.scope, self.params = passes, list(scope), [passes.params[i] for i in scope]
         self.steps = 0  # EMA updates so far: the bias correction
 
     @classmethod
@@ -87,7 +98,7 @@ class EmaSquare(Part):
         return torch._foreach_mul(grads, grads)
 
     def __call__(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> list[Tensor]:
-        hp, state = self.opt.hparams, self.opt.state
+        hp, state = self.passes.hparams, self.passes.state
         for p in self.params:  # allocated once (setdefault would build, and fill, a zero tensor every step)
             if "precond_v" not in state[p]:
                 state[p]["precond_v"] = torch.zeros_like(p)
@@ -121,5 +132,5 @@ class Fisher(EmaSquare):
         return "preconditioner 'fisher' samples labels from the model's outputs", "preconditioner: ema_sq"
 
     def squares(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> list[Tensor]:
-        fisher = self.opt._fisher_squares(closure, rng, "preconditioner 'fisher'")  # restricted to the scope
+        fisher = self.passes.fisher_squares(closure, rng, "preconditioner 'fisher'")  # restricted to the scope
         return [fisher[i] for i in self.scope]

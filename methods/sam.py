@@ -17,10 +17,29 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from methods._engine import Closure
-from methods._hparams import ASAM_NAMES, PERTURB_NAMES, schedule_factor
-from methods._parts import PARTS, Part, part
-from methods._passes import RngSnapshot, kept_copy, logits_of
+from methods._engine import Closure, Passes
+from methods._hparams import SCHEDULES, HParam, number_in, one_of, schedule_factor
+from methods._kinds import Preconditioner
+from methods._parts import Part, part
+from methods._replay import RngSnapshot, kept_copy, logits_of
+from methods.precondition import PRECONDITIONING
+
+PERTURBATION: Mapping[str, HParam] = {
+    "rho": HParam(0.05, number_in(0.0), "perturbation radius"),
+    "rho_schedule": HParam("constant", one_of(*SCHEDULES), "schedule of rho over total_steps"),
+    "perturb_sync": HParam("global", one_of("global", "local"),
+                           "data parallel: perturb with the gradient averaged over workers (global: SAM on the "
+                           "global batch) or with each worker's own shard's (local: m-sharpness, one all-reduce "
+                           "fewer); only the perturbed gradient is averaged"),
+    "precond_normalize": HParam("precond", one_of("precond", "grad"),
+                                "normalise eps by ||P^-1 g|| (precond) or by ||g|| (grad)"),
+    **PRECONDITIONING,
+}
+ASAM: Mapping[str, HParam] = {
+    "asam_eta": HParam(0.01, number_in(0.0), "ASAM: T = |w| + asam_eta (official default 0.01)"),
+    "asam_scope": HParam("weights", one_of("weights", "all"),
+                         "ASAM scales tensors named *weight* (>= 2 dims if unnamed; official) or all (davda54)"),
+}
 
 NORM_EPS = 1e-12
 
@@ -47,7 +66,7 @@ def _times(tensors: Sequence[Tensor], chosen: Sequence[int], scale: Sequence[Ten
 @torch.no_grad()
 def perturbation(kind: str, params: Sequence[Tensor], grads: Sequence[Tensor], pre_grads: Sequence[Tensor],
                  *, rho: float, asam_eta: float, normalize_by_grad: bool,
-                 scaled: Sequence[bool] | None = None) -> list[Tensor]:
+                 scaled: Sequence[bool] | None = None, norm_eps: float = NORM_EPS) -> list[Tensor]:
     """ε per parameter from g and `pre_grads` = P⁻¹g; `scaled`: the tensors ASAM scales (all when None).
     Each product is one foreach operator over every tensor: the cost does not grow with their number."""
     if kind == "asam":
@@ -61,7 +80,7 @@ def perturbation(kind: str, params: Sequence[Tensor], grads: Sequence[Tensor], p
     else:
         direction = list(pre_grads)
         norm = global_norm(grads if normalize_by_grad else direction)
-    return torch._foreach_mul(direction, rho / (norm + NORM_EPS))
+    return torch._foreach_mul(direction, rho / (norm + norm_eps))
 
 
 @part("perturbation", "sam")
@@ -69,64 +88,65 @@ class Sam(Part):
     """SAM: ε = ρ · P⁻¹g / ‖P⁻¹g‖, g̃ = ∇L(θ + ε) on the same batch, θ restored exactly. The optimizer's step runs
     g = first_gradient(); perturb(g); g̃ = perturbed_gradient(); restore(); then the base step with g̃."""
 
-    takes, extra_evals = PERTURB_NAMES, 1.0
+    norm_eps = NORM_EPS  # ε's denominator is ‖·‖ + norm_eps
 
-    def __init__(self, opt: Any, names: Mapping[int, str]) -> None:
-        self.opt, self.sync = opt, opt.hparams["perturb_sync"] == "global"  # local: ε from this rank's own g
-        lora = opt.info.preset.perturb_scope == "pairs"  # lora_sam: only the pairs' parameters move
-        self.scope = sorted({i for pair in opt._pair_index for i in pair}) if lora else list(range(len(opt._params)))
-        self.params = [opt._params[i] for i in self.scope]
+    hparams, reads, extra_evals = PERTURBATION, frozenset({"total_steps"}), 1.0
+
+    def __init__(self, passes: Passes, scope: Sequence[int]) -> None:
+        self.passes, self.scope = passes, list(scope)  # scope: every parameter, or the pairs' (lora_sam)
+        self.sync = passes.hparams["perturb_sync"] == "global"  # local: ε from this rank's own g
+        self.params = [passes.params[i] for i in self.scope]
         self.scaled: list[bool] | None = None  # ASAM's T = |θ| + η on these tensors (Asam)
         self.saved: list[Tensor] | None = None  # θ while perturbed (a buffer kept across steps)
-        precondition = PARTS.get(("preconditioner", opt.hparams["preconditioner"]))  # P⁻¹ (precondition.py)
-        self.precondition = precondition(opt, self.scope) if precondition else None
 
     def rho(self) -> float:
         """ρ of the next step: rho · s(t/T) under rho_schedule."""
-        hp = self.opt.hparams
-        return hp["rho"] * schedule_factor(hp["rho_schedule"], self.opt._step, hp["total_steps"])
+        hp = self.passes.hparams
+        return hp["rho"] * schedule_factor(hp["rho_schedule"], self.passes.step, hp["total_steps"])
 
     def first_gradient(self, closure: Closure) -> tuple[list[Tensor], Any]:
         """g = ∇L(θ) on the batch (this rank's shard only under perturb_sync local), and the outputs."""
-        _, outputs, grads = self.opt._loss_grads(closure, sync=self.sync)
+        _, outputs, grads = self.passes.loss_grads(closure, sync=self.sync)
         return grads, outputs
 
-    def perturb(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot) -> None:
-        """θ remembered, then θ ← θ + ε (davda54's first_step)."""
-        hp, scope_grads = self.opt.hparams, [grads[i] for i in self.scope]
-        pre = self.precondition(scope_grads, closure, rng) if self.precondition else scope_grads
-        eps = perturbation(self.name, self.params, scope_grads, pre, rho=self.rho(), asam_eta=hp.get("asam_eta", 0.0),
-                           normalize_by_grad=hp["precond_normalize"] == "grad", scaled=self.scaled)
+    def direction(self, grads: list[Tensor]) -> list[Tensor]:
+        """The gradient ε is taken along, on the scope: SAM's is g itself."""
+        return grads
+
+    def perturb(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot,
+                precondition: Preconditioner | None) -> None:
+        """θ remembered, then θ ← θ + ε from the (preconditioned) direction (davda54's first_step)."""
+        hp, along = self.passes.hparams, self.direction([grads[i] for i in self.scope])
+        pre = precondition(along, closure, rng) if precondition else along
+        eps = perturbation(self.name, self.params, along, pre, rho=self.rho(), asam_eta=hp.get("asam_eta", 0.0),
+                           normalize_by_grad=hp["precond_normalize"] == "grad", scaled=self.scaled,
+                           norm_eps=self.norm_eps)
         self.saved = kept_copy(self.saved, self.params)
         with torch.no_grad():
             torch._foreach_add_(self.params, eps)
 
     def perturbed_gradient(self, closure: Closure, rng: RngSnapshot) -> list[Tensor]:
         """g̃ = ∇L(θ + ε) on the replayed batch."""
-        with self.opt._replay(rng):
-            return self.opt._loss_grads(closure)[2]
+        with self.passes.replay(rng):
+            return self.passes.loss_grads(closure)[2]
 
     @torch.no_grad()
     def restore(self) -> None:
         """θ back, exactly (davda54's second_step before its base step)."""
         torch._foreach_copy_(self.params, self.saved)
 
-    def state_dict(self) -> dict[str, Any]:  # the preconditioner's statistics are the family's state
-        return self.precondition.state_dict() if self.precondition else {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        return self.precondition.load_state_dict(state) if self.precondition else None
 
 
 @part("perturbation", "asam")
 class Asam(Sam):
     """ASAM: ε = ρ · T²P⁻¹g / ‖T P⁻¹g‖, T = |w| + asam_eta on the weights (official), or on all tensors."""
 
-    takes = PERTURB_NAMES | ASAM_NAMES
+    hparams = {**PERTURBATION, **ASAM}
 
-    def __init__(self, opt: Any, names: Mapping[int, str]) -> None:
-        super().__init__(opt, names)
-        self.scaled = [opt.hparams["asam_scope"] == "all" or is_weight(names.get(id(p)), p) for p in self.params]
+    def __init__(self, passes: Passes, scope: Sequence[int]) -> None:
+        super().__init__(passes, scope)
+        everything = passes.hparams["asam_scope"] == "all"
+        self.scaled = [everything or is_weight(passes.names.get(id(p)), p) for p in self.params]
 
 
 @part("perturbation", "functional")
@@ -138,12 +158,12 @@ class Functional(Sam):
         return f"{method} (Functional-SAM) needs the model's outputs", "method sam"
 
     def first_gradient(self, closure: Closure) -> tuple[list[Tensor], Any]:
-        loss, outputs = self.opt._forward(closure)
-        *grads, self.output_grad = self.opt._grad(loss, [*self.opt._params, logits_of(outputs, "Functional-SAM")],
-                                                  sync=self.sync)  # ∂ℓ/∂z at θ (autograd.grad's: no graph)
+        loss, outputs = self.passes.forward(closure)
+        *grads, self.output_grad = self.passes.grad(loss, [*self.passes.params, logits_of(outputs, "Functional-SAM")],
+                                                    sync=self.sync)  # ∂ℓ/∂z at θ (autograd.grad's: no graph)
         return grads, outputs
 
     def perturbed_gradient(self, closure: Closure, rng: RngSnapshot) -> list[Tensor]:
-        with self.opt._replay(rng):
-            _, outputs = self.opt._forward(closure)
-            return self.opt._grad(logits_of(outputs, "Functional-SAM"), self.opt._params, self.output_grad)
+        with self.passes.replay(rng):
+            _, outputs = self.passes.forward(closure)
+            return self.passes.grad(logits_of(outputs, "Functional-SAM"), self.passes.params, self.output_grad)

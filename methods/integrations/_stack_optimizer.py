@@ -36,8 +36,5 @@ class SteppedElsewhere(torch.optim.Optimizer):
         return self.sharp.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        state_dict = dict(state_dict)  # stacks may move a whole state dict to the device: generator states stay on CPU
-        state_dict["generator"] = state_dict["generator"].cpu()
-        state_dict["device_generators"] = {k: v.cpu() for k, v in state_dict.get("device_generators", {}).items()}
-        self.sharp.load_state_dict(state_dict)
+        self.sharp.load_state_dict(state_dict)  # generator states moved to the device come back (`Passes`)
         self.param_groups = self.sharp.param_groups

@@ -313,7 +313,7 @@ def test_ire_mask_on_a_large_model_takes_exactly_round_gamma_p_smallest() -> Non
 def test_ire_fisher_pass_through_the_steps_forward_equals_a_replayed_forward() -> None:
     """Without a perturbation IRE's Fisher pass is a second backward through the step's own forward;
     it must give exactly what a replayed forward (same RNG: dropout) with the same sampled labels gives."""
-    from methods._passes import RngSnapshot
+    from methods._replay import RngSnapshot
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 4))
@@ -325,11 +325,11 @@ def test_ire_fisher_pass_through_the_steps_forward_equals_a_replayed_forward() -
         return nn.functional.cross_entropy(logits, y), logits
 
     rng = RngSnapshot(())
-    _, outputs, grads = opt._loss_grads(closure, keep_graph=True)
-    labels_state = opt._generator.get_state()
-    reused = opt._fisher_squares(closure, None, "test", outputs)
-    opt._generator.set_state(labels_state)
-    replayed = opt._fisher_squares(closure, rng, "test")
+    _, outputs, grads = opt.passes.loss_grads(closure, keep_graph=True)
+    labels_state = opt.passes.generator.get_state()
+    reused = opt.passes.fisher_squares(closure, None, "test", outputs)
+    opt.passes.generator.set_state(labels_state)
+    replayed = opt.passes.fisher_squares(closure, rng, "test")
     assert all(torch.equal(a, b) for a, b in zip(reused, replayed, strict=True))
     assert any(not torch.equal(a, g * g) for a, g in zip(reused, grads, strict=True))  # sampled labels, not y
     assert opt.counts["fwd"] == 2 and opt.counts["grad_evals"] == 3
@@ -426,7 +426,7 @@ def test_admire_fused_adamw_step_equals_torchs_adamw_then_the_copy_boost(hp, gro
 def test_sampled_labels_follow_the_predicted_distribution_and_the_generator() -> None:
     """Fisher passes draw labels by inverse CDF: each row's frequencies match its probabilities, a
     zero-probability class is never drawn, and the same generator state gives the same labels."""
-    from methods._passes import sample_labels
+    from methods._replay import sample_labels
 
     probs = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3], [1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]])
     rows = probs.repeat(40_000, 1).view(40_000, 3, 5)  # extra leading axes, as an LM's (batch, tokens, vocab)

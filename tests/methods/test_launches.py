@@ -90,7 +90,7 @@ def test_the_papers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(kin
 @pytest.mark.parametrize("rule", ["paper", "drift"])
 @pytest.mark.parametrize("base", ["sgd", "adamw"])
 def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs(base: str, rule: str) -> None:
-    """`_balance` as the optimizer runs it (global ‖g‖, AdamW's v̂ and ratio), on every pair of a model.
+    """The balancer as the optimizer runs it (global ‖g‖, AdamW's v̂ and ratio), on every pair of a model.
 
     Reading AdamW's step counter (a CPU scalar, one per parameter, as torch's AdamW reads it itself) is
     a host read, no device work: it is left out of the count."""
@@ -104,7 +104,7 @@ def test_the_optimizers_balancer_step_is_the_same_operators_on_4_and_on_32_pairs
         for p, g in zip(params, flat, strict=True):
             p.grad = g.clone()
         opt.base.step()  # AdamW's state, so that its ratio enters
-        ops = _operators(lambda opt=opt, flat=flat: opt._balance(flat))
+        ops = _operators(lambda opt=opt, flat=flat: opt.balancer.balance(flat))
         ops.pop("aten._local_scalar_dense.default", None)
         counts.append(ops)
     assert counts[0] == counts[1]

@@ -339,7 +339,7 @@ def test_ire_start_lr_warmup_survives_a_state_dict_round_trip():
         opt.step(lambda: ((w ** 2).sum(), None))
     twin = build_optimizer([w], "sgd_ire", lr=0.05, curvature="grad_sq", ire_start="lr_warmup", ire_interval=3)
     twin.load_state_dict(opt.state_dict())
-    assert twin._ire.start == opt._ire.start == 2
+    assert twin.boost.start == opt.boost.start == 2
 
 
 def test_ire_start_and_warmup_together_are_one_clear_error():

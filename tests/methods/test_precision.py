@@ -98,7 +98,7 @@ def test_an_fp16_overflow_in_any_pass_skips_the_step_and_halves_the_scale(name, 
     assert torch.isfinite(loss) == (bad_pass > 1)
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))  # θ restored exactly
     assert opt.loss_scale.scale == 2.0 ** 15 and opt.loss_scale.skipped_steps == 1
-    assert opt._step == 0 and "ire_mask" not in opt.state[model.inp.weight]  # nothing advanced
+    assert opt.passes.step == 0 and "ire_mask" not in opt.state[model.inp.weight]  # nothing advanced
     clean = _closure(model, x, y)
     opt.step(clean)
     assert any(not torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))

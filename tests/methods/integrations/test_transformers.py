@@ -79,9 +79,9 @@ def test_nbar_finds_the_lora_pairs_of_a_peft_model_under_the_trainer(tmp_path):
     model = get_peft_model(tiny_bert(), LoraConfig(r=4, target_modules=["query", "value"], task_type="SEQ_CLS"))
     trainer, losses = run_trainer(model, config, tmp_path)
     _check(trainer, losses, config)
-    assert len(trainer.sharp._pairs) == 4  # query and value of two layers
+    assert len(trainer.sharp.passes.pairs) == 4  # query and value of two layers
     lora = {id(p) for n, p in model.named_parameters() if "lora_" in n}
-    assert {id(t) for pair in trainer.sharp._pairs for t in pair} == lora
+    assert {id(t) for pair in trainer.sharp.passes.pairs for t in pair} == lora
 
 
 def test_gradient_accumulation_and_foreign_optimizers_are_refused(tmp_path):
