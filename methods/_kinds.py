@@ -10,7 +10,7 @@ tests/architecture checks that every registered part has its kind's methods and 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
@@ -18,6 +18,7 @@ from methods._engine import Closure, Passes
 from methods._replay import RngSnapshot
 
 
+@runtime_checkable
 class Stateful(Protocol):
     def __init__(self, passes: Passes, scope: Sequence[int]) -> None: ...
 
@@ -26,12 +27,14 @@ class Stateful(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
+@runtime_checkable
 class Preconditioner(Stateful, Protocol):
     """P⁻¹ g for the perturbation, from statistics of the steps before this one (`precondition.py`)."""
 
     def __call__(self, grads: list[Tensor], closure: Closure, rng: RngSnapshot | None) -> list[Tensor]: ...
 
 
+@runtime_checkable
 class Perturbation(Stateful, Protocol):
     """davda54/sam's two phases: θ ← θ + ε from g, the gradient there on the replayed batch, θ back (`sam.py`)."""
 
@@ -49,12 +52,14 @@ class Perturbation(Stateful, Protocol):
     def restore(self) -> None: ...
 
 
+@runtime_checkable
 class Balancer(Stateful, Protocol):
     """Rescales every pair from the first gradient, before the base step (`bar.py`)."""
 
     def balance(self, grads: list[Tensor]) -> None: ...
 
 
+@runtime_checkable
 class Boost(Stateful, Protocol):
     """Sets a mask now and then, and takes the base step itself, boosted (IRE, `ire.py`)."""
 

@@ -38,7 +38,7 @@ class BuildContext:
 class Preset:
     """Which of the five parts a method uses (the parts' knobs are hyperparameters)."""
 
-    perturbation: str = "none"  # none | sam | asam | functional
+    perturbation: str = "none"  # none, or a registered perturbation: sam | asam | functional | vasso
     balancer: str = "none"  # none | obar | nbar
     ire: bool = False
     perturb_scope: str = "all"  # all | pairs (lora_sam: only the LoRA pair parameters)

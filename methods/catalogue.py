@@ -1,7 +1,7 @@
 """The catalogue: every built-in method, with its citation, its default base and its default search space.
 
-Each method is a `Preset` of the parts the family files register (`sam.py`, `precondition.py`,
-`bar.py`, `ire.py`); its hyperparameters and its cost in gradient evaluations follow from those parts
+Each method is a `Preset` of the parts the family files register (`sam.py`, `vasso.py`,
+`precondition.py`, `bar.py`, `ire.py`); its hyperparameters and its cost in gradient evaluations follow from those parts
 (`MethodInfo`). The comparators from pytorch-optimizer (the extra `comparators`) are registered on the
 first lookup by `methods.integrations.pytorch_optimizer`, and plug-ins with `register_method`.
 docs/METHODS.md says what each part computes, exactly.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from methods import bar, ire, precondition, sam  # noqa: F401  (the parts the presets name register on import)
+from methods import bar, ire, precondition, sam, vasso  # noqa: F401  (the parts the presets name register on import)
 from methods._registry import MethodInfo, Preset, register, register_provider
 
 
@@ -38,6 +38,8 @@ def _space(base: str, **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 FORET = "Foret et al., Sharpness-Aware Minimization for Efficiently Improving Generalization, ICLR 2021"
 KWON = "Kwon et al., ASAM: Adaptive Sharpness-Aware Minimization for Scale-Invariant Learning, ICML 2021"
+LI_GIANNAKIS = ("Li and Giannakis, Enhancing Sharpness-Aware Optimization Through Variance Suppression (VaSSO), "
+                "NeurIPS 2023, arXiv 2309.15639; official code BingcongLi/VaSSO (3524bad)")
 SINGH = ("Singh et al., Avoiding spurious sharpness minimization broadens applicability of SAM "
          "(Functional-SAM, preconditioned SAM), ICML 2025")
 LI = ("Li, Zhang and He, Implicit Regularization of Sharpness-Aware Minimization for "
@@ -60,6 +62,10 @@ for _info in (
                "T = 1 on biases (scale-invariant sharpness)", KWON,
                Preset(perturbation="asam"), "sgd", defaults={"rho": 0.5},
                search_space=_space("sgd", rho=_log(0.05, 2.0))),
+    MethodInfo("vasso", "VaSSO: SAM perturbed along an exponential average of the gradients, d_t = (1 - vasso_theta) "
+               "d_(t-1) + vasso_theta g_t (official rule; vasso_theta 1 is SAM)", LI_GIANNAKIS,
+               Preset(perturbation="vasso"), "sgd",
+               search_space=_space("sgd", rho=_log(0.01, 0.5), vasso_theta=_uniform(0.1, 1.0))),
     MethodInfo("psam", "Preconditioned SAM: perturbation along AdamW's preconditioned gradient", SINGH,
                Preset(perturbation="sam"), "adamw", defaults={"preconditioner": "adam"},
                search_space=_space("adamw", rho=_log(0.01, 0.5), preconditioner=_cat("adam", "ema_sq"))),

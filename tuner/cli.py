@@ -1,4 +1,4 @@
-"""Command-line interface: a thin dispatcher over `tuner.commands.<name>` modules.
+"""Command-line interface: a thin dispatcher over the command modules (`tuner.commands.MODULES`).
 
 Every user mistake becomes one line on stderr and exit code 2; runtime failures exit 1.
 """
@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from tuner.commands import COMMANDS
+from tuner.commands import COMMANDS, MODULES
 from tuner.errors import RuntimeFailure, UserError
 
 
@@ -24,9 +24,9 @@ class _Parser(argparse.ArgumentParser):
 def _load(name: str):
     """Import one command module; a command not built yet must not break the others."""
     try:
-        return importlib.import_module(f"tuner.commands.{name}")
+        return importlib.import_module(MODULES[name])
     except ModuleNotFoundError as exc:
-        if exc.name != f"tuner.commands.{name}":
+        if exc.name != MODULES[name]:
             raise
         return None
 

@@ -4,3 +4,6 @@
 """
 
 COMMANDS: tuple[str, ...] = ("run", "validate", "resume", "list", "report", "ui", "dashboard", "export")
+# where each command lives: here, except `report`, which the presentation package registers itself (the CLI
+# imports it by name, only when it runs it or lists every command, and no tuner module imports dashboards)
+MODULES: dict[str, str] = {name: f"tuner.commands.{name}" for name in COMMANDS} | {"report": "dashboards.command"}

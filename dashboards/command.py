@@ -1,4 +1,7 @@
-"""`python -m tuner report NAME`: the comparison dashboard (HTML + PNGs), logged to the parent run."""
+"""`python -m tuner report NAME`: the comparison dashboard (HTML + PNGs), logged to the parent run.
+
+The presentation package's own command: the CLI finds it by module name (`tuner.commands.MODULES`), so data
+flows one way, tuner.results -> dashboards, and no tuner module imports this package."""
 
 from __future__ import annotations
 
