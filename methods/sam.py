@@ -119,7 +119,7 @@ class Sam(Part):
         hp, along = self.passes.hparams, self.direction([grads[i] for i in self.scope])
         pre = precondition(along, closure, rng) if precondition else along
         eps = perturbation(self.name, self.params, along, pre, rho=self.rho(), asam_eta=hp.get("asam_eta", 0.0),
-                           normalize_by_grad=hp["precond_normalize"] == "grad", scaled=self.scaled,
+                           normalize_by_grad=hp.get("precond_normalize") == "grad", scaled=self.scaled,
                            norm_eps=self.norm_eps)
         self.saved = kept_copy(self.saved, self.params)
         with torch.no_grad():

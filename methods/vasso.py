@@ -23,6 +23,7 @@ from torch import Tensor
 from methods._errors import ConfigError
 from methods._hparams import HParam, number_in
 from methods._parts import part
+from methods.precondition import PRECONDITIONING
 from methods.sam import PERTURBATION, Sam
 
 AVERAGING: Mapping[str, HParam] = {
@@ -35,14 +36,12 @@ AVERAGING: Mapping[str, HParam] = {
 class Vasso(Sam):
     """ε along d_t, the exponential average of the gradients (official: d_0 = g_0, ‖d‖ + 1e-7)."""
 
-    hparams = {**PERTURBATION, **AVERAGING}
+    hparams = {**{k: v for k, v in PERTURBATION.items() if k not in {*PRECONDITIONING, "precond_normalize"}},
+               **AVERAGING}  # the official rule has no preconditioner
     norm_eps = 1e-7  # the official code's
 
     @classmethod
     def check(cls, method: str, hp: Mapping[str, Any]) -> None:
-        if hp["preconditioner"] != "none":
-            raise ConfigError(f"{method} (VaSSO) perturbs along an average of gradients, which the official rule "
-                              "does not precondition; use preconditioner: none, or method psam")
         if hp["perturb_sync"] == "local":
             raise ConfigError(f"{method} (VaSSO) keeps an average of the gradient it perturbs with, which "
                               "perturb_sync: local leaves different on every worker; use perturb_sync: global")

@@ -142,7 +142,7 @@ def test_the_average_matters_theta_one_is_sam_and_below_one_is_not() -> None:
     assert (runs["half"] - runs["sam"]).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize(("hp", "word"), [({"preconditioner": "ema_sq"}, "preconditioner"),
+@pytest.mark.parametrize(("hp", "word"), [({"preconditioner": "ema_sq"}, "unknown hyperparameter 'preconditioner'"),
                                           ({"perturb_sync": "local"}, "perturb_sync")])
 def test_vasso_refuses_what_its_rule_does_not_define(hp: dict, word: str) -> None:
     model, _ = _setup()
