@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from methods import build_optimizer
+from tuner.names import CURVE_POINTS, DIAG_POINTS, FILLED_KEY
 from tuner.spec import load_spec, trial_setup
-from tuner.trial.protocol import CURVE_POINTS, DIAG_POINTS, FILLED_KEY, with_required
+from tuner.trial.protocol import with_required
 from tuner.trial.trainer import EvalPlan, Trainer
 from tuner.workloads import create_workload
 

@@ -19,8 +19,8 @@ import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from tuner.names import COMPLETED
 from tuner.space import Param
-from tuner.trial.protocol import COMPLETED
 from tuner.value_rules import is_number, same_value
 
 MIN_COMPLETED_FOR_IMPORTANCE = 10
