@@ -16,7 +16,7 @@ from tuner.trial.precision import optimizer_kwargs
 from tuner.trial.trainer import Trainer
 from tuner.workloads import create_workload
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own_workload"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "own_workload"
 MOONS = f"{EXAMPLE / 'my_tasks.py'}:Moons"
 
 
