@@ -18,7 +18,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.lines import Line2D
 
 from dashboards.colors import MethodStyle
-from tuner.trial.protocol import COMPLETED, DIVERGED, PRUNED
+from tuner.names import COMPLETED, DIVERGED, PRUNED
 
 STATUS_LABELS = {COMPLETED: "completed (full budget)", PRUNED: "pruned (value at pruning)", DIVERGED: "diverged"}
 STATUS_ORDER = (COMPLETED, PRUNED, DIVERGED)

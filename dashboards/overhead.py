@@ -25,7 +25,7 @@ from dashboards.axes import tick_text
 from dashboards.data import ReportData
 from dashboards.marks import STATUS_ORDER, scatter_status, status_handles
 from dashboards.plot_common import NoData, finite
-from tuner.trial.protocol import DIVERGED, STEP_TIME_MS
+from tuner.names import DIVERGED, STEP_TIME_MS
 
 
 def overlapping(trials: pd.DataFrame) -> np.ndarray:

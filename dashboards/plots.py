@@ -22,9 +22,9 @@ from dashboards.marks import method_handle, scatter_status, status_handles
 from dashboards.overhead import spread, trial_ratios
 from dashboards.plot_common import NoData, better, finite
 from dashboards.slices import hparam_slices
+from tuner.names import COMPLETED, DIVERGED, GRAD_EVALS, PRUNED, STEP_TIME_MS, WALL_S
 from tuner.results.method_table import pareto_front
 from tuner.results.stress import stress_profile, winner_runs
-from tuner.trial.protocol import COMPLETED, DIVERGED, GRAD_EVALS, PRUNED, STEP_TIME_MS, WALL_S
 from tuner.value_rules import goal_sign
 
 __all__ = ["NoData", "best_so_far", "diagnostics", "ecdf", "hparam_slices", "missing_edge_note", "pareto",

@@ -5,8 +5,11 @@ A parameter is a float or int range (`low`, `high` inclusive, `log`, `step`), a 
 methods). A method's space is an ordered mapping `name -> Param` in which each parameter comes after
 the ones its `when:` reads, with `defaults` giving the value of every name the trial does not sample.
 
-This module knows neither Optuna (`tuner.run.optuna_space` speaks to the sampler) nor the spec
-(`tuner.spec` builds spaces from YAML and a method's defaults).
+`Param.distribution()` is the one translation of a parameter into Optuna's terms: the sampler's space
+(`tuner.run.optuna_space`), the warm start's check (`tuner.run.initial_trials`) and the importances
+(`tuner.results.importances`, from the space stored with the experiment) all use it. Optuna is imported
+there only, so reading a spec loads no sampler. This module does not know the spec (`tuner.spec` builds
+spaces from YAML and a method's defaults).
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.value_rules import is_number as _is_number
 from tuner.value_rules import plain as _plain
 from tuner.value_rules import same_value as _same
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 # The most configs a grid may hold: the spec refuses more (one trial per config, and 10^4 trials is more than
 # any study here runs), so counting stops just past it, which keeps validating a huge grid cheap, and
@@ -90,6 +96,29 @@ class Param:
         if not _is_number(value):
             return False
         return self.low <= value <= self.high and (self.type == "float" or float(value).is_integer())
+
+    def distribution(self) -> BaseDistribution | None:
+        """The Optuna distribution the sampler draws it from (log and step as declared); None when fixed."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.type == "float":
+            return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+        if self.type == "int":
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        if self.type == "categorical":
+            return CategoricalDistribution(list(self.values))
+        return None  # fixed: not sampled
+
+    @classmethod
+    def from_dict(cls, name: str, spec: Mapping[str, Any], origin: str = "spec") -> Param:
+        """A parameter from the vocabulary `to_dict` writes (a method's default space, a stored space)."""
+        when = {str(k): tuple(v) for k, v in (spec.get("when") or {}).items()}
+        if "value" in spec:
+            return cls(name, "fixed", value=spec["value"], when=when, origin=origin)
+        if spec.get("type", "categorical") == "categorical":
+            return cls(name, "categorical", values=tuple(spec["values"]), when=when, origin=origin)
+        return cls(name, spec["type"], low=spec["low"], high=spec["high"], log=bool(spec.get("log", False)),
+                   step=spec.get("step"), when=when, origin=origin)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec vocabulary again (what `parameters` accepts)."""

@@ -148,12 +148,12 @@ def _strings(path: Path) -> dict[str, int]:
 
 
 def test_tag_and_metric_names_are_written_once() -> None:
-    """The MLflow tag names (`tuner.layout.TAGS`) and the report's metric names (`tuner.trial.protocol
+    """The MLflow tag names (`tuner.layout.TAGS`) and the report's metric names (`tuner.names
     .METRIC_NAMES`) are literals in their own module only; everyone else imports them."""
     from tuner.layout import TAGS
-    from tuner.trial.protocol import METRIC_NAMES
+    from tuner.names import METRIC_NAMES
 
-    owners = {"tuner.layout": set(TAGS), "tuner.trial.protocol": set(METRIC_NAMES)}
+    owners = {"tuner.layout": set(TAGS), "tuner.names": set(METRIC_NAMES)}
     names = set(TAGS) | set(METRIC_NAMES)
     copies = sorted(f"{path.relative_to(ROOT)}:{line}: {value!r}"
                     for module, path in _modules().items() if module.startswith(("tuner", "dashboards"))

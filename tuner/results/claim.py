@@ -22,9 +22,9 @@ from typing import Any
 
 import pandas as pd
 
+from tuner.names import DIVERGED, PRUNED
 from tuner.results.robust import UNFINISHED, mean_interval
 from tuner.spec.model import Claim
-from tuner.trial.protocol import DIVERGED, PRUNED
 from tuner.value_rules import is_number
 
 WITHIN, OUTSIDE, DIVERGED_ALL = "within", "outside", "diverged"

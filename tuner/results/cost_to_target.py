@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from tuner.names import WALL_S
 from tuner.results.store import ExperimentStore
-from tuner.trial.protocol import WALL_S
 from tuner.value_rules import goal_sign
 
 COLUMNS = ["method", "target", "target_source", "evals_to_target", "wall_s_to_target", "reached_target",

@@ -16,9 +16,9 @@ import pandas as pd
 
 from methods import ConfigError, get_method
 from tuner.hparams import method_hparams
+from tuner.names import PEAK_MEM_MB, STEP_TIME_MS
 from tuner.results.robust import RobustResult, pessimistic_value
 from tuner.results.store import errors_by_method
-from tuner.trial.protocol import PEAK_MEM_MB, STEP_TIME_MS
 from tuner.value_rules import goal_sign
 
 STEP_TIME = STEP_TIME_MS

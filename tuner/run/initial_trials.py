@@ -19,18 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import UserError
 from tuner.layout import JOURNAL_FILE
 from tuner.run.optuna_space import optuna_name
-from tuner.space import Param
 from tuner.spec import Spec
 
 WARM_ATTR = "sharptune_warm_start_from"
@@ -57,16 +51,6 @@ def enqueued_params(spec: Spec, method: str | None = None) -> list[dict[str, Any
     return out
 
 
-def _distribution(p: Param) -> BaseDistribution | None:
-    if p.type == "float":
-        return FloatDistribution(p.low, p.high, log=p.log, step=p.step)
-    if p.type == "int":
-        return IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
-    if p.type == "categorical":
-        return CategoricalDistribution(list(p.values))
-    return None  # fixed: not sampled
-
-
 def spec_distributions(spec: Spec, method: str | None = None) -> dict[str, BaseDistribution]:
     """Every distribution this spec's define-by-run space can sample, by Optuna name (`method`: its study's)."""
     out: dict[str, BaseDistribution] = {} if method else {"method": CategoricalDistribution(list(spec.methods))}
@@ -74,7 +58,7 @@ def spec_distributions(spec: Spec, method: str | None = None) -> dict[str, BaseD
         if method is not None and m != method:
             continue
         for name, p in own.items():
-            dist = _distribution(p)
+            dist = p.distribution()
             if dist is not None:
                 out[optuna_name(m, name)] = dist
     return out

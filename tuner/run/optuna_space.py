@@ -15,10 +15,11 @@ that method's space alone (no `method` categorical; for a grid, that method's ow
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from tuner.hparams import is_hyperparameter
 from tuner.space import Param, grid_configs, is_active
@@ -32,25 +33,16 @@ def optuna_name(method: str, name: str) -> str:
     return f"{method}/{name}" if is_hyperparameter(method, name) else name
 
 
-def _suggest_float(trial: optuna.Trial, name: str, p: Param) -> float:
-    return trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
-
-
-def _suggest_int(trial: optuna.Trial, name: str, p: Param) -> int:
-    return trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
-
-
-def _suggest_categorical(trial: optuna.Trial, name: str, p: Param) -> Any:
-    return trial.suggest_categorical(name, list(p.values))
-
-
-def _fixed(trial: optuna.Trial, name: str, p: Param) -> Any:
+def suggest(trial: optuna.Trial, name: str, p: Param) -> Any:
+    """Draw `p` from its one Optuna distribution (`Param.distribution`), or give its fixed value."""
+    dist = p.distribution()
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, list(dist.choices))
     return p.value
-
-
-SUGGEST: Mapping[str, Callable[[optuna.Trial, str, Param], Any]] = {
-    "float": _suggest_float, "int": _suggest_int, "categorical": _suggest_categorical, "fixed": _fixed,
-}
 
 
 def sample_method(trial: optuna.Trial, spec: Spec, method: str) -> dict[str, Any]:
@@ -59,7 +51,7 @@ def sample_method(trial: optuna.Trial, spec: Spec, method: str) -> dict[str, Any
     chosen: dict[str, Any] = {}
     for name, p in own.items():
         if is_active(p, method, chosen, own, spec.defaults[method]):
-            chosen[name] = SUGGEST[p.type](trial, optuna_name(method, name), p)
+            chosen[name] = suggest(trial, optuna_name(method, name), p)
     return {"method": method, **chosen}
 
 

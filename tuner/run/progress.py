@@ -37,18 +37,9 @@ from typing import Any
 
 from ray.tune import Callback
 
+from tuner.names import COMPLETED, DIVERGED, ERRORED, GRAD_EVALS, OUTCOMES, PRUNED
 from tuner.run.trial_errors import error_line, with_hint
-from tuner.trial.protocol import (
-    COMPLETED,
-    DIVERGED,
-    ERRORED,
-    GRAD_EVALS,
-    OUTCOMES,
-    PRUNED,
-    outcome,
-    public_values,
-    trial_values,
-)
+from tuner.trial.protocol import outcome, public_values, trial_values
 from tuner.value_rules import goal_sign
 
 EVALS = GRAD_EVALS

@@ -40,11 +40,12 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner.layout import JOURNAL_FILE
+from tuner.names import COMPLETED, ERRORED, PRUNED
 from tuner.results.feasible import constraint_values
 from tuner.run.initial_trials import WARM_ATTR, enqueued_params, study_name, warm_trials
 from tuner.run.optuna_space import build_define, grid_search_space
 from tuner.spec import Spec
-from tuner.trial.protocol import ADOPT_KEY, COMPLETED, ERRORED, PRUNED, final_record, outcome
+from tuner.trial.protocol import ADOPT_KEY, final_record, outcome
 from tuner.value_rules import is_number as _finite
 
 logger = logging.getLogger(__name__)

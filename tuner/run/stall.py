@@ -22,7 +22,7 @@ from typing import Any
 import ray
 from ray.tune import Callback
 
-from tuner.trial.protocol import GRAD_EVALS
+from tuner.names import GRAD_EVALS
 
 FLOOR_S = 600.0  # the default limit before a report interval is known, and its least value after
 FACTOR = 10.0  # the default limit: this many times the slowest report interval seen

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from tuner.names import PRECISIONS
 from tuner.space import Param
 from tuner.spec._claim import parse_claim
 from tuner.spec._collect import parse_all
@@ -59,7 +60,6 @@ from tuner.spec.model import (
     SpecError,
     Workload,
 )
-from tuner.trial.protocol import PRECISIONS
 from tuner.workloads import compile_problem
 
 __all__ = ["Budget", "Claim", "Confirm", "Constraint", "Objective", "Param", "Resources", "Sampler", "Scheduler",

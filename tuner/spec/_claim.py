@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tuner.names import METRIC_PREFIXES
 from tuner.space import Param
 from tuner.spec._reader import _Block, _choice, _kind, _list_of, _string
 from tuner.spec.model import Claim, Confirm, Objective
-from tuner.trial.protocol import METRIC_PREFIXES
 from tuner.value_rules import is_number
 
 MEASURES = ("final", "to_target")

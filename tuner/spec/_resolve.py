@@ -56,12 +56,7 @@ def _check_when(b: _Block, p: Param, params: Mapping[str, Param], methods: tuple
 # --- per-method spaces ----------------------------------------------------------------------------
 def _param_from_default(method: str, name: str, spec: Mapping[str, Any]) -> Param:
     """A method's default space entry (same vocabulary) as a Param."""
-    if "value" in spec:
-        return Param(name, "fixed", value=spec["value"], origin="method default")
-    if spec.get("type", "categorical") == "categorical":
-        return Param(name, "categorical", values=tuple(spec["values"]), origin="method default")
-    return Param(name, spec["type"], low=spec["low"], high=spec["high"], log=bool(spec.get("log", False)),
-                 step=spec.get("step"), origin="method default")
+    return Param.from_dict(name, spec, origin="method default")
 
 
 def _base_only() -> Mapping[str, frozenset[str]]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from methods import list_methods, unavailable_reason
 from tuner.errors import UserError
+from tuner.names import CURVE_POINTS, DIAG_POINTS, GRAD_EVALS, METRIC_PREFIXES
 from tuner.space import MAX_GRID_POINTS, Param, count_grid_points
 from tuner.spec._reader import (
     _REQUIRED,
@@ -41,12 +42,6 @@ from tuner.spec.model import (
     Scheduler,
     SpecError,
     Workload,
-)
-from tuner.trial.protocol import (  # the report protocol owns the metric namespaces and the points' defaults
-    CURVE_POINTS,
-    DIAG_POINTS,
-    GRAD_EVALS,
-    METRIC_PREFIXES,
 )
 from tuner.value_rules import GOALS
 from tuner.workloads import absolute_target, is_target, list_workloads, load_target, resolve_options

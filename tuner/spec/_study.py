@@ -19,10 +19,10 @@ from typing import Any
 from methods import ConfigError
 from tuner.hparams import hyperparameter_names, optimizer_hparams
 from tuner.layout import JOURNAL_FILE
+from tuner.names import METRIC_PREFIXES
 from tuner.space import Param
 from tuner.spec._reader import _Block, _kind, _list_of, _number, _string
 from tuner.spec.model import NAME_PATTERN, Constraint
-from tuner.trial.protocol import METRIC_PREFIXES
 
 PAPER_DEFAULTS = "paper_defaults"
 DERIVED_METRICS = ("overhead",)  # computed by the report: step time / the base method's step time

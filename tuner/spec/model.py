@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import UserError
+from tuner.names import BWD_PASSES, CURVE_POINTS, DIAG_POINTS, FWD_PASSES, GRAD_EVALS, WALL_S
 from tuner.space import Param
 from tuner.trial.lr_schedule import CONSTANT, LrSchedule
-from tuner.trial.protocol import BWD_PASSES, CURVE_POINTS, DIAG_POINTS, FWD_PASSES, GRAD_EVALS, WALL_S
 from tuner.value_rules import plain as _plain
 
 MAX_POINTS = 10_000  # curve or diagnostics points per trial (each lands on a report, at most one per report)

@@ -1,4 +1,4 @@
-"""Mixed precision of a trial (`precision: fp32 | bf16 | fp16` in the spec, `tuner.trial.protocol.PRECISIONS`).
+"""Mixed precision of a trial (`precision: fp32 | bf16 | fp16` in the spec, `tuner.names.PRECISIONS`).
 
 Autocast is applied once per pass, by whoever runs it. The training passes are the optimizer's: it runs
 the closure itself (two or three times a step), so `build_optimizer(..., precision=)` autocasts each pass
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from tuner.errors import UserError
-from tuner.trial.protocol import PRECISIONS
+from tuner.names import PRECISIONS
 
 _REDUCED = {"bf16": torch.bfloat16, "fp16": torch.float16}
 DTYPES: dict[str, torch.dtype | None] = {name: _REDUCED.get(name) for name in PRECISIONS}  # fp32: None

@@ -13,9 +13,9 @@ them, `public_values` drops the private keys, `tuner.hparams.split_values` split
   report at or past each rung, which evaluates the full split), and the tracker does not log them;
 - anything else that ends a trial is a prune (scheduler, time budget) or an error (an exception).
 
-The metric names every report carries (DESIGN.md section 2) and the report keys above are defined here
-once; every module imports them (tests/architecture/test_imports.py finds any literal copy). A
-workload's own `eval/...` and `diag/...` names are the workload's.
+The metric names every report carries, the report keys above and the outcomes are `tuner.names`'s (written
+once there; the spec and the results import them from there, not through the trial). The runner's modules
+still import the few here re-exported (`X as X`) beside the protocol's functions.
 """
 
 from __future__ import annotations
@@ -24,40 +24,26 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-# --- metric names of every report (the trainer writes them; the scheduler, tracker and results read them)
-GRAD_EVALS = "cost/grad_evals"  # the budget's counter, the MLflow step, fifo's clock
-FWD_PASSES = "cost/fwd_passes"
-BWD_PASSES = "cost/bwd_passes"
-STEP_TIME_MS = "cost/step_time_ms"
-WALL_S = "cost/wall_s"
-TRAIN_S = "cost/train_s"  # seconds inside optimizer steps
-PEAK_MEM_MB = "cost/peak_mem_mb"
-TRAIN_LOSS = "train/loss"
-COST_METRICS = (GRAD_EVALS, FWD_PASSES, BWD_PASSES, STEP_TIME_MS, WALL_S, TRAIN_S, PEAK_MEM_MB)
+from tuner.names import (
+    COMPLETE_KEY,
+    COMPLETED,
+    DEVICE_KEY,
+    DIVERGED,
+    DIVERGED_KEY,
+    ERRORED,
+    FILLED_KEY,
+    GPU_KEY,
+    METRIC_PREFIXES,
+    NODE_KEY,
+    PRUNED,
+)
+from tuner.names import GRAD_EVALS as GRAD_EVALS  # re-exported for the runner (tuner.run.experiment, ...)
+from tuner.names import OUTCOMES as OUTCOMES
+from tuner.names import REPLAYED_KEY as REPLAYED_KEY
 
-# what a trial's closure runs under (spec `precision:`, tuner.trial.precision; methods' own list agrees)
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-CURVE_POINTS = 8  # default subset-evaluated curve points per trial (spec: budget.curve_points)
-DIAG_POINTS = 4  # default diagnostics points per trial, beside the reports a scheduler reads (budget.diag_points)
-COMPLETE_KEY = "sharptune/complete"
-DIVERGED_KEY = "diverged"
-NODE_KEY = "sharptune/node_id"
-DEVICE_KEY = "sharptune/device"  # the torch device a trial trains on (cpu without CUDA, even with a GPU share)
-GPU_KEY = "sharptune/gpu_ids"  # the GPUs Ray assigned it (its CUDA_VISIBLE_DEVICES), "" for none
-FILLED_KEY = "sharptune/filled"
-REPLAYED_KEY = "sharptune/replayed"  # 1.0 on the report of a trial replayed from the journal on resume
-METRIC_PREFIXES = ("eval/", "eval_subset/", "train/", "cost/", "diag/")
 # a resumed search's trial that takes over an Optuna trial its killed driver asked (tuner.run.searcher):
 # the Ray trial id that trial had, the key of its record in the trainable's `finished` map
 ADOPT_KEY = "_adopt"
-
-COMPLETED, PRUNED, DIVERGED, ERRORED = "completed", "pruned", "diverged", "errored"
-OUTCOMES = (COMPLETED, PRUNED, DIVERGED, ERRORED)
-
-# every name above that a report or MLflow holds: no other module writes one as a literal. DIVERGED_KEY is
-# left out: "diverged" is also the outcome DIVERGED, which results and dashboards compare statuses with.
-METRIC_NAMES = (*COST_METRICS, TRAIN_LOSS, COMPLETE_KEY, NODE_KEY, DEVICE_KEY, GPU_KEY, FILLED_KEY, REPLAYED_KEY)
 
 
 def final_record(result: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from tuner.names import BWD_PASSES, FWD_PASSES, GRAD_EVALS
 from tuner.trial.lr_schedule import CONSTANT, LrSchedule
-from tuner.trial.protocol import BWD_PASSES, FWD_PASSES, GRAD_EVALS
 
 CLOCKS = (GRAD_EVALS, FWD_PASSES, BWD_PASSES, "step")  # counters a plan can be on
 FAULT_ENV = "SHARPTUNE_FAULT"  # tests only: JSON {"kill_at_grad_evals": N, "marker": PATH[, "method": M]}

@@ -39,19 +39,10 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from methods import _device
 from tuner.errors import RuntimeFailure
+from tuner.names import BWD_PASSES, FWD_PASSES, GRAD_EVALS, PEAK_MEM_MB, STEP_TIME_MS, TRAIN_LOSS, TRAIN_S, WALL_S
 from tuner.trial.lr_schedule import CONSTANT, LrSchedule
 from tuner.trial.lr_scheduler import lr_scheduler
 from tuner.trial.precision import autocast
-from tuner.trial.protocol import (
-    BWD_PASSES,
-    FWD_PASSES,
-    GRAD_EVALS,
-    PEAK_MEM_MB,
-    STEP_TIME_MS,
-    TRAIN_LOSS,
-    TRAIN_S,
-    WALL_S,
-)
 from tuner.trial.setup import EvalPlan
 
 CHECK_EVERY = 16  # accelerator path: steps between looks at the finiteness flags (CUDA: without a wait)

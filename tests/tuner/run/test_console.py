@@ -9,9 +9,11 @@ from types import SimpleNamespace
 import pandas as pd
 from e2e import smoke_spec
 
+from tuner.names import COMPLETE_KEY, COMPLETED, DIVERGED, DIVERGED_KEY, ERRORED, PRUNED
 from tuner.run import console
 from tuner.run.experiment import Experiment
 from tuner.spec import load_spec
+from tuner.trial.protocol import outcome
 
 
 def _cells(line: str) -> list[str]:
@@ -22,12 +24,36 @@ class _Results(list):
     num_errors = 1
 
 
-MARKERS = {"completed": {"sharptune/complete": 1.0}, "diverged": {"diverged": 1.0}}  # the report keys
+MARKERS = {COMPLETED: {COMPLETE_KEY: 1.0}, DIVERGED: {DIVERGED_KEY: 1.0}}  # the report keys the runner reads
 
 
 def _result(method: str, status: str, error: Exception | None = None) -> SimpleNamespace:
     return SimpleNamespace(config={"method": method, "lr": 0.1}, error=error,
                            metrics={**MARKERS.get(status, {}), "trial_id": "t"})
+
+
+def test_the_fixture_trials_end_as_they_are_named() -> None:
+    """The fixture sets the keys `outcome` reads: a completed trial counts as completed, not pruned."""
+    for status in (COMPLETED, PRUNED, DIVERGED):
+        r = _result("sgd", status)
+        assert outcome(r.metrics, r.error is not None) == status
+    r = _result("sgd", "x", RuntimeError("boom"))
+    assert outcome(r.metrics, r.error is not None) == ERRORED
+
+
+def test_the_tally_column_counts_each_outcome_in_its_place(tmp_path: Path) -> None:
+    """completed/pruned/diverged/errored as 4/3/2/1: a swapped or dropped column would show."""
+    spec = load_spec(smoke_spec(tmp_path))
+    statuses = [COMPLETED] * 4 + [PRUNED] * 3 + [DIVERGED] * 2
+    search = _Results([*(_result("sgd", s) for s in statuses), _result("sgd", "x", RuntimeError("boom")),
+                       _result("sam", PRUNED)])
+    table = pd.DataFrame([{"method": "sgd", "run_ids": ["a"], "rank": 1, "mean": 0.8, "low": None, "high": None,
+                           "full_budget": True, "hparams": {"lr": 0.1}, "source": "search"}])
+    lines = console.summary(spec, Path(spec.experiment_dir), search, None, table)
+    titles = _cells(lines[2])
+    rows = {cells[0]: dict(zip(titles, cells, strict=False)) for cells in map(_cells, lines[3:5])}
+    assert rows["sgd"]["trials c/p/d/e"] == "4/3/2/1"
+    assert rows["sam"]["trials c/p/d/e"] == "0/1/0/0"
 
 
 def test_header_and_summary_lines(tmp_path: Path) -> None:

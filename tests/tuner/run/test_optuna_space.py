@@ -10,7 +10,9 @@ import pytest
 from methods import get_method
 from tuner.hparams import optimizer_hparams
 from tuner.hparams import split_values as split_config
-from tuner.run.optuna_space import GRID_PARAM, build_define, grid_points, grid_search_space
+from tuner.run.initial_trials import spec_distributions
+from tuner.run.optuna_space import GRID_PARAM, build_define, grid_points, grid_search_space, optuna_name
+from tuner.space import Param
 from tuner.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[3]
@@ -113,3 +115,23 @@ def test_fixed_values_are_returned() -> None:
 
 def test_grid_param_name_is_stable() -> None:
     assert GRID_PARAM == "grid_point"
+
+
+@pytest.mark.parametrize("name", ["all_methods.yaml", "bar.yaml", "smoke.yaml"])
+def test_the_sampler_draws_from_the_distributions_the_warm_start_checks(name: str) -> None:
+    """One translation (`Param.distribution`): what Optuna records per name is what `spec_distributions`
+    (the warm start's check) and the stored space (the importances) say, log and step included."""
+    spec = load_spec(SPACES / name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    define = build_define(spec)
+    for _ in range(60):
+        trial = study.ask()
+        define(trial)
+        study.tell(trial, 0.0)
+    ours = spec_distributions(spec)
+    recorded = {n: d for t in study.trials for n, d in t.distributions.items()}
+    assert recorded and all(ours[n] == d for n, d in recorded.items())
+    for method, own in spec.space.items():
+        for param, p in own.items():
+            if p.type != "fixed":
+                assert ours[optuna_name(method, param)] == Param.from_dict(param, p.to_dict()).distribution()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from vision_files import FASHION_MISSING, data_sets
 
+from tuner.names import GRAD_EVALS
 from tuner.spec import load_spec, trial_setup
-from tuner.trial.protocol import GRAD_EVALS
 from tuner.trial.setup import TrialSetup
 
 REPO = Path(__file__).resolve().parents[3]

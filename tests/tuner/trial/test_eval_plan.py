@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from methods import build_optimizer
+from tuner.names import CURVE_POINTS, DIAG_POINTS, FILLED_KEY
 from tuner.spec import load_spec, trial_setup
-from tuner.trial.protocol import CURVE_POINTS, DIAG_POINTS, FILLED_KEY, with_required
+from tuner.trial.protocol import with_required
 from tuner.trial.trainer import EvalPlan, Trainer
 from tuner.workloads import create_workload
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TINY_LM = {"seq_len": 16, "d_model": 32, "n_layer": 1, "n_head": 2, "eval_blocks": 80, "batch_size": 4}
 
 

@@ -16,7 +16,7 @@ from tuner.trial.precision import optimizer_kwargs
 from tuner.trial.trainer import Trainer
 from tuner.workloads import create_workload
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own_workload"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "own_workload"
 MOONS = f"{EXAMPLE / 'my_tasks.py'}:Moons"
 
 
@@ -80,6 +80,6 @@ def test_the_training_passes_are_autocast_by_the_optimizer_only() -> None:
 def test_the_tuner_and_methods_name_the_same_precisions() -> None:
     """`methods` imports nothing of the tuner, so it keeps its own list; the two may never drift apart."""
     from methods._precision import PRECISIONS as METHODS_PRECISIONS
-    from tuner.trial.protocol import PRECISIONS
+    from tuner.names import PRECISIONS
 
     assert PRECISIONS == METHODS_PRECISIONS

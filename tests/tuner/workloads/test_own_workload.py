@@ -13,7 +13,7 @@ from tuner.spec import load_spec
 from tuner.workloads import create_workload, resolve_options
 from tuner.workloads.conformance import ConformanceError, run_conformance
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "own_workload"
 
 

@@ -1,4 +1,4 @@
-"""The training loop: stable report names, compute-fair budgets, paired seeds, exact resume."""
+"""The training loop (tuner.trial.trainer): stable report names, compute-fair budgets, paired seeds, exact resume."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ DIGITS = {"dataset": "digits", "depth": 1, "width": 32, "batch_size": 32, "diag_
 COST = ["cost/grad_evals", "cost/fwd_passes", "cost/bwd_passes", "cost/step_time_ms", "cost/wall_s",
         "cost/train_s", "cost/peak_mem_mb"]
 TIMING = {"cost/step_time_ms", "cost/wall_s", "cost/train_s", "cost/peak_mem_mb"}
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> None:
+    """One CPU thread, as the workload tests run (tests/tuner/workloads/conftest.py): small models train
+    faster so on a shared machine."""
+    torch.set_num_threads(1)
 
 
 def _trainer(method: str, seed: int = 0, workload: str = "mnist_mlp", options: dict | None = None,

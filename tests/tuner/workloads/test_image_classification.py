@@ -276,7 +276,7 @@ def test_the_small_cnn_learns_real_fashion_mnist() -> None:
 def _example():
     import importlib.util
 
-    path = Path(__file__).resolve().parents[2] / "examples" / "train_vision_with_exported_config.py"
+    path = Path(__file__).resolve().parents[3] / "examples" / "train_vision_with_exported_config.py"
     spec = importlib.util.spec_from_file_location("train_vision_example", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
