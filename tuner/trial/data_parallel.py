@@ -27,18 +27,21 @@ class WorkerError(RuntimeError):
     """A Ray Train worker's own error, its rank first: what the console, the summary and MLflow show."""
 
 
-def _last_error_line(text: str) -> str:
-    """`Type: message` from a traceback's text: the first line after its last indented (`File ...`) line."""
-    lines = [line for line in text.rstrip().splitlines() if line.strip()]
-    indented = [i for i, line in enumerate(lines) if line.startswith((" ", "\t"))]
-    tail = lines[indented[-1] + 1:] if indented else lines
-    return (tail or lines or ["no message"])[0].strip()
+def _error_line(exc: BaseException) -> str:
+    """`Type: message` of a worker's error: from the traceback Ray Train may hand instead (the first line after
+    its last indented `File ...` line), else the exception's type and first line."""
+    lines = [line for line in str(exc).rstrip().splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):
+        indented = [i for i, line in enumerate(lines) if line.startswith((" ", "\t"))]
+        tail = lines[indented[-1] + 1:] if indented else lines
+        return (tail or lines)[0].strip()
+    return f"{type(exc).__name__}: {lines[0].strip() if lines else 'no message'}"
 
 
 def worker_error(failures: dict[int, BaseException], workers: int) -> WorkerError:
-    """One `WorkerError` naming every failed rank's own error (Ray Train's `WorkerGroupError.worker_failures`,
-    whose text is the worker's traceback) instead of Ray Train's "Training failed due to worker errors:"."""
-    said = "; ".join(f"rank {rank} of {workers}: {_last_error_line(str(exc))}"
+    """One `WorkerError` naming every failed rank's own error (Ray Train's `WorkerGroupError.worker_failures`)
+    instead of Ray Train's "Training failed due to worker errors:"."""
+    said = "; ".join(f"rank {rank} of {workers}: {_error_line(exc)}"
                      for rank, exc in sorted(failures.items()))
     return WorkerError(said or "a worker failed (Ray Train recorded no message)")
 
@@ -86,7 +89,9 @@ def fit(loop: Callable[[dict[str, Any]], None], config: dict[str, Any], *, worke
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpu > 0, resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=storage.trial_fs_path,
                                        storage_filesystem=storage.storage_filesystem, callbacks=[TuneReportCallback()],
-                                       failure_config=ray.train.FailureConfig(max_failures=max_failures)))
+                                       failure_config=ray.train.FailureConfig(max_failures=max_failures),
+                                       # its INFO lines (worker group started, process group set up): off the console
+                                       logging_config=ray.train.LoggingConfig(log_level="WARNING")))
     try:
         trainer.fit()
     except ray.train.WorkerGroupError as exc:  # its first line says only "Training failed due to worker errors:"
