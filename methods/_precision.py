@@ -5,7 +5,9 @@ autocast each pass and scale each pass's loss. fp16 follows `torch.amp.GradScale
 multiplied by the scale S before its gradient is taken, and every gradient is divided by S before any
 norm sees it (the perturbation, the balancer, clipping). A pass with an inf or NaN gradient skips the
 whole step and multiplies S by `backoff_factor`; after `growth_interval` finite steps in a row S grows
-by `growth_factor`. bf16 needs no scale (its exponent range is fp32's). The scale is in `state_dict`.
+by `growth_factor`. Under `torch.distributed` the overflow flag is summed over ranks before the decision, so
+every rank skips the same steps (a rank skipping alone would leave the others waiting in its all-reduces).
+bf16 needs no scale (its exponent range is fp32's). The scale is in `state_dict`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import contextlib
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
+from methods._distributed import world_size
 from methods._errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -58,7 +62,7 @@ class Precision:
         return loss * self.scale if self.scaling else loss
 
     def unscale_(self, grads: list[Tensor]) -> None:
-        """Divide `grads` by S in place; raise NonFiniteGradient if any is inf or NaN (one host sync)."""
+        """Divide `grads` by S in place; raise NonFiniteGradient if any is inf or NaN on any rank (one host sync)."""
         if not self.scaling or not grads:
             return
         found = torch.zeros(1, device=grads[0].device)
@@ -68,6 +72,8 @@ class Precision:
             here = torch.zeros(1, device=device)
             torch._amp_foreach_non_finite_check_and_unscale_(on, here, inv.to(device))
             found += here.to(found.device)
+        if world_size() > 1:  # one decision for every rank: the ranks' all-reduces must stay paired
+            dist.all_reduce(found)
         if found.item():
             raise NonFiniteGradient
 

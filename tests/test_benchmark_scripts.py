@@ -1,6 +1,6 @@
-"""benchmarks/gpu_check.py, trial_time.py and vision_step.py: their option parsing, that they import no Ray, MLflow
-or Optuna (a GPU machine may lack them), that trial_time's restated evaluation plan is the trainable's, and
-a CPU smoke run of each on a toy (seconds). Figures are never asserted."""
+"""benchmarks/gpu_check.py, trial_time.py, vision_step.py and data_parallel.py: their option parsing, that they
+import no Ray, MLflow or Optuna (a GPU machine may lack them), that trial_time's restated evaluation plan is the
+trainable's, and a CPU smoke run of each on a toy (seconds). Figures are never asserted."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import yaml
 from vision_files import FASHION_MISSING, data_sets, write_cifar
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("gpu_check", "trial_time", "bar_toys", "vision_step")
+SCRIPTS = ("gpu_check", "trial_time", "bar_toys", "vision_step", "data_parallel")
 
 
 def load(name: str) -> ModuleType:
@@ -84,6 +84,19 @@ def test_vision_step_smoke_prints_the_data_and_model_split(tmp_path: Path,
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("vision_step: cifar10 cnn batch 8") and "sam on cpu" in lines[0]
     assert lines[1].startswith("data ") and lines[1].endswith("% of the step")
+
+
+def test_data_parallel_smoke_prints_one_row_per_method() -> None:
+    """Its own process: the spawned workers import the script by its path, which a module loaded by `load` lacks."""
+    argv = [sys.executable, str(REPO / "benchmarks" / "data_parallel.py"), "--quick", "--rounds", "1", "--steps", "2",
+            "--methods", "sgd,sam,sam:local", "--set", "width=16", "--set", "batch_size=8"]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("data_parallel: mnist_mlp") and "global batch 8, 2 gloo workers" in lines[0]
+    rows = {ln.split()[0]: ln.split()[5] for ln in lines[3:6]}
+    assert rows == {"sgd": "1", "sam": "2", "sam:local": "1"}  # all-reduces a step: one per gradient pass
+    assert lines[-1].startswith("total wall time")
 
 
 @pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "search_spaces").glob("*.yaml")))

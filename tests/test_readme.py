@@ -144,3 +144,33 @@ def test_every_shipped_spec_command_in_the_docs_validates(page: str, argv: list[
     """Every spec and `--set` the README and docs/ show is one `validate` accepts (the runs are too long to run)."""
     monkeypatch.chdir(ROOT)
     assert main(["validate", *argv, "--no-preflight"]) == 0, capsys.readouterr().err
+
+
+def spec_snippets(text: str) -> list[tuple[str, dict]]:
+    """Each ```yaml block of a page with the shipped spec named in the paragraph before it: (spec, its keys)."""
+    found = []
+    for match in re.finditer(r"^```yaml[ \t]*\n(.*?)^```", text, flags=re.M | re.S):
+        before = text[:match.start()].rstrip().rsplit("\n\n", 1)[-1]
+        named = re.findall(r"search_spaces/[\w.-]+\.yaml", before)
+        assert named, f"the yaml block {match.group(1)[:60]!r} names no shipped spec before it"
+        found.append((named[-1], yaml.safe_load(match.group(1))))
+    return found
+
+
+def test_the_readme_cluster_spec_validates_and_spreads_over_two_nodes(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """"Beyond one machine": the spec lines, put in the shipped spec they name, validate, and its 4-worker trial
+    fits two nodes of 2 GPUs (8 CPUs each) together but not one of them."""
+    from tuner.errors import UserError
+    from tuner.run.placement import check_placement
+
+    ((name, keys),) = spec_snippets(README.read_text(encoding="utf-8"))
+    spec = {**yaml.safe_load((ROOT / name).read_text()), **keys}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["validate", str(path), "--no-preflight"]) == 0, capsys.readouterr().err
+    resources = spec["resources"]
+    node = {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 2.0}}
+    check_placement(resources["cpu"], resources["gpu"], [node, node], workers=resources["workers"])
+    with pytest.raises(UserError, match="resources.workers"):
+        check_placement(resources["cpu"], resources["gpu"], [node], workers=resources["workers"])

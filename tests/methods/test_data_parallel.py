@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +118,30 @@ def run_case(method: str, hp: dict[str, Any], model: nn.Module, x: torch.Tensor,
 def worker(rank: int, folder: str, cases: dict[str, tuple[str, dict[str, Any]]]) -> None:
     """One rank: every case on its half of each batch, saved to rank{rank}.pt."""
     torch.set_num_threads(1)  # two ranks on a shared machine
-    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=WORLD)
+    # a rank left waiting in an all-reduce its peer never makes fails in a minute instead of hanging
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=WORLD,
+                            timeout=timedelta(seconds=60))
     x, y, model = _data()
     half = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
     out = {case: run_case(method, hp, copy.deepcopy(model), x, y, half) for case, (method, hp) in cases.items()}
+    out.update({f"fp16_{sync}": _fp16_overflow_on_rank_1(rank, sync, copy.deepcopy(model), x[half], y[half])
+                for sync in ("global", "local")})
     torch.save(out, Path(folder) / f"rank{rank}.pt")
     dist.destroy_process_group()
+
+
+def _fp16_overflow_on_rank_1(rank: int, sync: str, model: nn.Module, x: torch.Tensor,
+                             y: torch.Tensor) -> dict[str, Any]:
+    """Three fp16 sam steps on this rank's shard; at the first, rank 1's inputs overflow fp16 (rank 0's do not)."""
+    opt = build_optimizer(model, "sam", rho=0.1, perturb_sync=sync, precision="fp16")
+    for step in range(3):
+        xb = x * 1e6 if step == 0 and rank == 1 else x
+
+        def closure(xb=xb):
+            logits = model(xb)
+            return nn.functional.cross_entropy(logits, y), logits
+        opt.step(closure)
+    return {"params": [p.detach().clone() for p in model.parameters()], "scale": opt.loss_scale.state_dict()}
 
 
 def spawn(folder: Path, cases: dict[str, tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -214,3 +233,19 @@ def test_perturb_sync_is_a_perturbation_hyperparameter_checked_like_any_other():
     with pytest.raises(ConfigError, match="preconditioner 'ema_sq'.*perturb_sync: global"):
         build_optimizer(model, "sam", preconditioner="ema_sq", perturb_sync="local")
     assert build_optimizer(model, "sam", preconditioner="fisher", perturb_sync="local")  # averaged statistics
+
+
+@pytest.mark.slow
+def test_an_fp16_overflow_on_one_rank_skips_the_step_on_every_rank(ranks):
+    """The overflow flag is summed over ranks before the skip: rank 0's gradient was finite, rank 1's was not,
+    and both skip the step and halve the scale, then take the same steps (with `local` the first pass is not
+    averaged, so without the summed flag rank 0 would go on into an all-reduce rank 1 never makes)."""
+    _, _, model = _data()
+    start = [p.detach() for p in model.parameters()]
+    for sync in ("global", "local"):
+        got = [rank[f"fp16_{sync}"] for rank in ranks]
+        assert [g["scale"]["skipped_steps"] for g in got] == [1, 1] and got[0]["scale"] == got[1]["scale"], sync
+        assert got[0]["scale"]["scale"] == 2.0 ** 15
+        for a, b in zip(got[0]["params"], got[1]["params"], strict=True):
+            assert torch.isfinite(a).all() and torch.allclose(a, b, atol=1e-6), sync
+        assert any(not torch.allclose(a, s) for a, s in zip(got[0]["params"], start, strict=True)), sync  # it moved

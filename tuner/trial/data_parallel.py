@@ -23,6 +23,29 @@ from tuner.errors import UserError
 RUN_NAME = "ray_train"  # the Ray Train run's folder inside its Tune trial's
 
 
+class WorkerError(RuntimeError):
+    """A Ray Train worker's own error, its rank first: what the console, the summary and MLflow show."""
+
+
+def _error_line(exc: BaseException) -> str:
+    """`Type: message` of a worker's error: from the traceback Ray Train may hand instead (the first line after
+    its last indented `File ...` line), else the exception's type and first line."""
+    lines = [line for line in str(exc).rstrip().splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):
+        indented = [i for i, line in enumerate(lines) if line.startswith((" ", "\t"))]
+        tail = lines[indented[-1] + 1:] if indented else lines
+        return (tail or lines)[0].strip()
+    return f"{type(exc).__name__}: {lines[0].strip() if lines else 'no message'}"
+
+
+def worker_error(failures: dict[int, BaseException], workers: int) -> WorkerError:
+    """One `WorkerError` naming every failed rank's own error (Ray Train's `WorkerGroupError.worker_failures`)
+    instead of Ray Train's "Training failed due to worker errors:"."""
+    said = "; ".join(f"rank {rank} of {workers}: {_error_line(exc)}"
+                     for rank, exc in sorted(failures.items()))
+    return WorkerError(said or "a worker failed (Ray Train recorded no message)")
+
+
 def shard(batch: Any, rank: int, world: int) -> Any:
     """This rank's rows of every tensor of `batch` (tuples, lists, dicts nested): contiguous, equal shards."""
     if isinstance(batch, torch.Tensor):
@@ -54,7 +77,7 @@ def fit(loop: Callable[[dict[str, Any]], None], config: dict[str, Any], *, worke
     Called inside a Tune trial: rank 0's `ray.train.report` calls reach Tune (`TuneReportCallback`). `storage`:
     the Tune trial's (its `StorageContext`); the run is `RUN_NAME` in the trial's folder, so a rerun of the
     trial finds Ray Train's checkpoints there and resumes from the latest (`ray.train.get_checkpoint()`).
-    Raises the worker's error when the run fails beyond `max_failures` restarts."""
+    Raises `WorkerError`, naming the failed ranks' own errors, when the run fails beyond `max_failures` restarts."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -66,5 +89,10 @@ def fit(loop: Callable[[dict[str, Any]], None], config: dict[str, Any], *, worke
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpu > 0, resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(name=RUN_NAME, storage_path=storage.trial_fs_path,
                                        storage_filesystem=storage.storage_filesystem, callbacks=[TuneReportCallback()],
-                                       failure_config=ray.train.FailureConfig(max_failures=max_failures)))
-    trainer.fit()
+                                       failure_config=ray.train.FailureConfig(max_failures=max_failures),
+                                       # its INFO lines (worker group started, process group set up): off the console
+                                       logging_config=ray.train.LoggingConfig(log_level="WARNING")))
+    try:
+        trainer.fit()
+    except ray.train.WorkerGroupError as exc:  # its first line says only "Training failed due to worker errors:"
+        raise worker_error(exc.worker_failures, workers) from None

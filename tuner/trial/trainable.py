@@ -43,6 +43,7 @@ from tuner.trial.protocol import (
     GRAD_EVALS,
     NODE_KEY,
     REPLAYED_KEY,
+    TRAIN_LOSS,
     RecordedError,
     trial_values,
     with_required,
@@ -104,19 +105,30 @@ def train_trial(config: dict[str, Any], setup: TrialSetup,
 def train_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker of a data-parallel trial: the trial on this rank's shard of every batch.
 
-    Every rank reports (Ray Train wants them all); rank 0's metrics reach Tune, and rank 0 alone saves."""
+    Every rank reports (Ray Train wants them all); rank 0's metrics reach Tune, and rank 0 alone saves. Every
+    rank reports at the same steps, so `train/loss` becomes the mean of the ranks' shard losses there (one
+    all-reduce of a scalar a report): the global batch's loss, as one process would report it."""
     import ray.train
     import ray.train.torch
+    import torch.distributed as dist
 
     quiet_exit.install()
-    for noisy in ("ray.train", "ray.tune"):  # "Reporting training result" on every report of every rank
+    for noisy in ("ray.train", "ray.tune"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Ray 2.60 logs "Reporting training result ..." (every report of every rank) at INFO through a logger named
+    # by its file's path, which propagates to the root logger Ray Train set to INFO on its workers; a trial in
+    # one process leaves the root at Python's WARNING
+    logging.getLogger().setLevel(logging.WARNING)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     if config["setup"].gpu > 0:  # "cuda" is then this worker's own GPU among those Ray Train shows it
         torch.cuda.set_device(ray.train.torch.get_device())
 
     def report(metrics: dict[str, Any], folder: str | None = None) -> None:
+        if TRAIN_LOSS in metrics:
+            loss = torch.tensor([metrics[TRAIN_LOSS]], dtype=torch.float64)
+            dist.all_reduce(loss)
+            metrics = {**metrics, TRAIN_LOSS: float(loss) / world}
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if folder else None)
     run_trial(config["values"], config["setup"], ray.train.get_checkpoint, report,
               shard=(rank, world), saves=rank == 0)
