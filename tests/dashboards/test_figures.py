@@ -25,7 +25,7 @@ from dashboards import overhead, plots
 from dashboards.colors import OKABE_ITO, method_styles
 from dashboards.data import ReportData, collect
 from tuner.results.importances import MIN_COMPLETED_FOR_IMPORTANCE, param_importances
-from tuner.results.store import ExperimentStore
+from tuner.tracking.reader import ExperimentStore
 from tuner.trial.protocol import STEP_TIME_MS
 
 

@@ -15,8 +15,8 @@ import pandas as pd
 from dashboards import plots
 from dashboards.data import collect
 from tuner.results.method_table import pareto_front
-from tuner.results.store import ExperimentStore
 from tuner.results.winners import winners
+from tuner.tracking.reader import ExperimentStore
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 # the computation steps behind the winners and the table: only tuner.results calls them

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from tuner.results.store import ExperimentStore
+from tuner.tracking.reader import ExperimentStore
 from tuner.trial.protocol import WALL_S
 from tuner.value_rules import goal_sign
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from methods import build_optimizer, get_method
 from tuner.hparams import method_hparams
-from tuner.results.store import parse_param
+from tuner.tracking.reader import parse_param
 
 
 def test_a_spec_word_none_stays_a_string_and_mlflows_none_is_none() -> None:
