@@ -84,8 +84,7 @@ def _backfill_comparison(store: ExperimentStore, parent_id: str) -> None:
     """A finished experiment made before the comparison existed gets it once (not one a driver still writes:
     its parent is RUNNING). A failure costs a warning, never the UI."""
     try:
-        if store.client.get_run(parent_id).info.status != "FINISHED" or comparison_artifact(store.tracking_uri,
-                                                                                             parent_id):
+        if store.run_status(parent_id) != "FINISHED" or comparison_artifact(store.tracking_uri, parent_id):
             return
         table, robust, trials = winners(store)
         if len(table):

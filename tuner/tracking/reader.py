@@ -137,6 +137,10 @@ class ExperimentStore:
         """Tidy child runs: one row per trial (see `trials_frame`)."""
         return trials_frame(self.runs())
 
+    def run_status(self, run_id: str) -> str:
+        """A run's MLflow status now: RUNNING, FINISHED, FAILED or KILLED (not cached)."""
+        return str(self.client.get_run(run_id).info.status)
+
     def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
         """A metric's full history (`step` is cost/grad_evals by contract), sorted by step."""
         hist = self.client.get_metric_history(run_id, key)
