@@ -9,7 +9,7 @@ import argparse
 
 from tuner.commands.export import add_store_arguments
 from tuner.experiment_index import locate
-from tuner.results.store import ExperimentStore
+from tuner.tracking.reader import ExperimentStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from dashboards.report import build_report  # matplotlib only when a report is asked for
-    from tuner.run.comparison import round_metrics
+    from tuner.tracking.parent_page import round_metrics
 
     storage = locate(args.name, args.storage, required=args.tracking_uri is None)
     store = ExperimentStore.open(args.name, tracking_uri=args.tracking_uri, storage=storage)

@@ -17,9 +17,9 @@ from dashboards.colors import MethodStyle, method_styles
 from tuner.layout import RESOLVED_FILE
 from tuner.results.feasible import stored_constraints
 from tuner.results.robust import RobustResult
-from tuner.results.store import ExperimentStore
 from tuner.results.stress import stress_condition, winner_runs
 from tuner.results.winners import winners
+from tuner.tracking.reader import ExperimentStore
 
 DIAG_KEYS = ("diag/balancedness_mean", "diag/balancedness_max", "diag/lambda_max", "diag/sam_edge",
              "diag/lambda_over_edge", "diag/hessian_trace")

@@ -22,8 +22,9 @@ from dashboards.data import ReportData, collect
 from dashboards.html import Section, esc, image, page, table
 from tuner.results.importances import param_importances
 from tuner.results.method_table import summary_csv
-from tuner.results.store import ExperimentStore
 from tuner.results.winners import write_summary
+from tuner.tracking.reader import ExperimentStore
+from tuner.tracking.winner_tags import log_report
 
 REPORT_FILE = "report.html"
 VECTOR_FORMATS = ("svg", "pdf")  # beside each PNG: what a paper includes
@@ -208,9 +209,7 @@ def build_report(store: ExperimentStore, out_dir: str | Path | None = None, *, m
     html_path = render_report(data, out, source=store.tracking_uri)
     if log:
         write_summary(store, data.table, data.robust, data.trials)
-        parent = store.parent()
-        if parent is not None:
-            store.client.log_artifacts(parent["run_id"], str(out), "report")
+        log_report(store, out)
     return html_path
 
 

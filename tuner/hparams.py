@@ -7,7 +7,7 @@ horizon, which the spec cannot know: a budget counts gradient evaluations, a sch
 and a 2-pass method takes half the steps of a 1-pass one (DESIGN.md section 5).
 
 Every consumer takes this path: the spec check, the preflight, the Ray trainable, the confirmation
-phase, the results table (`tuner.results.store`) and the export. A check that resolves
+phase, the results table (`tuner.tracking.reader`) and the export. A check that resolves
 hyperparameters any other way proves nothing about the trial it checks.
 """
 

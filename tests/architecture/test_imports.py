@@ -148,12 +148,12 @@ def _strings(path: Path) -> dict[str, int]:
 
 
 def test_tag_and_metric_names_are_written_once() -> None:
-    """The MLflow tag names (`tuner.layout.TAGS`) and the report's metric names (`tuner.names
+    """The MLflow tag names (`tuner.tracking.tags.TAGS`) and the report's metric names (`tuner.names
     .METRIC_NAMES`) are literals in their own module only; everyone else imports them."""
-    from tuner.layout import TAGS
     from tuner.names import METRIC_NAMES
+    from tuner.tracking.tags import TAGS
 
-    owners = {"tuner.layout": set(TAGS), "tuner.names": set(METRIC_NAMES)}
+    owners = {"tuner.tracking.tags": set(TAGS), "tuner.names": set(METRIC_NAMES)}
     names = set(TAGS) | set(METRIC_NAMES)
     copies = sorted(f"{path.relative_to(ROOT)}:{line}: {value!r}"
                     for module, path in _modules().items() if module.startswith(("tuner", "dashboards"))
@@ -163,9 +163,40 @@ def test_tag_and_metric_names_are_written_once() -> None:
 
 
 def test_the_literal_walker_sees_strings_but_not_docstrings() -> None:
-    strings = _strings(ROOT / "tuner" / "layout.py")
+    strings = _strings(ROOT / "tuner" / "tracking" / "tags.py")
     assert "sharptune.role" in strings
-    assert not any(s.startswith("Where an experiment lives") for s in strings)
+    assert not any(s.startswith("The MLflow names of sharptune") for s in strings)
+
+
+def _imports_mlflow(path: Path) -> list[int]:
+    """Lines of `path` that import mlflow (`import mlflow...`, `from mlflow... import`), inside functions too."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        else:
+            continue
+        if any(n == "mlflow" or n.startswith("mlflow.") for n in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_tracking_package_imports_mlflow() -> None:
+    """One MLflow adapter: every read and write of MLflow goes through `tuner.tracking`'s functions."""
+    offenders = sorted(f"{path.relative_to(ROOT)}:{line}" for module, path in _modules().items()
+                       if module.startswith(("tuner", "dashboards")) and not module.startswith("tuner.tracking")
+                       for line in _imports_mlflow(path))
+    assert offenders == []
+
+
+def test_the_mlflow_walker_sees_every_form(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("import os\nimport mlflow.server as s\ndef f():\n    from mlflow import MlflowClient\n"
+                      "from mlflow_other import x\nfrom . import mlflow\n", encoding="utf-8")
+    assert _imports_mlflow(source) == [2, 4]
+    assert _imports_mlflow(ROOT / "tuner" / "tracking" / "writer.py")  # the adapter itself does import it
 
 
 def test_importing_methods_loads_no_integration() -> None:

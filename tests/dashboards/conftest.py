@@ -21,7 +21,7 @@ def fake_experiment(tmp_path_factory: pytest.TempPathFactory) -> FakeExperiment:
 def built_report(fake_experiment: FakeExperiment) -> Path:
     """The report of the fake experiment, logged to its parent run (tags and summary metrics too)."""
     from dashboards.report import build_report
-    from tuner.results.store import ExperimentStore
+    from tuner.tracking.reader import ExperimentStore
 
     store = ExperimentStore.open(fake_experiment.name, storage=fake_experiment.storage)
     return build_report(store)

@@ -15,8 +15,8 @@ import pytest
 from dashboards.data import collect
 from dashboards.report import render_report
 from tuner.results.feasible import mark_feasible
-from tuner.results.store import ExperimentStore
 from tuner.spec import Constraint
+from tuner.tracking.reader import ExperimentStore
 
 
 def _store(fake_experiment, monkeypatch: pytest.MonkeyPatch, constraints: list[dict]) -> ExperimentStore:

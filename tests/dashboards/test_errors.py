@@ -12,16 +12,12 @@ from fake_experiment import ERRORED, FakeExperiment
 from mlflow.tracking import MlflowClient
 from ray.exceptions import RayTaskError
 
-from tuner.results.store import ExperimentStore, errors_by_method
-from tuner.run.tracking import (
-    ERROR_TAG,
-    EXPERIMENT_KIND_TAG,
-    MODEL_TRAINING,
-    RUNS_VIEW,
-    VIEW_TAG_PREFIX,
-    MlflowTracker,
-)
+from tuner.results.method_table import errors_by_method
 from tuner.run.trial_errors import error_line
+from tuner.tracking.reader import ExperimentStore
+from tuner.tracking.tags import ERROR_TAG
+from tuner.tracking.ui import EXPERIMENT_KIND_TAG, MODEL_TRAINING, RUNS_VIEW, VIEW_TAG_PREFIX
+from tuner.tracking.writer import MlflowTracker
 
 
 class ConfigError(ValueError):
@@ -59,7 +55,7 @@ def test_error_line_from_pickled_error_then_text() -> None:
 def test_tracker_tags_the_errored_run_and_a_rerun_clears_it(fake_experiment: FakeExperiment, tmp_path: Path) -> None:
     spec: dict[str, Any] = {"name": "tracker-errors", "metric": {"name": "eval/loss", "goal": "minimize"}}
     tracker = MlflowTracker(tracking_uri=fake_experiment.tracking_uri, name="tracker-errors", spec=spec,
-                            experiment_dir=str(tmp_path))
+                            experiment_dir=str(tmp_path), error_line=error_line)
     trial = FakeTrial("t1", _task_error("ConfigError: schedule 'linear' needs total_steps"))
     tracker.setup()
     tracker.on_trial_start(0, [trial], trial)
@@ -72,7 +68,7 @@ def test_tracker_tags_the_errored_run_and_a_rerun_clears_it(fake_experiment: Fak
     assert exp.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING and VIEW_TAG_PREFIX + RUNS_VIEW in exp.tags
     # the same trial running again (resume) continues the run: its old ending and error no longer hold
     MlflowTracker(tracking_uri=fake_experiment.tracking_uri, name="tracker-errors", spec=spec,
-                  experiment_dir=str(tmp_path)).on_trial_start(0, [trial], trial)
+                  experiment_dir=str(tmp_path), error_line=error_line).on_trial_start(0, [trial], trial)
     tags = client.get_run(run.info.run_id).data.tags
     assert ERROR_TAG not in tags and "sharptune.status" not in tags
     trials = ExperimentStore.open("tracker-errors", tracking_uri=fake_experiment.tracking_uri).trials()

@@ -26,7 +26,7 @@ from dashboards.colors import OKABE_ITO, method_styles
 from dashboards.data import ReportData, collect
 from tuner.names import STEP_TIME_MS
 from tuner.results.importances import MIN_COMPLETED_FOR_IMPORTANCE, param_importances
-from tuner.results.store import ExperimentStore
+from tuner.tracking.reader import ExperimentStore
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from torch import nn
 
 from methods import build_optimizer, load_config
 from tuner.cli import main
-from tuner.results.store import parse_param
+from tuner.tracking.reader import parse_param
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_report_axes_follow_the_space_the_run_stored(real_run: Path) -> None:
     log-uniform in the smoke spec, momentum is fixed (no panel)."""
     from dashboards.data import collect
     from dashboards.slices import hparam_slices
-    from tuner.results.store import ExperimentStore
+    from tuner.tracking.reader import ExperimentStore
 
     data = collect(ExperimentStore.open("smoke-report", storage=real_run))
     rho = {"type": "float", "low": 0.01, "high": 0.2, "log": True, "when": {"method": ["sam"]}}

@@ -14,8 +14,8 @@ from dashboards.data import ReportData, collect
 from dashboards.report import render_report
 from tuner.cli import main
 from tuner.results.robust import mean_interval
-from tuner.results.store import ExperimentStore
 from tuner.results.winners import tag_winners
+from tuner.tracking.reader import ExperimentStore
 
 SECTIONS = ("summary", "best_so_far", "pareto", "robustness", "ecdf", "hyperparameters", "diagnostics")
 

@@ -19,7 +19,7 @@ from fake_experiment import CONFIRM, METRIC
 from dashboards import plots
 from dashboards.data import collect
 from tuner.results.method_table import pareto_front
-from tuner.results.store import ExperimentStore
+from tuner.tracking.reader import ExperimentStore
 
 T975_DF2 = 4.302652729911275  # Student's t, 97.5th percentile, 2 degrees of freedom (3 seeds), from tables
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from tuner.cli import main
 from tuner.commands.ui import runs_url
-from tuner.run.tracking import EXPERIMENT_KIND_TAG, RUNS_VIEW, VIEW_TAG_PREFIX
+from tuner.tracking.ui import EXPERIMENT_KIND_TAG, RUNS_VIEW, VIEW_TAG_PREFIX
 
 
 def test_ui_needs_a_known_experiment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,8 +24,8 @@ from e2e import ROOT
 from vision_files import FASHION_MISSING, data_sets
 
 from tuner.cli import main
-from tuner.results.store import ExperimentStore
 from tuner.run.ray_setup import QUIET_ENV
+from tuner.tracking.reader import ExperimentStore
 from tuner.workloads import get_workload
 
 SPACES = ROOT / "search_spaces"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tuner.experiment_index import STORAGE_HELP, locate
 from tuner.results.export import FORMATS, dump_config, format_for, winning_config
-from tuner.results.store import ExperimentStore
+from tuner.tracking.reader import ExperimentStore
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:

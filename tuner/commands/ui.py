@@ -2,9 +2,9 @@
 
 It opens on the comparison: the parent run's page, whose description holds the per-method table
 (`tuner.run.comparison`), in MLflow's classic "Model training" UI, not its GenAI one. The URL it
-prints goes through a page of ours (`tuner.run.mlflow_app`, served by `tuner.run.mlflow_server`) that
+prints goes through a page of ours (`tuner.tracking.app`, served by `tuner.tracking.server`) that
 keeps the browser in that UI. The runs table opens on the saved view `sharptune-trials`
-(`viewStateShareKey`, an experiment tag written by `tuner.run.mlflow_ui.set_ui_tags`, added here to
+(`viewStateShareKey`, an experiment tag written by `tuner.tracking.ui.set_ui_tags`, added here to
 experiments made before it existed): runs grouped by phase, best first on the spec's metric, with the
 metric, method, phase, outcome and error line as columns.
 
@@ -24,16 +24,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlflow import MlflowClient
-
 from tuner.commands.export import add_store_arguments
 from tuner.errors import RuntimeFailure, UserError
 from tuner.experiment_index import locate
 from tuner.layout import DB_NAME, DEFAULT_STORAGE
-from tuner.results.store import ExperimentStore, known_experiments
 from tuner.results.winners import winners
-from tuner.run.comparison import HTML_ARTIFACT, record_comparison
-from tuner.run.mlflow_ui import LANDING_PATH, runs_route, set_ui_tags
+from tuner.run.comparison import record_comparison
+from tuner.tracking.parent_page import HTML_ARTIFACT, artifact_names
+from tuner.tracking.reader import ExperimentStore, known_experiments
+from tuner.tracking.server import default_allowed_hosts
+from tuner.tracking.ui import LANDING_PATH, runs_route, set_ui_tags
 
 READY_TIMEOUT_S = 120.0
 
@@ -84,8 +84,7 @@ def _backfill_comparison(store: ExperimentStore, parent_id: str) -> None:
     """A finished experiment made before the comparison existed gets it once (not one a driver still writes:
     its parent is RUNNING). A failure costs a warning, never the UI."""
     try:
-        if store.client.get_run(parent_id).info.status != "FINISHED" or comparison_artifact(store.tracking_uri,
-                                                                                             parent_id):
+        if store.run_status(parent_id) != "FINISHED" or comparison_artifact(store.tracking_uri, parent_id):
             return
         table, robust, trials = winners(store)
         if len(table):
@@ -98,8 +97,7 @@ def comparison_artifact(uri: str, run_id: str | None) -> str | None:
     """The parent's comparison page when it has one (an interrupted run has none: its run page instead)."""
     if run_id is None:
         return None
-    names = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
-    return HTML_ARTIFACT if HTML_ARTIFACT in names else None
+    return HTML_ARTIFACT if HTML_ARTIFACT in artifact_names(uri, run_id) else None
 
 
 def runs_url(base: str, experiment_id: str | None) -> str:
@@ -176,9 +174,7 @@ def allowed_hosts(host: str, extra: str | None) -> list[str]:
     a browser that reaches an exposed server by this machine's name; so a non-loopback `--host` adds the
     machine's own names and the bound address. DNS-rebinding protection stays: other names need
     `--allowed-hosts`."""
-    from mlflow.server.security_utils import get_default_allowed_hosts
-
-    hosts = list(get_default_allowed_hosts())
+    hosts = default_allowed_hosts()
     if host not in LOOPBACK:
         names = {socket.gethostname(), socket.getfqdn()} | ({host} if host not in ("0.0.0.0", "", "::") else set())
         hosts += [h for name in sorted(n for n in names if n) for h in (name, f"{name}:*")]
@@ -195,7 +191,7 @@ def handle(args: argparse.Namespace) -> int:
     if not port_free(args.host, args.port):
         raise UserError(f"port {args.port} on {args.host} is in use; pass --port N")
     hosts = allowed_hosts(args.host, args.allowed_hosts)
-    cmd = [sys.executable, "-m", "tuner.run.mlflow_server", "--backend-store-uri", uri,
+    cmd = [sys.executable, "-m", "tuner.tracking.server", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port), "--workers", "1", "--allowed-hosts", ",".join(hosts)]
     if uri.startswith("sqlite:///") and uri.endswith(DB_NAME):  # keep server-side artifacts beside the store
         cmd += ["--artifacts-destination", str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")]

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from tuner.names import WALL_S
-from tuner.results.store import ExperimentStore
+from tuner.tracking.reader import ExperimentStore
 from tuner.value_rules import goal_sign
 
 COLUMNS = ["method", "target", "target_source", "evals_to_target", "wall_s_to_target", "reached_target",

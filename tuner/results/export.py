@@ -23,7 +23,7 @@ from methods import ConfigError
 from tuner.errors import UserError
 from tuner.hparams import HORIZON, horizon_steps, optimizer_hparams
 from tuner.results.robust import robust_winners
-from tuner.results.store import ExperimentStore
+from tuner.tracking.reader import ExperimentStore
 from tuner.trial.lr_schedule import LrSchedule
 from tuner.value_rules import is_number
 

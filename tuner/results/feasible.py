@@ -17,8 +17,8 @@ import pandas as pd
 from methods import ConfigError, get_method
 from tuner.hparams import method_hparams
 from tuner.names import GRAD_EVALS
-from tuner.results.store import ExperimentStore, parse_param
 from tuner.spec.model import Constraint
+from tuner.tracking.reader import ExperimentStore, parse_param
 from tuner.value_rules import is_number
 
 

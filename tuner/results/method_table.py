@@ -18,12 +18,22 @@ from methods import ConfigError, get_method
 from tuner.hparams import method_hparams
 from tuner.names import PEAK_MEM_MB, STEP_TIME_MS
 from tuner.results.robust import RobustResult, pessimistic_value
-from tuner.results.store import errors_by_method
 from tuner.value_rules import goal_sign
 
 STEP_TIME = STEP_TIME_MS
 PEAK_MEM = PEAK_MEM_MB
 BASES = ("sgd", "adamw")
+
+
+def errors_by_method(trials: pd.DataFrame) -> pd.DataFrame:
+    """Errored runs per method of a `trials_frame`: `method, n_errored, first_error` (the error line of
+    the method's earliest errored run), methods without errors left out, in method order."""
+    errored = trials[trials["status"] == "errored"].sort_values("start_time", kind="stable") \
+        if len(trials) else trials
+    rows = [{"method": method, "n_errored": len(group),
+             "first_error": next((e for e in group["error"] if isinstance(e, str)), "no error message recorded")}
+            for method, group in errored.groupby("method", sort=True)]
+    return pd.DataFrame(rows, columns=["method", "n_errored", "first_error"])
 
 
 def _median(trials: pd.DataFrame, method: str, key: str) -> float:

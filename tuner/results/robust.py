@@ -4,7 +4,7 @@ The luckiest search trial is a poor guide to what a user will see when they re-r
 lower bound of a t-interval over confirmation seeds (upper bound when minimising) rewards configs that
 are both good and stable. Pure pandas and `math` (no scipy), so the runner can call it cheaply.
 
-Input is the tidy trials frame from `tuner.results.store.trials_frame` (one row per child run) with columns
+Input is the tidy trials frame from `tuner.tracking.reader.trials_frame` (one row per child run) with columns
 `run_id, method, phase, status, seed, config_key, hparams, conditions, start_time` and one column per
 metric name holding the run's final value.
 """

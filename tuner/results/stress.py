@@ -1,7 +1,7 @@
 """The confirmation's stress levels (label noise, SNR, ...): which condition was varied, the winner's runs
 at the mildest level, and the winner's metric at every level with its seed interval.
 
-Input is the tidy trials frame of `tuner.results.store` (its `conditions` column holds each confirmation
+Input is the tidy trials frame of `tuner.tracking.reader` (its `conditions` column holds each confirmation
 run's workload overrides) and the robust winners of `tuner.results.robust`.
 """
 

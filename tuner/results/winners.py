@@ -1,26 +1,24 @@
-"""Put the winners where the MLflow UI shows them: parent-run metrics, summary.csv, best-run tags.
+"""The winners, and what of them goes where the MLflow UI shows them: parent-run metrics, summary.csv, best-run tags.
 
 `winners` is the one computation of the winners (robust winners, then the per-method table): the
 runner prints it and `tag_winners` records it at the end of `run`, so the printed winner is the tagged
-one; the report calls `write_summary` with the table it has already computed. No plotting here.
+one; the report calls `write_summary` with the table it has already computed. The writing itself is
+`tuner.tracking.winner_tags`'. No plotting here.
 """
 
 from __future__ import annotations
 
-import math
-import tempfile
 from pathlib import Path
 
 import pandas as pd
-from mlflow.entities import Metric, RunTag
 
-from tuner.layout import BEST_TAG, MLFLOW_BATCH, RANK_TAG, WINNER_SOURCE_TAG, WINNER_TAG, now_ms, tag_column
 from tuner.results.cost_to_target import COLUMNS as COST_COLUMNS
 from tuner.results.cost_to_target import cost_to_target
 from tuner.results.feasible import mark_feasible, stored_constraints
 from tuner.results.method_table import method_table, summary_csv
 from tuner.results.robust import RobustResult, robust_winners
-from tuner.results.store import ExperimentStore, spec_target
+from tuner.tracking.reader import ExperimentStore, spec_target
+from tuner.tracking.winner_tags import write_winner_tags
 
 
 def metric_slug(metric: str) -> str:
@@ -41,23 +39,9 @@ def _winner_run_ids(trials: pd.DataFrame, robust: RobustResult) -> dict[str, tup
 
 def write_summary(store: ExperimentStore, table: pd.DataFrame, robust: RobustResult,
                   trials: pd.DataFrame) -> None:
-    """Tag the best runs (clearing stale tags) and log the per-method summary to the parent run."""
-    client = store.client
-    winners = _winner_run_ids(trials, robust)
-    tagged = {rid for _, ids in winners.values() for rid in ids}
-    runs = store.runs()
-    if tag_column(BEST_TAG) in runs.columns:
-        stale = runs.loc[(runs[tag_column(BEST_TAG)] == "true") & ~runs["run_id"].isin(tagged), "run_id"]
-        for rid in stale:
-            client.set_tag(rid, BEST_TAG, "false")
-            client.delete_tag(rid, RANK_TAG)
-    for rank, ids in winners.values():
-        for rid in ids:
-            client.log_batch(rid, tags=[RunTag(BEST_TAG, "true"), RunTag(RANK_TAG, str(rank))])
-    parent = store.parent()
-    if parent is None:
-        return
-    pid = parent["run_id"]
+    """Tag the best runs (clearing stale tags) and log the per-method summary to the parent run
+    (`tuner.tracking.winner_tags` writes it)."""
+    best = {rid: rank for rank, ids in _winner_run_ids(trials, robust).values() for rid in ids}
     slug = metric_slug(robust.metric)
     values: dict[str, float] = {}
     for _, row in table.iterrows():
@@ -71,17 +55,8 @@ def write_summary(store: ExperimentStore, table: pd.DataFrame, robust: RobustRes
         for key in ("evals_to_target", "wall_s_to_target", "reached_target"):
             if key in row:
                 values[f"{key}/{m}"] = row[key]
-    now = now_ms()
-    metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if v is not None and math.isfinite(v)]
-    tags = [RunTag(WINNER_TAG, str(table["method"].iloc[0]))] if len(table) else []
-    tags.append(RunTag(WINNER_SOURCE_TAG, robust.source))
-    for i in range(0, max(len(metrics), 1), MLFLOW_BATCH):
-        client.log_batch(pid, metrics=metrics[i:i + MLFLOW_BATCH], tags=tags if i == 0 else [])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "summary.csv"
-        path.write_text(summary_csv(table), encoding="utf-8")
-        client.log_artifact(pid, str(path))
-    store.runs(refresh=True)
+    winner = str(table["method"].iloc[0]) if len(table) else None
+    write_winner_tags(store, best, values, winner, robust.source, summary_csv(table))
 
 
 def winners(store: ExperimentStore, metric: str | None = None,

@@ -1,44 +1,29 @@
-"""The comparison on the parent run, where `tuner ui` opens: a compact per-method table, rounded metrics.
+"""The comparison on the parent run, where `tuner ui` opens: a compact per-method table.
 
-The table is written three ways: `comparison.md` and `comparison.html` artifacts (to paste into notes or
-open from the Artifacts tab) and the run's description (`mlflow.note.content`), which MLflow's run page
-renders as markdown above everything else, so the comparison is the first thing a researcher sees.
+The table is rendered here twice, as markdown and as one HTML page; `tuner.tracking.parent_page` writes
+both onto the parent run (the `comparison.md` and `comparison.html` artifacts, and the run's description,
+which MLflow's run page renders above everything else, so the comparison is the first thing a researcher
+sees) and shows its metrics rounded.
 
 The table's best value and interval are rounded as the console summary rounds them
-(`tuner.results.rounding`: at the interval half-width's first significant digit). Summary metrics are
-shown rounded to SIG_DIGITS significant digits, not as `0.9252500000000001`.
-`tuner.results.winners` logs the full floats; MLflow shows a metric's latest value (highest step, then
-newest timestamp), so the rounded value logged here after it, at the same step, is what the UI shows.
+(`tuner.results.rounding`: at the interval half-width's first significant digit), other numbers to
+SIG_DIGITS significant digits.
 """
 
 from __future__ import annotations
 
 import html
 import math
-import tempfile
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.entities import Metric, RunTag
 
-from tuner.layout import MLFLOW_BATCH, NOTE_TAG, now_ms
 from tuner.results.rounding import fmt_interval
-from tuner.run.mlflow_ui import runs_route
+from tuner.tracking.parent_page import SIG_DIGITS, write_comparison
+from tuner.tracking.ui import runs_route
 from tuner.trial.protocol import OUTCOMES
 
-SIG_DIGITS = 4
-ARTIFACTS = ("comparison.md", "comparison.html")
-HTML_ARTIFACT = ARTIFACTS[1]  # what `tuner ui` opens
 HEADER = ("rank", "method", "best", "interval", "n", "c/p/d/e", "overhead", "winner config")
-
-
-def round_sig(value: float, digits: int = SIG_DIGITS) -> float:
-    """`value` to `digits` significant digits (integers and non-finite values unchanged): what a table shows."""
-    if not math.isfinite(value) or value == int(value):
-        return value
-    return float(f"{value:.{digits}g}")
 
 
 def _float(value: Any) -> float:
@@ -106,44 +91,13 @@ def comparison_html(rows: list[tuple[str, ...]], metric: str, goal: str, note: s
             f"</head><body><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{legend}</body></html>")
 
 
-def log_rounded(client: Any, run_id: str, metrics: Mapping[str, Any], step: int = 0) -> None:
-    """Log the finite numbers of `metrics` rounded (see `round_sig`), in MLflow-sized batches."""
-    stamp = now_ms() + 1  # after a full value logged this very millisecond (a tie goes to the larger value)
-    rows = [Metric(k, round_sig(float(v)), stamp, step) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-    for i in range(0, len(rows), MLFLOW_BATCH):
-        client.log_batch(run_id, metrics=rows[i:i + MLFLOW_BATCH])
-
-
-def write_comparison(client: Any, parent_id: str, table: pd.DataFrame, trials: pd.DataFrame, *,
-                     metric: str, goal: str, note: str = "", link: str = "") -> str:
-    """The comparison onto the parent run (artifacts and description) and its metrics rounded; returns
-    the markdown. `link`: a markdown line under the table (where the grouped runs view is)."""
-    rows = comparison_rows(table, trials)
-    markdown = comparison_markdown(rows, metric, goal, note)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, text in zip(ARTIFACTS, (markdown, comparison_html(rows, metric, goal, note)), strict=True):
-            (Path(tmp) / name).write_text(text + "\n", encoding="utf-8")
-            client.log_artifact(parent_id, str(Path(tmp) / name))
-    client.log_batch(parent_id, tags=[RunTag(NOTE_TAG, markdown + (f"\n\n{link}" if link else ""))])
-    round_metrics(client, parent_id)
-    return markdown
-
-
-def round_metrics(client: Any, run_id: str) -> int:
-    """Show the run's metrics rounded: each one with more digits gets its rounded value as its latest
-    (its history keeps the value computed). Returns how many it rounded."""
-    current = client.get_run(run_id).data.metrics
-    excess = {k: v for k, v in current.items() if round_sig(v) != v}
-    log_rounded(client, run_id, excess)
-    return len(excess)
-
-
 def record_comparison(store: Any, table: pd.DataFrame, robust: Any, trials: pd.DataFrame) -> None:
-    """`write_comparison` on an experiment's parent run (none yet: nothing to write), linking the runs view."""
+    """The comparison onto an experiment's parent run (none yet: nothing to write), linking the runs view."""
     parent = store.parent()
     if parent is None:
         return
+    rows = comparison_rows(table, trials)
+    markdown = comparison_markdown(rows, robust.metric, robust.goal, robust.note)
     link = f"[All runs, grouped by phase](#{runs_route(store.experiment_id)})"
-    write_comparison(store.client, str(parent["run_id"]), table, trials, metric=robust.metric, goal=robust.goal,
-                     note=robust.note, link=link)
+    write_comparison(store.client, str(parent["run_id"]), markdown,
+                     comparison_html(rows, robust.metric, robust.goal, robust.note), link)

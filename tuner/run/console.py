@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from tuner.layout import RESOLVED_FILE, experiment_name
+from tuner.layout import RESOLVED_FILE
 from tuner.names import COMPLETED, DIVERGED, ERRORED, OUTCOMES, PRUNED
 from tuner.results.claim import History, claim_table
 from tuner.results.rounding import POINT_DIGITS, fmt_estimate, fmt_interval, fmt_pm
@@ -23,6 +23,7 @@ from tuner.run.split import quotas
 from tuner.run.stall import stall_reasons
 from tuner.run.trial_errors import exception_line, with_hint
 from tuner.spec import Spec
+from tuner.tracking.tags import experiment_name
 from tuner.trial.protocol import outcome, public_values, trial_values
 from tuner.value_rules import is_number
 

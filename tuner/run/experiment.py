@@ -24,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from mlflow import MlflowClient
 from ray import tune
 
 from tuner.errors import RuntimeFailure, UserError
@@ -34,25 +33,20 @@ from tuner.layout import (
     JOURNAL_FILE,
     RAY_STATE_FILE,
     RESOLVED_FILE,
-    ROLE_TAG,
     SPEC_FILE,
     STATE_FILE,
     driver_alive,
     experiment_folders,
-    experiment_name,
     experiment_path,
     prune_checkpoints,
     read_state,
     shown_status,
-    tag_is,
     write_state,
 )
 from tuner.results.feasible import constraint_values
-from tuner.results.store import ExperimentStore
 from tuner.results.winners import winners, write_summary
 from tuner.run import console, store_full
 from tuner.run.comparison import record_comparison
-from tuner.run.outage import is_transient, quick_requests, wait_seconds
 from tuner.run.placement import DRIVER_CPU, check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, ray_session, search_scheduler
@@ -60,9 +54,14 @@ from tuner.run.searcher import drop_torn_tail, finished_records, load_studies, o
 from tuner.run.split import budget_metrics, build_search, quotas
 from tuner.run.stall import StallWatch
 from tuner.run.store_full import write_failure
-from tuner.run.tracking import MlflowTracker, check_tracking, close_dangling
-from tuner.run.tracking_backfill import TrackingDown, settle
+from tuner.run.trial_errors import error_line, exception_line
 from tuner.spec import Spec, load_spec, trial_setup
+from tuner.tracking.backfill import TrackingDown, settle
+from tuner.tracking.outage import is_transient, quick_requests, wait_seconds
+from tuner.tracking.reader import ExperimentStore
+from tuner.tracking.store_check import check_tracking, has_parent_run
+from tuner.tracking.tags import experiment_name
+from tuner.tracking.writer import MlflowTracker, close_dangling
 from tuner.trial.protocol import (
     COMPLETED,
     GRAD_EVALS,
@@ -114,18 +113,16 @@ class Experiment:
 
     def check_tracking(self, fresh: bool) -> None:
         exp_id = check_tracking(self.spec.tracking_uri, self.spec.name, self.dir)
-        if fresh:
-            parents = MlflowClient(self.spec.tracking_uri).search_runs(
-                [exp_id], tag_is(ROLE_TAG, "parent"), max_results=1)
-            if parents:
-                raise UserError(f"MLflow experiment {experiment_name(self.spec.name)!r} at {self.spec.tracking_uri} "
-                                f"already has runs; continue with `python -m tuner resume {self.spec.name}` or "
-                                "change `name:` in the spec")
+        if fresh and has_parent_run(self.spec.tracking_uri, exp_id):
+            raise UserError(f"MLflow experiment {experiment_name(self.spec.name)!r} at {self.spec.tracking_uri} "
+                            f"already has runs; continue with `python -m tuner resume {self.spec.name}` or "
+                            "change `name:` in the spec")
 
     def _tracker(self, phase: str) -> Any:
         return MlflowTracker(tracking_uri=self.spec.tracking_uri, name=self.spec.name,
                              spec=self.spec.to_dict(include_space=True), experiment_dir=str(self.dir),
-                             time_attr=self.spec.scheduler.clock, phase=phase, seed=self.spec.seed)
+                             error_line=error_line, time_attr=self.spec.scheduler.clock, phase=phase,
+                             seed=self.spec.seed)
 
     def _run_config(self, name: str, storage: Path, callbacks: list[Any]) -> Any:
         return tune.RunConfig(
@@ -301,9 +298,9 @@ class Experiment:
                 raise
 
     def _settle(self, results: Any, phase: str) -> None:
-        """MLflow completed from Ray's records (`tuner.run.tracking_backfill`); TrackingDown if it stays down."""
+        """MLflow completed from Ray's records (`tuner.tracking.backfill`); TrackingDown if it stays down."""
         tracker = self._tracker(phase)
-        settle(tracker, results, wait_seconds(), self.say)
+        settle(tracker, results, wait_seconds(), self.say, exception_line)
 
     def _finished_records(self) -> dict[str, dict[str, Any]]:
         """The journal's finished trials (what a restored trial replays), errors with MLflow's message."""

@@ -55,7 +55,7 @@ class NoTensorboard(TBXLoggerCallback):
 
 
 def logger_callbacks() -> list[Any]:
-    """Ray's JSON and CSV result logs (`Result.metrics_dataframe`, which `tuner.run.tracking_backfill` reads after an
+    """Ray's JSON and CSV result logs (`Result.metrics_dataframe`, which `tuner.tracking.backfill` reads after an
     MLflow outage), and no TensorBoard logger."""
     return [JsonLoggerCallback(), CSVLoggerCallback(), NoTensorboard()]
 

@@ -18,10 +18,8 @@ it end as it ended before.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +32,7 @@ from ray import tune
 
 from tuner.trial import data_parallel, quiet_exit
 from tuner.trial.build import build_trial, trial_horizon
+from tuner.trial.faults import maybe_fault
 from tuner.trial.protocol import (
     ADOPT_KEY,
     COMPLETE_KEY,
@@ -53,21 +52,6 @@ from tuner.trial.trainer import Diverged, Trainer
 
 CHECKPOINT_FILE = "trainer.pt"
 CHECKPOINT_S = 60.0  # longest wall time between checkpoints besides the scheduler points
-
-
-def _maybe_fault(fault: Mapping[str, Any] | None, method: str, grad_evals: float) -> None:
-    """Tests only: kill this process once (the marker file proves it happened) to exercise retries."""
-    if not fault or grad_evals < float(fault["kill_at_grad_evals"]):
-        return
-    if fault.get("method") not in (None, method):
-        return
-    try:
-        fd = os.open(fault["marker"], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return
-    os.write(fd, json.dumps({"pid": os.getpid(), "grad_evals": grad_evals}).encode())
-    os.close(fd)
-    os._exit(17)
 
 
 def replay(record: Mapping[str, Any]) -> None:
@@ -166,7 +150,7 @@ def run_trial(values: dict[str, Any], setup: TrialSetup, get_checkpoint: Callabl
     saved_at = time.monotonic()
     try:
         for step_report in trainer.run():
-            _maybe_fault(fault, values["method"], last[GRAD_EVALS] if last else -1.0)
+            maybe_fault(fault, values["method"], last[GRAD_EVALS] if last else -1.0)
             metrics = with_required(step_report, required)
             metrics[NODE_KEY] = node_id
             metrics.update(placed)

@@ -18,9 +18,9 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from tuner.results.claim import claim_table
-from tuner.results.store import ExperimentStore
 from tuner.run.console import claim_lines
 from tuner.spec import load_spec
+from tuner.tracking.reader import ExperimentStore
 
 EDGE = ROOT / "search_spaces" / "claim_sam_edge.yaml"
 METRIC = "diag/lambda_over_edge"

@@ -12,8 +12,8 @@ import yaml
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from tuner.results.store import ExperimentStore
 from tuner.results.winners import winners
+from tuner.tracking.reader import ExperimentStore
 
 STEP_MS = {"sgd": 10.0, "sam": 20.0}  # sam: two gradient evaluations a step, twice the step time
 EVALS_PER_STEP = {"sgd": 1, "sam": 2}

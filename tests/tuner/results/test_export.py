@@ -17,7 +17,7 @@ from methods import build_optimizer, get_method, load_config
 from tuner.cli import main
 from tuner.hparams import optimizer_hparams
 from tuner.results.export import _optimizer_hparams, _training
-from tuner.results.store import parse_param
+from tuner.tracking.reader import parse_param
 
 ROOT = Path(__file__).resolve().parents[3]
 

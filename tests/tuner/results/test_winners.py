@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tuner.results.store import ExperimentStore
 from tuner.results.winners import metric_slug, tag_winners
+from tuner.tracking.reader import ExperimentStore
 
 ROOT = Path(__file__).resolve().parents[3]
 

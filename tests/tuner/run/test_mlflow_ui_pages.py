@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 
 from tuner.commands.ui import landing_url
-from tuner.run.comparison import comparison_markdown, comparison_rows, round_metrics, round_sig
+from tuner.run.comparison import comparison_markdown, comparison_rows
+from tuner.tracking.parent_page import round_metrics, round_sig
 
 
 @pytest.fixture(scope="module")
 def web():  # MLflow's Flask app with sharptune's page (importing it builds MLflow's app: a few seconds)
-    from tuner.run.mlflow_app import flask_app
+    from tuner.tracking.app import flask_app
 
     return flask_app.test_client()
 
@@ -43,13 +44,13 @@ def test_landing_page_takes_only_ids(web, query: str) -> None:
 def test_launcher_makes_mlflow_serve_our_app(monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow.server as server
 
-    from tuner.run import mlflow_server
+    from tuner.tracking import server as mlflow_server
 
     monkeypatch.setattr(server, "_build_uvicorn_command", server._build_uvicorn_command)  # restored after
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     mlflow_server.patch_uvicorn_command()
     cmd = server._build_uvicorn_command(None, "127.0.0.1", 5000, 1, mlflow_server.MLFLOW_APP)
-    assert cmd[-1] == "tuner.run.mlflow_app:app" and cmd[cmd.index("--port") + 1] == "5000"
+    assert cmd[-1] == "tuner.tracking.app:app" and cmd[cmd.index("--port") + 1] == "5000"
     with pytest.raises(SystemExit, match="needs updating"):  # an MLflow that starts something else: said so
         server._build_uvicorn_command(None, "127.0.0.1", 5000, 1, "other.app:app")
     # the uvicorn process imports `tuner` from this checkout, whatever folder the user started `ui` in

@@ -161,7 +161,7 @@ def test_run_killed_resumed_reported_exported_over_http(server: MlflowServer, cl
     assert (ROOT / "mlruns").exists() == local_mlruns  # nor in the drivers' working folder
 
 
-@pytest.mark.opt_in  # a minute; the outage rule alone: tests/tuner/run/test_outage.py
+@pytest.mark.opt_in  # a minute; the outage rule alone: tests/tuner/tracking/test_outage.py
 def test_server_goes_away_and_comes_back(server: MlflowServer, cluster, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
     path = smoke_spec(tmp_path, name="outage", tracking={"uri": server.uri}, scheduler=FIFO,

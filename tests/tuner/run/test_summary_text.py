@@ -17,10 +17,10 @@ from e2e import smoke_spec
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from tuner.results.store import ExperimentStore
 from tuner.results.winners import winners
 from tuner.run import console
 from tuner.spec import load_spec
+from tuner.tracking.reader import ExperimentStore
 
 # final eval/accuracy per (method, seed) at label noise 0.0 and 0.2
 FINAL = {"sgd": {0: (0.943, 0.807), 1: (0.944, 0.808), 2: (0.942, 0.806)},

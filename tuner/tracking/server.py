@@ -1,4 +1,4 @@
-"""`python -m tuner.run.mlflow_server ARGS`: `mlflow server ARGS`, serving `tuner.run.mlflow_app`.
+"""`python -m tuner.tracking.server ARGS`: `mlflow server ARGS`, serving `tuner.tracking.app`.
 
 `mlflow server` takes another app only through an installed `mlflow.app` entry point. It builds the
 uvicorn command in one private function, so this launcher wraps that function and swaps the app name
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 MLFLOW_APP = "mlflow.server.fastapi_app:app"
-OUR_APP = "tuner.run.mlflow_app:app"
+OUR_APP = "tuner.tracking.app:app"
 
 
 def patch_uvicorn_command() -> None:
@@ -34,6 +34,13 @@ def patch_uvicorn_command() -> None:
     server._build_uvicorn_command = ours
     root = str(Path(__file__).resolve().parents[2])
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+
+
+def default_allowed_hosts() -> list[str]:
+    """MLflow's own default Host headers (localhost and private IPs), which `tuner ui` extends."""
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    return list(get_default_allowed_hosts())
 
 
 def main(argv: list[str]) -> int:

@@ -1,12 +1,12 @@
 """The MLflow server app `tuner ui` runs: MLflow's own, plus one page that opens it in its classic mode.
 
 `GET /sharptune/open?experiment=ID[&run=RUN_ID[&artifact=NAME]]` stores MLflow's model-training workflow
-in the browser (localStorage, see `tuner.run.mlflow_ui`) and then goes to the run's artifact (the parent
+in the browser (localStorage, see `tuner.tracking.ui`) and then goes to the run's artifact (the parent
 run's comparison.html), the run's page, or the experiment's runs view. Without it, the first link a user
 follows from the runs table drops the URL's `workflowType` and MLflow switches to its GenAI UI.
 Only ids go into the page, checked against a strict pattern: it redirects nowhere but inside this server.
 
-`uvicorn tuner.run.mlflow_app:app` is started by `tuner.run.mlflow_server` in place of MLflow's
+`uvicorn tuner.tracking.app:app` is started by `tuner.tracking.server` in place of MLflow's
 `mlflow.server.fastapi_app:app`.
 """
 
@@ -18,7 +18,7 @@ import re
 from flask import Response, request
 from mlflow.server import app as flask_app
 
-from tuner.run.mlflow_ui import (
+from tuner.tracking.ui import (
     ASSISTANT_SHOWN_KEY,
     CLASSIC,
     LANDING_PATH,

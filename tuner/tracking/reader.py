@@ -1,6 +1,6 @@
 """Read side of MLflow for one sharptune experiment (the layout in docs/DESIGN.md section 4).
 
-Reports and exports only read what the runner wrote (the names are `tuner.layout`'s); this module turns
+Reports and exports only read what the runner wrote (the names are `tuner.tracking.tags`'); this module turns
 child runs into a tidy table (one row per trial, typed hyperparameters split from workload overrides
 by `tuner.hparams.split_values`, final metric values).
 """
@@ -26,9 +26,8 @@ from mlflow.tracking import MlflowClient
 
 from tuner.errors import UserError
 from tuner.hparams import split_values
-from tuner.layout import (
-    DB_NAME,
-    DEFAULT_STORAGE,
+from tuner.layout import DB_NAME, DEFAULT_STORAGE, default_tracking_uri, experiment_path
+from tuner.tracking.tags import (
     ERROR_TAG,
     METHOD_TAG,
     MLFLOW_PREFIX,
@@ -37,9 +36,7 @@ from tuner.layout import (
     SEED_TAG,
     STATUS_TAG,
     TRIAL_ID_TAG,
-    default_tracking_uri,
     experiment_name,
-    experiment_path,
     tag_column,
 )
 
@@ -140,6 +137,10 @@ class ExperimentStore:
         """Tidy child runs: one row per trial (see `trials_frame`)."""
         return trials_frame(self.runs())
 
+    def run_status(self, run_id: str) -> str:
+        """A run's MLflow status now: RUNNING, FINISHED, FAILED or KILLED (not cached)."""
+        return str(self.client.get_run(run_id).info.status)
+
     def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
         """A metric's full history (`step` is cost/grad_evals by contract), sorted by step."""
         hist = self.client.get_metric_history(run_id, key)
@@ -233,14 +234,3 @@ def trials_frame(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows, columns=columns + [c[len("metrics."):] for c in metric_cols])
     return df.sort_values("start_time", kind="stable").reset_index(drop=True)
-
-
-def errors_by_method(trials: pd.DataFrame) -> pd.DataFrame:
-    """Errored runs per method of a `trials_frame`: `method, n_errored, first_error` (the error line of
-    the method's earliest errored run), methods without errors left out, in method order."""
-    errored = trials[trials["status"] == "errored"].sort_values("start_time", kind="stable") \
-        if len(trials) else trials
-    rows = [{"method": method, "n_errored": len(group),
-             "first_error": next((e for e in group["error"] if isinstance(e, str)), "no error message recorded")}
-            for method, group in errored.groupby("method", sort=True)]
-    return pd.DataFrame(rows, columns=["method", "n_errored", "first_error"])

@@ -8,15 +8,18 @@ takes metric steps past the last one it holds (step = `cost/grad_evals`); metric
 written with `log_batch`; and every run it opened is terminated when the experiment ends.
 
 A tracking server that goes away never stops the study: the hooks only buffer, `sync` writes and,
-while the server is down (`tuner.run.outage`), retries on a clock; `tuner.run.tracking_backfill` completes MLflow
-from Ray's records at the end of each phase.
+while the server is down (`tuner.tracking.outage`), retries on a clock; `tuner.tracking.backfill` completes
+MLflow from Ray's records at the end of each phase.
+
+A trial's error line is the runner's (`tuner.run.trial_errors.error_line`, passed in as `error_line`): this
+package reads nothing of the runner.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +28,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
-from tuner.layout import (
+from tuner.tracking.outage import MAX_BUFFERED_ROWS, Outage
+from tuner.tracking.parent_page import log_rounded
+from tuner.tracking.store_check import artifact_location, ensure_experiment
+from tuner.tracking.tags import (
     ADOPTED_TAG,
     DEVICE_TAG,
     ERROR_TAG,
@@ -47,22 +53,7 @@ from tuner.layout import (
     now_ms,
     tag_is,
 )
-from tuner.run.comparison import log_rounded
-from tuner.run.mlflow_ui import (  # noqa: F401 - names other modules import from here
-    EXPERIMENT_KIND_TAG,
-    MODEL_TRAINING,
-    RUNS_VIEW,
-    VIEW_TAG_PREFIX,
-    runs_view_state,
-    set_ui_tags,
-)
-from tuner.run.outage import MAX_BUFFERED_ROWS, Outage
-from tuner.run.store_check import (  # noqa: F401 - check_tracking: imported from here
-    artifact_location,
-    check_tracking,
-    ensure_experiment,
-)
-from tuner.run.trial_errors import error_line
+from tuner.tracking.ui import set_ui_tags
 from tuner.trial.protocol import (
     ADOPT_KEY,
     COMPLETED,
@@ -124,13 +115,15 @@ class MlflowTracker(Callback):
     """Parent run per experiment, one child run per trial, restore-safe (see module docstring).
 
     Ray's hooks only change what waits here (`_Open`); `sync` writes it. While the server is down
-    (`tuner.run.outage`) the hooks go on buffering and `sync` retries on a clock, so the study never
+    (`tuner.tracking.outage`) the hooks go on buffering and `sync` retries on a clock, so the study never
     waits on MLflow."""
 
     def __init__(self, *, tracking_uri: str, name: str, spec: Mapping[str, Any], experiment_dir: str,
-                 time_attr: str = STEP_KEY, phase: str = "search", seed: int = 0) -> None:
+                 error_line: Callable[[Any], str], time_attr: str = STEP_KEY, phase: str = "search",
+                 seed: int = 0) -> None:
         self.tracking_uri, self.name, self.spec = tracking_uri, name, dict(spec)
         self.experiment_dir, self.time_attr, self.phase, self.seed = experiment_dir, time_attr, phase, seed
+        self.error_line = error_line  # a Ray trial -> its error's one line (module-level: tuner.pkl holds it)
         self._reset()
 
     def _reset(self) -> None:
@@ -392,7 +385,7 @@ class MlflowTracker(Callback):
         if status == PRUNED and isinstance(result.get(self.time_attr), (int, float)):
             tags[PRUNED_AT_TAG] = str(result[self.time_attr])
         if status == ERRORED:
-            tags[ERROR_TAG] = error_line(trial)
+            tags[ERROR_TAG] = self.error_line(trial)
         run.ending = (status, tags)
         if write:
             self.sync(force=not self.outage.down)

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
 
 from mlflow.entities import Metric
 
 from tuner.errors import RuntimeFailure
-from tuner.layout import ERROR_TAG, PHASE_TAG, PRUNED_AT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG, tag_is
-from tuner.run.outage import RETRY_SECONDS, is_transient, quick_requests
-from tuner.run.tracking import STEP_KEY, MlflowTracker
-from tuner.run.trial_errors import exception_line
+from tuner.tracking.outage import RETRY_SECONDS, is_transient, quick_requests
+from tuner.tracking.tags import ERROR_TAG, PHASE_TAG, PRUNED_AT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG, tag_is
+from tuner.tracking.writer import STEP_KEY, MlflowTracker
 from tuner.trial.protocol import ERRORED, FILLED_KEY, METRIC_PREFIXES, PRUNED, outcome
 
 
@@ -46,7 +45,7 @@ def _rows(frame: Any, have: set[int]) -> list[Metric]:
     return rows
 
 
-def _settle_once(tracker: MlflowTracker, results: Iterable[Any]) -> int:
+def _settle_once(tracker: MlflowTracker, results: Iterable[Any], exception_line: Callable[[BaseException], str]) -> int:
     """One pass; returns how many runs it had to complete."""
     client = tracker.client
     runs = {r.data.tags.get(TRIAL_ID_TAG): r for r in client.search_runs(
@@ -80,8 +79,10 @@ def _settle_once(tracker: MlflowTracker, results: Iterable[Any]) -> int:
     return fixed
 
 
-def settle(tracker: MlflowTracker, results: Iterable[Any], wait_s: float, say: Any) -> int:
-    """Complete MLflow from Ray's records, waiting up to `wait_s` for a server that is down."""
+def settle(tracker: MlflowTracker, results: Iterable[Any], wait_s: float, say: Any,
+           exception_line: Callable[[BaseException], str]) -> int:
+    """Complete MLflow from Ray's records, waiting up to `wait_s` for a server that is down; an errored
+    trial's error tag is `exception_line` of its error (the runner's `tuner.run.trial_errors`)."""
     results = list(results)
     tracker.outage.say = lambda text: None  # this loop says what happens
     deadline = time.monotonic() + wait_s
@@ -89,7 +90,7 @@ def settle(tracker: MlflowTracker, results: Iterable[Any], wait_s: float, say: A
     while True:
         try:
             with quick_requests(tracker.tracking_uri):
-                fixed = _settle_once(tracker, results)
+                fixed = _settle_once(tracker, results, exception_line)
             if fixed:
                 say(f"MLflow: completed {fixed} trial runs from Ray's records")
             return fixed

@@ -7,8 +7,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from tuner.run import outage
-from tuner.run.outage import Outage, is_transient, quick_requests
+from tuner.tracking import outage
+from tuner.tracking.outage import Outage, is_transient, quick_requests
 
 
 def _error_from(uri: str) -> BaseException:

@@ -8,7 +8,7 @@ column: a pruned trial ends FINISHED (green), and this column says it was pruned
 MLflow 3.17 chooses between its GenAI and its model-training ("classic") UI from the `workflowType` URL
 parameter, else from the browser's localStorage (`mlflow.workflowType_v1`, GenAI when unset); the
 `mlflow.experimentKind` tag no longer decides it. Its own links (a run's page from the runs table) drop
-the parameter, so `tuner ui` opens through a page of ours (`tuner.run.mlflow_app`) that stores the
+the parameter, so `tuner ui` opens through a page of ours (`tuner.tracking.app`) that stores the
 classic mode in localStorage first.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tuner.layout import ERROR_TAG, PHASE_TAG, PRUNED_AT_TAG, STATUS_TAG, now_ms
+from tuner.tracking.tags import ERROR_TAG, PHASE_TAG, PRUNED_AT_TAG, STATUS_TAG, now_ms
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which UI an experiment belongs to
 MODEL_TRAINING = "custom_model_development"  # its "Machine learning" kind (the other is genai_development)
@@ -25,7 +25,7 @@ RUNS_VIEW = "sharptune-trials"  # the saved view `tuner ui` opens: tag mlflow.sh
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 CLASSIC = "machine_learning"  # MLflow's workflowType of the model-training UI
 WORKFLOW_STORAGE_KEY = "mlflow.workflowType_v1"  # localStorage key of MLflow's useLocalStorage(workflowType, v1)
-LANDING_PATH = "sharptune/open"  # tuner.run.mlflow_app's page: classic mode stored, then the parent run
+LANDING_PATH = "sharptune/open"  # tuner.tracking.app's page: classic mode stored, then the parent run
 # MLflow opens its assistant panel on a browser's first visit, over a third of the page: marked as done
 ASSISTANT_SHOWN_KEY = "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1"
 

@@ -2,7 +2,7 @@
 
 The driver's tracker must never stop the study because MLflow is down: trials keep training and their
 metric rows wait in a bounded buffer (`MAX_BUFFERED_ROWS`). Rows beyond the bound are dropped from memory
-only: Ray keeps every report in the experiment folder, and `tuner.run.tracking_backfill` writes what MLflow lacks
+only: Ray keeps every report in the experiment folder, and `tuner.tracking.backfill` writes what MLflow lacks
 once the server answers again (at the end of the run, or at `resume` when it stayed down).
 """
 

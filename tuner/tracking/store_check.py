@@ -16,9 +16,9 @@ from typing import Any
 from mlflow import MlflowClient
 
 from tuner.errors import RuntimeFailure, UserError
-from tuner.layout import CHECKED_AT_TAG, experiment_name
-from tuner.run.mlflow_ui import EXPERIMENT_KIND_TAG, MODEL_TRAINING
-from tuner.run.outage import http_settings
+from tuner.tracking.outage import http_settings
+from tuner.tracking.tags import CHECKED_AT_TAG, ROLE_TAG, experiment_name, tag_is
+from tuner.tracking.ui import EXPERIMENT_KIND_TAG, MODEL_TRAINING
 
 CREDENTIALS = "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
 
@@ -78,3 +78,8 @@ def check_tracking(tracking_uri: str, name: str, experiment_dir: str | Path) -> 
         raise RuntimeFailure(f"MLflow tracking store {tracking_uri} cannot be reached or written: {first} "
                              "(fix the path, or set tracking.uri in the spec)") from None
     return exp_id
+
+
+def has_parent_run(tracking_uri: str, experiment_id: str) -> bool:
+    """Whether the experiment already holds a parent run (a fresh `run` of that name is refused)."""
+    return bool(MlflowClient(tracking_uri).search_runs([experiment_id], tag_is(ROLE_TAG, "parent"), max_results=1))

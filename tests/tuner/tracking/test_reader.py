@@ -1,4 +1,4 @@
-"""The MLflow read side (tuner.results.store): one typed row per trial run, and params read back keep a spec's
+"""The MLflow read side (tuner.tracking.reader): one typed row per trial run, and params read back keep a spec's
 words: `preconditioner: none` is the method's choice "none", not Python's None (which the method refuses, so
 the winner's cost and its export broke on it)."""
 
@@ -13,7 +13,8 @@ import pytest
 
 from methods import build_optimizer, get_method
 from tuner.hparams import method_hparams
-from tuner.results.store import ExperimentStore, errors_by_method, parse_param
+from tuner.results.method_table import errors_by_method
+from tuner.tracking.reader import ExperimentStore, parse_param
 
 ROOT = Path(__file__).resolve().parents[3]
 
