@@ -79,8 +79,9 @@ def run(spec: Any, points: list[dict[str, Any]], scheduler: Any, name: str, stor
     """One Ray Tune run over `points`; what it spent and the best completed accuracy."""
     from ray import tune
 
+    from tuner.names import COMPLETED
     from tuner.run.experiment import make_trainable
-    from tuner.trial.protocol import COMPLETED, outcome
+    from tuner.trial.protocol import outcome
 
     start = time.perf_counter()
     results = tune.Tuner(

@@ -73,7 +73,7 @@ import yaml
 
 from benchmarks._tools import parse_sets, quiet_stderr, top_level_aten
 from methods import HPARAMS, build_optimizer, get_method, list_methods
-from tuner.trial.protocol import PRECISIONS
+from tuner.names import PRECISIONS
 from tuner.trial.trainer import Trainer
 from tuner.workloads import compile_model, create_workload, resolve_options
 

@@ -33,7 +33,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from benchmarks._tools import quiet_stderr, top_level_aten
 from methods import build_optimizer, get_method, list_methods
-from tuner.trial.protocol import PRECISIONS
+from tuner.names import PRECISIONS
 from tuner.workloads import create_workload
 
 

@@ -61,9 +61,9 @@ import torch
 from benchmarks._tools import parse_sets
 from methods import build_optimizer, get_method
 from tuner.hparams import optimizer_hparams
+from tuner.names import PRECISIONS
 from tuner.spec import load_spec
 from tuner.spec import trial_setup as trial_setup_of
-from tuner.trial.protocol import PRECISIONS
 from tuner.trial.trainer import EvalPlan, Trainer
 from tuner.workloads import create_workload
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from tuner.names import OUTCOMES
 from tuner.results.rounding import fmt_interval
 from tuner.tracking.parent_page import SIG_DIGITS, write_comparison
 from tuner.tracking.ui import runs_route
-from tuner.trial.protocol import OUTCOMES
 
 HEADER = ("rank", "method", "best", "interval", "n", "c/p/d/e", "overhead", "winner config")
 

@@ -43,10 +43,12 @@ from tuner.layout import (
     shown_status,
     write_state,
 )
+from tuner.names import COMPLETED, GRAD_EVALS, OUTCOMES, PRUNED
 from tuner.results.feasible import constraint_values
 from tuner.results.winners import winners, write_summary
 from tuner.run import console, store_full
 from tuner.run.comparison import record_comparison
+from tuner.run.moved_modules import old_paths
 from tuner.run.placement import DRIVER_CPU, check_placement
 from tuner.run.progress import Progress
 from tuner.run.ray_setup import RAY_STOP, logger_callbacks, ray_session, search_scheduler
@@ -62,15 +64,7 @@ from tuner.tracking.reader import ExperimentStore
 from tuner.tracking.store_check import check_tracking, has_parent_run
 from tuner.tracking.tags import experiment_name
 from tuner.tracking.writer import MlflowTracker, close_dangling
-from tuner.trial.protocol import (
-    COMPLETED,
-    GRAD_EVALS,
-    OUTCOMES,
-    PRUNED,
-    outcome,
-    public_values,
-    trial_values,
-)
+from tuner.trial.protocol import outcome, public_values, trial_values
 from tuner.trial.trainable import train_trial
 from tuner.value_rules import goal_sign, is_number
 from tuner.workloads import runtime_env
@@ -318,11 +312,13 @@ class Experiment:
     def _fit_search(self, resume: bool) -> Any:
         if resume and (self.dir / RAY_STATE_FILE).exists():
             trainable = make_trainable(self.spec, self._finished_records())
-            tuner = tune.Tuner.restore(str(self.dir), trainable=trainable, resume_errored=True)
+            with old_paths():  # a folder saved before tuner/tracking existed names its old module paths
+                tuner = tune.Tuner.restore(str(self.dir), trainable=trainable, resume_errored=True)
         elif resume:  # the driver died before Ray saved anything: a new Ray adopts the journal's trials
             tuner = self._search_tuner(self._finished_records())
         elif (self.dir / RAY_STATE_FILE).exists():
-            tuner = tune.Tuner.restore(str(self.dir), trainable=make_trainable(self.spec), resume_unfinished=False)
+            with old_paths():
+                tuner = tune.Tuner.restore(str(self.dir), trainable=make_trainable(self.spec), resume_unfinished=False)
             return tuner.get_results()
         else:
             tuner = self._search_tuner()
@@ -331,7 +327,8 @@ class Experiment:
     def _fit_confirm(self, search: Any, resume: bool) -> Any:
         folder = self.dir / CONFIRM_DIR
         if resume and (folder / RAY_STATE_FILE).exists():
-            tuner = tune.Tuner.restore(str(folder), trainable=make_trainable(self.spec), resume_errored=True)
+            with old_paths():
+                tuner = tune.Tuner.restore(str(folder), trainable=make_trainable(self.spec), resume_errored=True)
             return tuner.fit()
         points = self.confirm_points(search)
         if not points:

@@ -18,10 +18,11 @@ from typing import Any
 from mlflow.entities import Metric
 
 from tuner.errors import RuntimeFailure
+from tuner.names import ERRORED, FILLED_KEY, METRIC_PREFIXES, PRUNED
 from tuner.tracking.outage import RETRY_SECONDS, is_transient, quick_requests
 from tuner.tracking.tags import ERROR_TAG, PHASE_TAG, PRUNED_AT_TAG, ROLE_TAG, STATUS_TAG, TRIAL_ID_TAG, tag_is
 from tuner.tracking.writer import STEP_KEY, MlflowTracker
-from tuner.trial.protocol import ERRORED, FILLED_KEY, METRIC_PREFIXES, PRUNED, outcome
+from tuner.trial.protocol import outcome
 
 
 class TrackingDown(RuntimeFailure):

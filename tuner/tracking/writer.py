@@ -28,6 +28,18 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
+from tuner.names import (
+    COMPLETED,
+    DEVICE_KEY,
+    DIVERGED,
+    ERRORED,
+    FILLED_KEY,
+    GPU_KEY,
+    GRAD_EVALS,
+    METRIC_PREFIXES,
+    NODE_KEY,
+    PRUNED,
+)
 from tuner.tracking.outage import MAX_BUFFERED_ROWS, Outage
 from tuner.tracking.parent_page import log_rounded
 from tuner.tracking.store_check import artifact_location, ensure_experiment
@@ -54,22 +66,7 @@ from tuner.tracking.tags import (
     tag_is,
 )
 from tuner.tracking.ui import set_ui_tags
-from tuner.trial.protocol import (
-    ADOPT_KEY,
-    COMPLETED,
-    DEVICE_KEY,
-    DIVERGED,
-    ERRORED,
-    FILLED_KEY,
-    GPU_KEY,
-    GRAD_EVALS,
-    METRIC_PREFIXES,
-    NODE_KEY,
-    PRUNED,
-    outcome,
-    public_values,
-    trial_values,
-)
+from tuner.trial.protocol import ADOPT_KEY, outcome, public_values, trial_values
 from tuner.value_rules import is_number
 
 STEP_KEY = GRAD_EVALS
@@ -96,6 +93,18 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _param_text(value: Any) -> str:
     text = str(list(value) if isinstance(value, tuple) else value)
     return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+def restored_error_line(trial: Any) -> str:
+    """A trial's error line for a tracker restored from a tuner.pkl written before the runner passed its own
+    in (an experiment interrupted before tuner/tracking existed): `Type: first line` of Ray's pickled error."""
+    with contextlib.suppress(Exception):
+        exc = trial.get_pickled_error()
+        cause = getattr(exc, "cause", None) if isinstance(getattr(exc, "cause", None), BaseException) else exc
+        if isinstance(cause, BaseException):
+            first = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
+            return f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+    return "error (Ray recorded no message)"
 
 
 @dataclass
@@ -142,6 +151,7 @@ class MlflowTracker(Callback):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("error_line", restored_error_line)  # pickled before error_line was passed in
         self.__dict__.update(state)
         self._reset()
 

@@ -14,8 +14,7 @@ them, `public_values` drops the private keys, `tuner.hparams.split_values` split
 - anything else that ends a trial is a prune (scheduler, time budget) or an error (an exception).
 
 The metric names every report carries, the report keys above and the outcomes are `tuner.names`'s (written
-once there; the spec and the results import them from there, not through the trial). The runner's modules
-still import the few here re-exported (`X as X`) beside the protocol's functions.
+once there; spec, trial, runner and results all import them from there, not through one another.
 """
 
 from __future__ import annotations
@@ -37,9 +36,6 @@ from tuner.names import (
     NODE_KEY,
     PRUNED,
 )
-from tuner.names import GRAD_EVALS as GRAD_EVALS  # re-exported for the runner (tuner.run.experiment, ...)
-from tuner.names import OUTCOMES as OUTCOMES
-from tuner.names import REPLAYED_KEY as REPLAYED_KEY
 
 # a resumed search's trial that takes over an Optuna trial its killed driver asked (tuner.run.searcher):
 # the Ray trial id that trial had, the key of its record in the trainable's `finished` map

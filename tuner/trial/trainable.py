@@ -30,23 +30,11 @@ import ray
 import torch
 from ray import tune
 
+from tuner.names import COMPLETE_KEY, DEVICE_KEY, DIVERGED_KEY, GPU_KEY, GRAD_EVALS, NODE_KEY, REPLAYED_KEY, TRAIN_LOSS
 from tuner.trial import data_parallel, quiet_exit
 from tuner.trial.build import build_trial, trial_horizon
 from tuner.trial.faults import maybe_fault
-from tuner.trial.protocol import (
-    ADOPT_KEY,
-    COMPLETE_KEY,
-    DEVICE_KEY,
-    DIVERGED_KEY,
-    GPU_KEY,
-    GRAD_EVALS,
-    NODE_KEY,
-    REPLAYED_KEY,
-    TRAIN_LOSS,
-    RecordedError,
-    trial_values,
-    with_required,
-)
+from tuner.trial.protocol import ADOPT_KEY, RecordedError, trial_values, with_required
 from tuner.trial.setup import TrialSetup
 from tuner.trial.trainer import Diverged, Trainer
 
