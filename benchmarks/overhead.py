@@ -215,7 +215,7 @@ def run_workload(workload: Workload, device: torch.device, rounds: int,
                      "spread": (min(ratios), max(ratios)), "target": target,
                      "met": None if target is None else ratio <= target,
                      "extra_mb": (memory[name] - memory[base]) / 2**20, "grad_evals": opt.counts["grad_evals"],
-                     "steps": getattr(opt, "_step", None)})  # comparators (ClosureAdapter) keep no count
+                     "steps": opt.passes.step})
     return rows
 
 

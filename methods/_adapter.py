@@ -97,12 +97,13 @@ class ClosureAdapter(torch.optim.Optimizer):
         self._drive(self.inner, _LibraryClosure(self.passes, closure), self._clip)
         if self.passes.first_loss is None:
             raise ConfigError(f"{self.method}: the optimizer took no gradient in its step")
+        self.passes.step += 1
         return self.passes.first_loss.detach()
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         """The wrapped optimizer's state plus the pass counts."""
         return {"method": self.method, "hparams": dict(self.hparams), "counts": dict(self.counts),
-                "inner": self.inner.state_dict()}
+                "step": self.passes.step, "inner": self.inner.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
         """Restore a state saved by `state_dict` of the same method on the same parameters."""
@@ -112,3 +113,4 @@ class ClosureAdapter(torch.optim.Optimizer):
         self.param_groups = self.inner.param_groups
         self.base = self.passes.base = getattr(self.inner, "base_optimizer", self.inner)
         self.passes.counts = dict(state_dict["counts"])
+        self.passes.step = state_dict.get("step", 0)
