@@ -20,9 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from methods._engine import Closure
 from methods._errors import ConfigError
 from methods._hparams import HParam, number_in
 from methods._parts import part
+from methods._replay import RngSnapshot
 from methods.precondition import PRECONDITIONING
 from methods.sam import PERTURBATION, Sam
 
@@ -36,6 +38,8 @@ AVERAGING: Mapping[str, HParam] = {
 class Vasso(Sam):
     """ε along d_t, the exponential average of the gradients (official: d_0 = g_0, ‖d‖ + 1e-7)."""
 
+    pending: list[Tensor]  # d_t of the step under way
+
     hparams = {**{k: v for k, v in PERTURBATION.items() if k not in {*PRECONDITIONING, "precond_normalize"}},
                **AVERAGING}  # the official rule has no preconditioner
     norm_eps = 1e-7  # the official code's
@@ -48,14 +52,19 @@ class Vasso(Sam):
 
     @torch.no_grad()
     def direction(self, grads: list[Tensor]) -> list[Tensor]:
-        """d_t from g_t, kept in the state (the official `ema`)."""
+        """d_t from g_t (the official `ema`); kept in the state once the step's perturbed pass succeeded."""
         state = self.passes.state
         if "vasso_d" not in state[self.params[0]]:
-            for p, g in zip(self.params, grads, strict=True):
-                state[p]["vasso_d"] = g.detach().clone()
-            return [state[p]["vasso_d"] for p in self.params]
-        average = [state[p]["vasso_d"] for p in self.params]
-        theta = self.passes.hparams["vasso_theta"]
-        torch._foreach_mul_(average, 1.0 - theta)
-        torch._foreach_add_(average, grads, alpha=theta)
-        return average
+            self.pending = [g.detach().clone() for g in grads]
+        else:
+            theta = self.passes.hparams["vasso_theta"]
+            self.pending = torch._foreach_mul([state[p]["vasso_d"] for p in self.params], 1.0 - theta)
+            torch._foreach_add_(self.pending, grads, alpha=theta)
+        return self.pending
+
+    def perturbed_gradient(self, closure: Closure, rng: RngSnapshot) -> list[Tensor]:
+        """SAM's g̃; an fp16 overflow in it skips the step, and d_t is then not kept (the state stays as it was)."""
+        grads = super().perturbed_gradient(closure, rng)
+        for p, average in zip(self.params, self.pending, strict=True):
+            self.passes.state[p]["vasso_d"] = average
+        return grads

@@ -148,3 +148,25 @@ def test_vasso_refuses_what_its_rule_does_not_define(hp: dict, word: str) -> Non
     model, _ = _setup()
     with pytest.raises(ConfigError, match=word):
         build_optimizer(model, "vasso", **hp)
+
+
+@pytest.mark.parametrize("bad_pass", [2, 4])  # the perturbed pass of the first step, or of the second
+def test_an_fp16_overflow_skips_the_step_and_keeps_the_average_as_it_was(bad_pass: int) -> None:
+    model, data = _setup()
+    model.float()
+    opt = build_optimizer(model, "vasso", lr=0.1, rho=0.2, precision="fp16")
+    passes = iter(range(1, 100))
+    x, y = data[0][0].float(), data[0][1]
+
+    def closure():
+        out = model(x)
+        loss = nn.functional.cross_entropy(out, y)
+        return (loss * float("inf") if next(passes) == bad_pass else loss), out
+
+    if bad_pass == 4:
+        opt.step(closure)
+    before = {id(p): opt.state[p]["vasso_d"].clone() for p in model.parameters() if "vasso_d" in opt.state[p]}
+    opt.step(closure)
+    assert opt.loss_scale.skipped_steps == 1
+    after = {id(p): opt.state[p]["vasso_d"] for p in model.parameters() if "vasso_d" in opt.state[p]}
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
