@@ -34,7 +34,10 @@ SPACES = ROOT / "search_spaces"
 OPT_IN = {"sam_cifar": "a GPU spec (WRN on CIFAR); over 2 minutes shrunk on 2 cores; sam_vision runs the "
                        "image workload through `tuner run` by default",
           "all_methods": "13 presets on LoRA, most of a minute; test_preflight steps every preset of its space on the "
-                         "real workload, and bar runs the LoRA workload through `tuner run`, by default"}
+                         "real workload, and bar runs the LoRA workload through `tuner run`, by default",
+          "claim_admire_tiny_lm": "half a minute on the tiny LM; claim_balancedness, claim_ire_valley and "
+                                  "claim_sam_edge run the claim path through `tuner run` by default, and the "
+                                  "tiny_lm workload trains in tests/tuner/workloads"}
 SHIPPED = [pytest.param(p, marks=pytest.mark.opt_in) if p.stem in OPT_IN else p
            for p in sorted(SPACES.glob("*.yaml"))]
 TRIAL_GRAD_EVALS = 24
