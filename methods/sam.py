@@ -136,7 +136,6 @@ class Sam(Part):
         torch._foreach_copy_(self.params, self.saved)
 
 
-
 @part("perturbation", "asam")
 class Asam(Sam):
     """ASAM: ε = ρ · T²P⁻¹g / ‖T P⁻¹g‖, T = |w| + asam_eta on the weights (official), or on all tensors."""
