@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from fake_experiment import write_fake_experiment
 
 from methods import get_method
 from tuner.cli import main as tuner
@@ -33,7 +34,7 @@ def _load(path: Path, name: str):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("stacks")
-    fake = _load(ROOT / "tests/dashboards/fake_experiment.py", "fake_experiment").write_fake_experiment(root)
+    fake = write_fake_experiment(root)
     out = root / "best.yaml"
     assert tuner(["export", fake.name, "--storage", str(fake.storage), "-o", str(out)]) == 0
     return out

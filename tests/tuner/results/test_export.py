@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fake_experiment import write_fake_experiment  # tests/ is on sys.path (pyproject)
 from mlflow.tracking import MlflowClient
 from torch import nn
 
@@ -22,17 +22,9 @@ from tuner.tracking.reader import parse_param
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _fake_module():
-    spec = importlib.util.spec_from_file_location("fake_experiment", ROOT / "tests/dashboards/fake_experiment.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("fake_experiment", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory: pytest.TempPathFactory):
-    return _fake_module().write_fake_experiment(tmp_path_factory.mktemp("export"))
+    return write_fake_experiment(tmp_path_factory.mktemp("export"))
 
 
 def _export(fake, tmp_path: Path, *extra: str, name: str = "best.yaml") -> Path:

@@ -5,30 +5,17 @@ Tag and metric names are written out: they are what a reader of the MLflow UI fi
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from fake_experiment import SEARCH, write_fake_experiment  # tests/ is on sys.path (pyproject)
 from mlflow.tracking import MlflowClient
 
 from tuner.results.winners import metric_slug, tag_winners
 from tuner.tracking.reader import ExperimentStore
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _fake_module():
-    spec = importlib.util.spec_from_file_location("fake_experiment", ROOT / "tests/dashboards/fake_experiment.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("fake_experiment", module)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory: pytest.TempPathFactory):
-    return _fake_module().write_fake_experiment(tmp_path_factory.mktemp("winners"))
+    return write_fake_experiment(tmp_path_factory.mktemp("winners"))
 
 
 def test_metric_slug_keeps_three_parts() -> None:
@@ -46,10 +33,9 @@ def test_tag_winners_tags_the_winning_configs_runs_and_clears_a_stale_tag(fake) 
 
     runs = ExperimentStore.open(fake.name, storage=fake.storage).runs(refresh=True).set_index("run_id")
     best = set(runs.index[runs["tags.sharptune.best"] == "true"])
-    module = _fake_module()
     expected = set()
     for method, ids in fake.confirm_ids.items():  # each winner's confirmation runs and its search run
-        winner_search = [rid for rid, (hp, _, _) in zip(fake.search_ids[method], module.SEARCH[method], strict=True)
+        winner_search = [rid for rid, (hp, _, _) in zip(fake.search_ids[method], SEARCH[method], strict=True)
                          if hp == fake.winners[method]]
         assert len(winner_search) == 1
         expected |= set(ids) | set(winner_search)

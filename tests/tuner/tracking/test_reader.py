@@ -4,47 +4,35 @@ the winner's cost and its export broke on it)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from fake_experiment import ERRORED, METRIC, NOISE, SEARCH, write_fake_experiment  # tests/ is on sys.path (pyproject)
 
 from methods import build_optimizer, get_method
 from tuner.hparams import method_hparams
 from tuner.results.method_table import errors_by_method
 from tuner.tracking.reader import ExperimentStore, parse_param
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _fake_module():
-    spec = importlib.util.spec_from_file_location("fake_experiment", ROOT / "tests/dashboards/fake_experiment.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("fake_experiment", module)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_trials_are_the_child_runs_typed(tmp_path: Path) -> None:
-    module = _fake_module()
-    fake = module.write_fake_experiment(tmp_path)
+    fake = write_fake_experiment(tmp_path)
     store = ExperimentStore.open(fake.name, storage=fake.storage)
     trials = store.trials()
-    assert store.objective() == (module.METRIC, "maximize")
+    assert store.objective() == (METRIC, "maximize")
     search = trials[(trials["phase"] == "search") & (trials["status"] != "errored")]
-    for method, rows in module.SEARCH.items():
+    for method, rows in SEARCH.items():
         mine = search[search["method"] == method].set_index("run_id").loc[fake.search_ids[method]]
         assert list(mine["status"]) == [status for _, _, status in rows]
         assert list(mine["hparams"]) == [hp for hp, _, _ in rows]  # typed: floats, bools, ints, strings
-        assert list(mine[module.METRIC]) == pytest.approx([final for _, final, _ in rows])
+        assert list(mine[METRIC]) == pytest.approx([final for _, final, _ in rows])
     confirm = trials[trials["phase"] == "confirm"]
     assert len(confirm) == sum(len(ids) for ids in fake.confirm_ids.values())
-    assert {c["label_noise"] for c in confirm["conditions"]} == set(module.NOISE)
+    assert {c["label_noise"] for c in confirm["conditions"]} == set(NOISE)
     assert not any(math.isnan(s) for s in confirm["seed"])
     errors = errors_by_method(trials).set_index("method")
-    assert errors.loc["sam", "n_errored"] == 2 and errors.loc["sam", "first_error"] == module.ERRORED["sam"][0][1]
+    assert errors.loc["sam", "n_errored"] == 2 and errors.loc["sam", "first_error"] == ERRORED["sam"][0][1]
 
 
 def test_a_spec_word_none_stays_a_string_and_mlflows_none_is_none() -> None:
