@@ -24,7 +24,7 @@ from methods._engine import Closure
 from methods._errors import ConfigError
 from methods._hparams import HParam, number_in
 from methods._parts import part
-from methods._replay import RngSnapshot
+from methods._replay import RngSnapshot, kept_copy
 from methods.precondition import PRECONDITIONING
 from methods.sam import PERTURBATION, Sam
 
@@ -39,6 +39,7 @@ class Vasso(Sam):
     """ε along d_t, the exponential average of the gradients (official: d_0 = g_0, ‖d‖ + 1e-7)."""
 
     pending: list[Tensor]  # d_t of the step under way
+    spare: list[Tensor] | None = None  # the buffer it is computed in: d_{t-1}'s once d_t is kept
 
     hparams = {**{k: v for k, v in PERTURBATION.items() if k not in {*PRECONDITIONING, "precond_normalize"}},
                **AVERAGING}  # the official rule has no preconditioner
@@ -52,19 +53,22 @@ class Vasso(Sam):
 
     @torch.no_grad()
     def direction(self, grads: list[Tensor]) -> list[Tensor]:
-        """d_t from g_t (the official `ema`); kept in the state once the step's perturbed pass succeeded."""
+        """d_t from g_t (the official `ema`), in a buffer of its own: the state's d_{t-1} stays until the step's
+        perturbed pass succeeded (an fp16 overflow skips the step and leaves the state as it was)."""
         state = self.passes.state
-        if "vasso_d" not in state[self.params[0]]:
-            self.pending = [g.detach().clone() for g in grads]
-        else:
+        previous = [state[p]["vasso_d"] for p in self.params] if "vasso_d" in state[self.params[0]] else None
+        self.spare = self.pending = kept_copy(self.spare, grads if previous is None else previous)
+        if previous is not None:  # the official in-place update, on the copy
             theta = self.passes.hparams["vasso_theta"]
-            self.pending = torch._foreach_mul([state[p]["vasso_d"] for p in self.params], 1.0 - theta)
+            torch._foreach_mul_(self.pending, 1.0 - theta)
             torch._foreach_add_(self.pending, grads, alpha=theta)
         return self.pending
 
     def perturbed_gradient(self, closure: Closure, rng: RngSnapshot) -> list[Tensor]:
-        """SAM's g̃; an fp16 overflow in it skips the step, and d_t is then not kept (the state stays as it was)."""
+        """SAM's g̃; then d_t joins the state, and d_{t-1}'s buffer is the next step's (no allocation a step)."""
         grads = super().perturbed_gradient(closure, rng)
+        state = self.passes.state
+        self.spare = [state[p]["vasso_d"] for p in self.params] if "vasso_d" in state[self.params[0]] else None
         for p, average in zip(self.params, self.pending, strict=True):
-            self.passes.state[p]["vasso_d"] = average
+            state[p]["vasso_d"] = average
         return grads
