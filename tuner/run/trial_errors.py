@@ -13,6 +13,8 @@ from typing import Any
 
 import cloudpickle
 
+from tuner.errors import clip
+from tuner.errors import exception_line as one_line
 from tuner.run.stall import STALL_ATTR
 from tuner.trial.protocol import RecordedError
 
@@ -48,17 +50,15 @@ def error_line(trial: Any) -> str:
         with contextlib.suppress(Exception):
             text = trial.get_error()
     lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
-    return _clip(lines[-1]) if lines else "error (Ray recorded no message)"
+    return clip(lines[-1]) if lines else "error (Ray recorded no message)"
 
 
 def exception_line(exc: BaseException) -> str:
-    """`Type: first message line` of a trial's exception (a RayTaskError is unwrapped to the trainable's)."""
+    """`Type: first message line` of a trial's exception (a RayTaskError is unwrapped to the trainable's); a
+    replayed trial's recorded error reads as recorded."""
     cause = getattr(exc, "cause", None)
     cause = cause if isinstance(cause, BaseException) else exc
-    if isinstance(cause, RecordedError):
-        return _clip(str(cause))
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return _clip(f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__)
+    return clip(str(cause)) if isinstance(cause, RecordedError) else one_line(cause)
 
 
 OOM_SIGNS = ("outofmemoryerror", "out of memory", "cuda error: out of memory", "memoryerror")
@@ -70,6 +70,3 @@ def with_hint(line: str) -> str:
     """An error line with what to try when it is a known kind (today: out of memory)."""
     return f"{line} ({OOM_HINT})" if any(sign in line.lower() for sign in OOM_SIGNS) else line
 
-
-def _clip(text: str, limit: int = 500) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."

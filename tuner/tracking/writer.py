@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
+from tuner.errors import exception_line
 from tuner.names import (
     COMPLETED,
     DEVICE_KEY,
@@ -97,13 +98,11 @@ def _param_text(value: Any) -> str:
 
 def restored_error_line(trial: Any) -> str:
     """A trial's error line for a tracker restored from a tuner.pkl written before the runner passed its own
-    in (an experiment interrupted before tuner/tracking existed): `Type: first line` of Ray's pickled error."""
+    in (an experiment interrupted before tuner/tracking existed): the line of Ray's pickled error."""
     with contextlib.suppress(Exception):
         exc = trial.get_pickled_error()
-        cause = getattr(exc, "cause", None) if isinstance(getattr(exc, "cause", None), BaseException) else exc
-        if isinstance(cause, BaseException):
-            first = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
-            return f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+        if isinstance(exc, BaseException):
+            return exception_line(exc)
     return "error (Ray recorded no message)"
 
 

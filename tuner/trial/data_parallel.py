@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from tuner.errors import UserError
+from tuner.errors import UserError, exception_line
 
 RUN_NAME = "ray_train"  # the Ray Train run's folder inside its Tune trial's
 
@@ -35,7 +35,7 @@ def _error_line(exc: BaseException) -> str:
         indented = [i for i, line in enumerate(lines) if line.startswith((" ", "\t"))]
         tail = lines[indented[-1] + 1:] if indented else lines
         return (tail or lines)[0].strip()
-    return f"{type(exc).__name__}: {lines[0].strip() if lines else 'no message'}"
+    return exception_line(exc)
 
 
 def worker_error(failures: dict[int, BaseException], workers: int) -> WorkerError:
