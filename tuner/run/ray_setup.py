@@ -20,6 +20,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
 from tuner.errors import RuntimeFailure
 from tuner.run.per_method_scheduler import PerMethodScheduler
+from tuner.run.store_full import quiet_ray_writers
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -119,6 +120,7 @@ def ray_session(address: str | None, num_cpus: int | None = None,
     tune_logger = logging.getLogger("ray.tune.tune")
     if RAY_STOP not in tune_logger.filters:
         tune_logger.addFilter(RAY_STOP)
+    quiet_ray_writers()
     if ray.is_initialized():  # a caller (tests, notebooks) owns the session
         yield
         return

@@ -10,6 +10,7 @@ and how to resume (which, once space is back, loses nothing: `tuner.run.searcher
 from __future__ import annotations
 
 import errno
+import logging
 import shutil
 from pathlib import Path
 
@@ -31,6 +32,37 @@ def write_failure(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+class StoreFullLogs(logging.Filter):
+    """Drops a log record whose exception (or text) is a full store: the runner says it in one line.
+
+    Ray logs a callback's failure with its traceback before it acts on it ("Trial ...: Error stopping
+    trial." when our tracker's last write hits a full disk), and a failed state save the same way.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("sharptune-store-full")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and write_failure(exc):
+            return False
+        return not any(sign in record.getMessage().lower() for sign in SIGNS)
+
+
+# the Ray loggers that print a traceback when a write fails (Ray 2.60: the controller's callbacks and
+# checkpoints, the experiment state's sync, the final snapshot)
+RAY_WRITERS = ("ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state", "ray.tune.tune")
+STORE_FULL_LOGS = StoreFullLogs()
+
+
+def quiet_ray_writers() -> None:
+    """Keep Ray's tracebacks of a full store off the screen (idempotent)."""
+    for name in RAY_WRITERS:
+        logger = logging.getLogger(name)
+        if STORE_FULL_LOGS not in logger.filters:
+            logger.addFilter(STORE_FULL_LOGS)
 
 
 def free_space(folder: str | Path) -> str:
