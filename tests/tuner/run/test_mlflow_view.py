@@ -103,6 +103,15 @@ def _chromium(profile: Path, url: str, screenshot: Path | None = None) -> str:
     return proc.stdout
 
 
+def _shot(profile: Path, url: str, name: str) -> None:
+    """A screenshot of `url` into $SHARPTUNE_SHOTS, to look at (the DOM checks are the test; a render is
+    seconds of CPU, so none is taken without the variable)."""
+    shots = os.environ.get("SHARPTUNE_SHOTS")
+    if shots:
+        _chromium(profile, url, Path(shots) / name)
+        assert (Path(shots) / name).stat().st_size > 20_000, f"{name}: a blank page"
+
+
 def _status_icon(dom: str, run_id: str) -> str:
     """The status icon (SVG) in the runs table's date cell of `run_id`'s row ("" when not drawn)."""
     for row in re.finditer(rf'row-id="[^"]*{run_id}"', dom):  # grouped rows: "<group key>.<run id>"
@@ -134,13 +143,13 @@ def test_ui_opens_on_the_comparison_in_classic_mode(view: dict, tmp_path: Path) 
         dom = _chromium(profile, url)
         assert "comparison.html" in dom and "Model training" in dom
         assert "Evaluation runs" not in dom and "Playground" not in dom
-        _chromium(profile, url, tmp_path / "1_landing.png")
+        _shot(profile, url, "1_landing.png")
         # 2. MLflow's own link to the parent run (no workflowType in it) stays classic: the description's table
         run_page = f"{base}#/experiments/{exp_id}/runs/{pid}"
         dom = _chromium(profile, run_page)
         assert "Evaluation runs" not in dom and "Comparison" in dom and "Child runs" in dom
         assert re.search(r"<td[^>]*>\s*1\s*</td>\s*<td[^>]*>\s*(sgd|sam)\s*</td>", dom), "no comparison table"
-        _chromium(profile, run_page, tmp_path / "2_parent_run.png")
+        _shot(profile, run_page, "2_parent_run.png")
         # 3. the runs view: grouped by phase; a pruned trial has the tick of a finished run and says "pruned"
         dom = _chromium(profile, runs_url(base, exp_id))
         assert "Group: confirm" in dom and "Group: search" in dom and "Evaluation runs" not in dom
@@ -150,12 +159,7 @@ def test_ui_opens_on_the_comparison_in_classic_mode(view: dict, tmp_path: Path) 
         icons = {rid: _status_icon(dom, rid) for rid in pruned + completed[:1]}
         assert all(CHECK_MARK in icon for icon in icons.values()), icons
         assert len(set(icons.values())) == 1  # the very same icon as a completed run's
-        _chromium(profile, runs_url(base, exp_id), tmp_path / "3_runs_by_phase.png")
-        shots = os.environ.get("SHARPTUNE_SHOTS")  # to look at them: SHARPTUNE_SHOTS=/some/folder
-        if shots:
-            for shot in tmp_path.glob("*.png"):
-                shutil.copy(shot, Path(shots) / shot.name)
-        assert all(shot.stat().st_size > 20_000 for shot in tmp_path.glob("*.png"))
+        _shot(profile, runs_url(base, exp_id), "3_runs_by_phase.png")
     finally:
         ui.send_signal(signal.SIGINT)
         try:
