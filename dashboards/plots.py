@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 
 from dashboards.data import ReportData
 from dashboards.marks import method_handle, scatter_status, status_handles
+from dashboards.metric_axis import scale_metric_axis
 from dashboards.overhead import spread, trial_ratios
 from dashboards.plot_common import NoData, better, finite
 from dashboards.slices import hparam_slices
@@ -94,6 +95,7 @@ def best_so_far(data: ReportData) -> Figure:
     axes[2].set(xlabel="gradient evaluations (count)", ylabel=data.metric,
                 title="Winning config's training curve (mean over its runs)")
     for ax in axes:
+        scale_metric_axis(ax)
         ax.grid(alpha=0.3)
     if axes[2].get_legend_handles_labels()[0]:
         axes[2].legend(fontsize=8)
@@ -148,6 +150,7 @@ def pareto(data: ReportData) -> Figure:
                               label="search trial outside the constraints"))
     ax.set(xlabel=f"step time relative to reference (×); reference: {table['overhead_reference'].iloc[0]}",
            ylabel=f"robust {data.metric} (mean, 95% CI)", title=f"Metric vs compute overhead ({better(data.goal)})")
+    scale_metric_axis(ax)
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, fontsize=7)
     return fig
@@ -179,6 +182,7 @@ def robustness(data: ReportData) -> Figure:
     label = {"label_noise": "label noise (fraction of flipped labels)", "snr": "signal-to-noise ratio"}
     ax.set(xlabel=label.get(data.stress, data.stress), ylabel=f"{data.metric} (mean over seeds, 95% CI)",
            title="Robustness profile of each method's winning config")
+    scale_metric_axis(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -210,9 +214,10 @@ def ecdf(data: ReportData) -> Figure:
                        size=18)
     ax.set_ylim(-0.06 - 0.035 * len(methods), 1.04)
     ax.set_yticks(np.linspace(0, 1, 6), ["0", "0.2", "0.4", "0.6", "0.8", "1"])
-    ax.set(xlabel=f"final {data.metric} of a completed search trial (markers below 0: pruned, at pruning)",
+    ax.set(xlabel=f"final {data.metric} of a completed search trial (below 0: pruned ones, at pruning)",
            ylabel="fraction of completed trials ≤ x",
            title=f"ECDF of search trials ({better(data.goal)})")
+    scale_metric_axis(ax, "x")
     ax.grid(alpha=0.3)
     handles += status_handles(set(search["status"]) & {PRUNED})
     ax.legend(handles=ax.get_legend_handles_labels()[0] + handles, fontsize=8)
