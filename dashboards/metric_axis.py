@@ -3,8 +3,8 @@
 A loss that falls from 1 to 1e-8 (the smoke spec's valley) is a flat line at zero on a linear axis, so the
 methods cannot be told apart. Such an axis is logarithmic; when a value is exactly 0 (a trial that reached
 the minimum), it is symmetric-logarithmic, linear below the smallest positive value, so the 0 is still
-drawn, at the bottom. Accuracies, and any metric with a negative value, stay linear. The scale is read from what the
-axis draws (points, curves, error bars), so the rule holds for every figure that calls it.
+drawn, at the bottom. Accuracies, and any metric with a negative value, stay linear. The scale is read
+from what the axis draws (points, curves, error bars), so the rule holds for every figure that calls it.
 """
 
 from __future__ import annotations
