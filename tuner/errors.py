@@ -20,10 +20,15 @@ def clip(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def cause_of(exc: BaseException) -> BaseException:
+    """The exception a trial itself raised: a RayTaskError's `cause`, else `exc`."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
 def exception_line(exc: BaseException) -> str:
     """`Type: first message line` of an exception (a RayTaskError unwrapped to its `cause`), clipped: how an
     error reads on one line wherever it is shown (console, summary, MLflow's error tag)."""
-    cause = getattr(exc, "cause", None)
-    cause = cause if isinstance(cause, BaseException) else exc
+    cause = cause_of(exc)
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
     return clip(f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__)

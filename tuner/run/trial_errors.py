@@ -13,7 +13,7 @@ from typing import Any
 
 import cloudpickle
 
-from tuner.errors import clip
+from tuner.errors import cause_of, clip
 from tuner.errors import exception_line as one_line
 from tuner.run.stall import STALL_ATTR
 from tuner.trial.protocol import RecordedError
@@ -56,8 +56,7 @@ def error_line(trial: Any) -> str:
 def exception_line(exc: BaseException) -> str:
     """`Type: first message line` of a trial's exception (a RayTaskError is unwrapped to the trainable's); a
     replayed trial's recorded error reads as recorded."""
-    cause = getattr(exc, "cause", None)
-    cause = cause if isinstance(cause, BaseException) else exc
+    cause = cause_of(exc)
     return clip(str(cause)) if isinstance(cause, RecordedError) else one_line(cause)
 
 
